@@ -1,0 +1,221 @@
+"""Turn a walked stream into findings judged by a policy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._walker import Event, GRef, PersRes, StreamAnalysis, Tup, const_value, is_str_const, render
+from .policy import Policy, Rule
+from .report import Finding, Severity, Verdict
+
+_USE_ORDER = (
+    "called",
+    "instantiated",
+    "state",
+    "state-rewrite",
+    "mutated",
+    "mutated-instance",
+    "persistent-id",
+    "getattr-base",
+    "folded",
+    "stored",
+)
+
+
+@dataclass
+class _Agg:
+    """All references to one global within one location."""
+
+    first: GRef
+    count: int = 0
+    uses: set[str] = field(default_factory=set)
+    args: list[str] = field(default_factory=list)
+
+
+def findings_for(
+    analysis: StreamAnalysis,
+    data: Any,
+    policy: Policy,
+    location: str,
+    *,
+    torch_storage_pids: bool = False,
+) -> list[Finding]:
+    """Findings for every global and event of `analysis`, in stream order."""
+    out: list[Finding] = []
+    aggs: dict[tuple[str, str, str], _Agg] = {}
+    for g in analysis.globals:
+        if not g.resolved:
+            continue  # reported through its event (computed name, EXT code)
+        if g.module == "builtins" and g.name == "getattr" and g.uses == {"folded"}:
+            continue  # every use was folded into the dotted name it reaches
+        key = (g.module, g.name, g.kind if g.kind == "getattr" else "")
+        agg = aggs.get(key)
+        if agg is None:
+            agg = aggs[key] = _Agg(g)
+        agg.count += 1
+        agg.uses |= g.uses
+        for a in g.args:
+            if len(agg.args) < 3 and a not in agg.args:
+                agg.args.append(a)
+    for agg in aggs.values():
+        finding = _global_finding(agg, policy, location)
+        if finding is not None:
+            out.append(finding)
+    for event in analysis.all_events:
+        out.append(_event_finding(event, policy, location))
+    out.extend(_persid_findings(analysis, data, policy, location, torch_storage_pids))
+    out.sort(key=lambda f: (f.offset if f.offset is not None else -1))
+    return out
+
+
+def _usage(uses: Iterable[str]) -> tuple[str, ...]:
+    present = set(uses)
+    if len(present) > 1:
+        present.discard("stored")
+    return tuple(u for u in _USE_ORDER if u in present)
+
+
+def _global_finding(agg: _Agg, policy: Policy, location: str) -> Finding | None:
+    g = agg.first
+    if policy.is_allowed(g.module, g.name):
+        return None
+    name = g.canonical
+    rule = policy.deny_rule(g.module, g.name)
+    usage = _usage(agg.uses)
+    how = _describe(g, usage, agg.args)
+    if rule is not None:
+        message = f"{how}: {rule.summary.lower()}"
+        fix = rule.fix
+    else:
+        rule = policy.rule("unknown-global")
+        message = f"{how}: not on any allow pack"
+        fix = f"if you trust the code that defines it: --allow '{name}' (or allow = [\"{name}\"] under [tool.safeload])"
+    return Finding(
+        rule=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        verdict=rule.verdict,
+        message=message,
+        location=location,
+        offset=g.offset,
+        global_name=name,
+        usage=usage,
+        arguments=tuple(agg.args),
+        count=agg.count,
+        fix=fix,
+    )
+
+
+def _describe(g: GRef, usage: tuple[str, ...], args: list[str]) -> str:
+    name = g.canonical
+    if g.kind == "getattr" and g.base is not None:
+        text = f"{name} (reached by getattr on {g.base.canonical})"
+    elif "." in g.name:
+        head = g.name.split(".")[0]
+        text = f"{name} ({g.name.split('.', 1)[1]} reached through {g.module}.{head})"
+    else:
+        text = name
+    if g.raw is not None:
+        raw_mod, raw_name = g.raw
+        text += f" (written as {raw_mod}.{raw_name}; protocol < 3 maps it)"
+    verbs = {
+        "called": "called",
+        "instantiated": "instantiated",
+        "state": "given state",
+        "state-rewrite": "has its attributes rewritten",
+        "mutated": "mutated in place",
+        "mutated-instance": "instance mutated",
+        "persistent-id": "used in a persistent id",
+        "getattr-base": "attribute read",
+        "stored": "imported",
+    }
+    verb = ", ".join(verbs[u] for u in usage if u in verbs) or "imported"
+    if "called" in usage and args:
+        text += f" {verb} with {args[0]}"
+    else:
+        text += f" {verb}"
+    return text
+
+
+def _event_finding(event: Event, policy: Policy, location: str) -> Finding:
+    rule = policy.rule(event.rule)
+    return Finding(
+        rule=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        verdict=rule.verdict,
+        message=event.message,
+        location=location,
+        offset=event.offset,
+        global_name=event.gref.canonical if event.gref is not None else None,
+        usage=_usage(event.gref.uses) if event.gref is not None else (),
+        fix=rule.fix,
+    )
+
+
+def _is_torch_storage_pid(data: Any, pid: object, policy: Policy) -> bool:
+    """('storage', <allowed storage type>, key, location, numel), as torch.save writes."""
+    if type(pid) is not Tup or pid.items is None or pid.n != 5:
+        return False
+    tag, storage_type, *rest = pid.items
+    if not is_str_const(data, tag) or const_value(data, tag) != "storage":
+        return False
+    if type(storage_type) is not GRef or not policy.is_allowed(storage_type.module, storage_type.name):
+        return False
+    return all(type(x) is int for x in rest)
+
+
+def _persid_findings(
+    analysis: StreamAnalysis, data: Any, policy: Policy, location: str, torch_ok: bool
+) -> list[Finding]:
+    pending = []
+    for walk in analysis.pickles:
+        for offset, pid in walk.persids:
+            if torch_ok and _is_torch_storage_pid(data, pid, policy):
+                continue
+            pending.append((offset, pid))
+    if not pending:
+        return []
+    rule: Rule = policy.rule("persistent-id")
+    offset, pid = pending[0]
+    shown = repr(pid) if isinstance(pid, str) else render(data, pid)
+    if isinstance(pid, PersRes):  # pragma: no cover - pids are never results
+        shown = "<persistent object>"
+    return [
+        Finding(
+            rule=rule.id,
+            rule_name=rule.name,
+            severity=rule.severity,
+            verdict=rule.verdict,
+            message=f"persistent id {shown} is resolved by the loader's persistent_load",
+            location=location,
+            offset=offset,
+            count=len(pending),
+            fix=rule.fix,
+        )
+    ]
+
+
+def verdict_of(findings: Iterable[Finding]) -> Verdict:
+    """The file verdict: the worst verdict any finding carries."""
+    return Verdict.worst([f.verdict for f in findings if f.verdict is not None])
+
+
+def structural(policy: Policy, rule_name: str, message: str, location: str, offset: int | None) -> Finding:
+    """A finding for a container-level problem (unreadable, unsupported, polyglot)."""
+    rule = policy.rule(rule_name)
+    return Finding(
+        rule=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        verdict=rule.verdict,
+        message=message,
+        location=location,
+        offset=offset,
+        fix=rule.fix,
+    )
+
+
+__all__ = ["Severity", "findings_for", "structural", "verdict_of"]

@@ -1,0 +1,1 @@
+"""Report renderers (text, JSON, SARIF): the only output code besides the CLI."""

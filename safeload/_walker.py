@@ -1,0 +1,1031 @@
+"""The symbolic pickle machine: every global a stream would import, without running it.
+
+The walker mirrors CPython's unpickler (`Lib/pickle.py`, `Modules/_pickle.c`)
+opcode by opcode: a stack with MARK fences, a memo keyed like the real one,
+the current protocol (which decides `_compat_pickle` name mapping), FRAMEs,
+and one fresh machine per pickle in a multi-pickle stream.  Nothing is ever
+imported or called, and no value is materialised:
+
+* a constant on the stack is the `int` offset of the opcode that pushed it,
+  decoded only when a consumer needs it (STACK_GLOBAL, call arguments);
+* everything else is a small node (`GRef`, `Res`, `Tup`, ...) that shares
+  structure exactly as the real objects would, so memo DAGs stay DAGs.
+
+Memory and time are linear in the input.  Every length, memo index and frame
+size is checked against the bytes that remain before anything depends on it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _opcodes as O
+from ._names import canonical, map_name
+
+DEFAULT_MAX_OPCODES = 200_000_000
+#: Tuples longer than this keep only their length (their items are never
+#: needed: only small tuples are call arguments or getattr operands).
+_TUPLE_KEEP = 16
+#: Bounds on attempts to find further pickles after unparseable bytes.
+_MAX_RESYNC = 64
+
+_unpack_i4 = struct.Struct("<i").unpack_from
+_unpack_u4 = struct.Struct("<I").unpack_from
+_unpack_u2 = struct.Struct("<H").unpack_from
+_unpack_u8 = struct.Struct("<Q").unpack_from
+_unpack_f8 = struct.Struct(">d").unpack_from
+
+# Text integers: what int(x, 0) (pure Python) or strtol(x, 0) (C) accepts.
+_STRTOL_RE = re.compile(rb"[ \t\r\f\v]*[+-]?(0[0-7]*|[1-9][0-9]*|0[xX][0-9a-fA-F]+)")
+_MAX_TEXT_INT = 4300  # sys.int_info.default_max_str_digits
+
+
+class GRef:
+    """A global: what `find_class` would import, and how the stream uses it."""
+
+    __slots__ = ("args", "base", "ext", "kind", "module", "name", "offset", "raw", "uses")
+
+    def __init__(self, module: str, name: str, offset: int, kind: str, raw: tuple[str, str] | None = None):
+        self.module = module
+        self.name = name
+        self.offset = offset
+        self.kind = kind
+        """GLOBAL, STACK_GLOBAL, INST, EXT1/2/4 or getattr (a folded attribute)."""
+        self.raw = raw
+        """The (module, name) as written, when `_compat_pickle` mapped it."""
+        self.uses: set[str] = set()
+        self.args: list[str] = []
+        self.ext: int | None = None
+        self.base: GRef | None = None
+
+    @property
+    def resolved(self) -> bool:
+        """False when the name cannot be known statically (computed or EXT)."""
+        return self.ext is None and self.kind != "computed"
+
+    @property
+    def canonical(self) -> str:
+        """`module.name` or `module:dotted.qualname`."""
+        if self.ext is not None:
+            return f"<extension code {self.ext}>"
+        if self.kind == "computed":
+            return f"{self.module or '?'}:{self.name or '?'}" if "." in (self.name or "") else f"{self.module or '?'}.{self.name or '?'}"
+        return canonical(self.module, self.name)
+
+    def __repr__(self) -> str:
+        return f"GRef({self.canonical!r}, offset={self.offset}, uses={sorted(self.uses)})"
+
+
+class Res:
+    """The object a call (REDUCE/NEWOBJ/OBJ/INST) would return."""
+
+    __slots__ = ("fn", "offset")
+
+    def __init__(self, fn: object, offset: int):
+        self.fn = fn
+        self.offset = offset
+
+
+class Tup:
+    """A tuple built from stack items (items kept only when short)."""
+
+    __slots__ = ("items", "n")
+
+    def __init__(self, items: list[Any] | None, n: int):
+        self.items = items
+        self.n = n
+
+
+class Opaque:
+    """A container or value whose contents never matter to the analysis."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str):
+        self.what = what
+
+
+class PersRes:
+    """Whatever the loader's `persistent_load` returns for a persistent id."""
+
+    __slots__ = ("offset", "pid")
+
+    def __init__(self, pid: object, offset: int):
+        self.pid = pid
+        self.offset = offset
+
+
+_LIST = Opaque("list")
+_DICT = Opaque("dict")
+_FROZENSET = Opaque("frozenset")
+_BUFFER = Opaque("buffer")
+
+
+@dataclass
+class Event:
+    """A structural finding: `rule` is a rule *name* from rules/rules.toml."""
+
+    rule: str
+    offset: int
+    message: str
+    gref: GRef | None = None
+
+
+@dataclass
+class PickleWalk:
+    """What one pickle (from a PROTO/first opcode to its STOP) contains."""
+
+    start: int
+    end: int
+    complete: bool
+    globals: list[GRef] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    persids: list[tuple[int, object]] = field(default_factory=list)
+    opcodes: int = 0
+    protocol: int = 0
+
+
+@dataclass
+class StreamAnalysis:
+    """Every pickle in a byte range, plus what lies between and after them."""
+
+    pickles: list[PickleWalk] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    end: int = 0
+
+    @property
+    def globals(self) -> list[GRef]:
+        """Every global of every pickle, in stream order."""
+        return [g for p in self.pickles for g in p.globals]
+
+    @property
+    def all_events(self) -> list[Event]:
+        """Stream-level and per-pickle events."""
+        return [*self.events, *(e for p in self.pickles for e in p.events)]
+
+    @property
+    def opcodes(self) -> int:
+        """Opcodes walked over all pickles."""
+        return sum(p.opcodes for p in self.pickles)
+
+
+class _Fail(Exception):
+    """Stops one pickle's walk; `rule` names the SL3xx rule."""
+
+    def __init__(self, rule: str, offset: int, message: str):
+        super().__init__(message)
+        self.rule = rule
+        self.offset = offset
+        self.message = message
+
+
+# -- constant decoding (only when a consumer needs the value) -----------------
+
+
+def const_value(data: Any, pos: int) -> object:
+    """The Python value the constant-pushing opcode at `pos` stands for."""
+    op = data[pos]
+    if op == O.SHORT_BINUNICODE:
+        n = data[pos + 1]
+        return str(data[pos + 2 : pos + 2 + n], "utf-8", "surrogatepass")
+    if op == O.BINUNICODE:
+        n = _unpack_u4(data, pos + 1)[0]
+        return str(data[pos + 5 : pos + 5 + n], "utf-8", "surrogatepass")
+    if op == O.BINUNICODE8:
+        n = _unpack_u8(data, pos + 1)[0]
+        return str(data[pos + 9 : pos + 9 + n], "utf-8", "surrogatepass")
+    if op == O.UNICODE:
+        end = data.find(b"\n", pos + 1)
+        return str(data[pos + 1 : end], "raw-unicode-escape")
+    if op in (O.STRING, O.BINSTRING, O.SHORT_BINSTRING):
+        return _string_bytes(data, pos).decode("latin-1")
+    if op in (O.BININT1,):
+        return data[pos + 1]
+    if op == O.BININT2:
+        return _unpack_u2(data, pos + 1)[0]
+    if op == O.BININT:
+        return _unpack_i4(data, pos + 1)[0]
+    if op in (O.INT, O.LONG):
+        end = data.find(b"\n", pos + 1)
+        text = bytes(data[pos + 1 : end]).rstrip(b"L")
+        if text == b"00" and op == O.INT:
+            return False
+        if text == b"01" and op == O.INT:
+            return True
+        try:
+            return int(text, 0)
+        except ValueError:
+            return int(text, 8) if text.lstrip(b"+-").startswith(b"0") else text.decode("latin-1")
+    if op == O.LONG1:
+        n = data[pos + 1]
+        return int.from_bytes(data[pos + 2 : pos + 2 + n], "little", signed=True) if n <= 64 else "<long int>"
+    if op == O.LONG4:
+        return "<long int>"
+    if op == O.BINFLOAT:
+        return _unpack_f8(data, pos + 1)[0]
+    if op == O.FLOAT:
+        end = data.find(b"\n", pos + 1)
+        return float(data[pos + 1 : end])
+    if op == O.NONE:
+        return None
+    if op == O.NEWTRUE:
+        return True
+    if op == O.NEWFALSE:
+        return False
+    if op == O.SHORT_BINBYTES:
+        n = data[pos + 1]
+        return bytes(data[pos + 2 : pos + 2 + n])
+    if op == O.BINBYTES:
+        n = _unpack_u4(data, pos + 1)[0]
+        return bytes(data[pos + 5 : pos + 5 + min(n, 4096)])
+    if op in (O.BINBYTES8, O.BYTEARRAY8):
+        n = _unpack_u8(data, pos + 1)[0]
+        return bytes(data[pos + 9 : pos + 9 + min(n, 4096)])
+    if op == O.EMPTY_TUPLE:
+        return ()
+    if op == O.EMPTY_LIST:
+        return []
+    if op == O.EMPTY_DICT:
+        return {}
+    if op == O.EMPTY_SET:
+        return set()
+    raise ValueError(f"opcode {op:#x} at {pos} does not push a constant")
+
+
+def _string_bytes(data: Any, pos: int) -> bytes:
+    op = data[pos]
+    if op == O.SHORT_BINSTRING:
+        n = data[pos + 1]
+        return bytes(data[pos + 2 : pos + 2 + n])
+    if op == O.BINSTRING:
+        n = _unpack_i4(data, pos + 1)[0]
+        return bytes(data[pos + 5 : pos + 5 + n])
+    end = data.find(b"\n", pos + 1)
+    text = bytes(data[pos + 1 : end])
+    return codecs.escape_decode(text[1:-1])[0]
+
+
+def is_str_const(data: Any, item: object) -> bool:
+    """True when a stack item is a constant that unpickles as `str`."""
+    return type(item) is int and data[item] in O.STR_OPCODES
+
+
+def render(data: Any, item: object, depth: int = 0) -> str:
+    """A short, safe rendering of a stack item for reports."""
+    if type(item) is int:
+        try:
+            value = const_value(data, item)
+        except (ValueError, IndexError, UnicodeDecodeError, struct.error):
+            return "<constant>"
+        text = repr(value)
+        return text if len(text) <= 200 else text[:197] + "..."
+    if isinstance(item, GRef):
+        return item.canonical
+    if isinstance(item, Tup):
+        if item.items is None or depth > 2:
+            return f"<tuple of {item.n}>"
+        inner = ", ".join(render(data, x, depth + 1) for x in item.items)
+        return f"({inner}{',' if item.n == 1 else ''})"
+    if isinstance(item, Res):
+        fn = item.fn.canonical if isinstance(item.fn, GRef) else "<object>"
+        return f"{fn}(...)"
+    if isinstance(item, PersRes):
+        return "<persistent object>"
+    if isinstance(item, Opaque):
+        return f"<{item.what}>"
+    return "<object>"
+
+
+# -- the walk -------------------------------------------------------------------
+
+
+def walk_one(data: Any, pos: int, end: int, budget: int) -> PickleWalk:
+    """Walk one pickle starting at `pos`; never reads at or past `end`."""
+    result = PickleWalk(start=pos, end=pos, complete=False)
+    try:
+        _walk(data, pos, end, budget, result)
+    except _Fail as fail:
+        result.events.append(Event(fail.rule, fail.offset, fail.message))
+        result.end = max(result.end, fail.offset)
+        _finish(result)
+    except (IndexError, struct.error):
+        # An argument ran past the end of the input.
+        at = result.end
+        result.events.append(Event("truncated-pickle", at, f"pickle data was truncated after offset {at}"))
+        _finish(result)
+    return result
+
+
+def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  # noqa: C901
+    stack: list[Any] = []
+    marks: list[int] = []
+    memo: dict[int, Any] = {}
+    fence = 0
+    proto = 0
+    limit = n  # end of the current frame, or of the input
+    in_frame = False
+    events = out.events
+    globs = out.globals
+    append = stack.append
+    pop = stack.pop
+    start = pos
+    nops = 0
+    decode = str
+
+    def underflow(at: int) -> _Fail:
+        return _Fail("malformed-pickle", at, f"stack underflow at offset {at}")
+
+    def need(k: int, at: int) -> None:
+        if len(stack) - fence < k:
+            raise underflow(at)
+
+    def pop_mark(at: int) -> int:
+        nonlocal fence
+        if not marks:
+            raise _Fail("malformed-pickle", at, f"could not find MARK for opcode at offset {at}")
+        k = marks.pop()
+        fence = marks[-1] if marks else 0
+        return k
+
+    def line(at: int) -> tuple[bytes, int]:
+        nl = data.find(b"\n", at, limit)
+        if nl < 0:
+            if limit != n and data.find(b"\n", limit, n) >= 0:
+                nl = data.find(b"\n", limit, n)
+            else:
+                raise _Fail("truncated-pickle", start, f"pickle data was truncated (line at offset {at})")
+        return bytes(data[at:nl]), nl + 1
+
+    def new_global(module: str, name: str, at: int, kind: str) -> GRef:
+        mod2, name2 = map_name(module, name, proto)
+        g = GRef(mod2, name2, at, kind, None if (mod2, name2) == (module, name) else (module, name))
+        globs.append(g)
+        return g
+
+    def call(fn: object, args: object, at: int, use: str) -> Any:
+        if type(fn) is GRef:
+            if use == "called" and fn.resolved and fn.module == "builtins" and fn.name == "getattr":
+                folded = _fold_getattr(data, fn, args, at)
+                if folded is not None:
+                    globs.append(folded)
+                    return folded
+            fn.uses.add(use)
+            if len(fn.args) < 3 and type(args) is Tup:
+                fn.args.append(render(data, args))
+            return Res(fn, at)
+        events.append(
+            Event("computed-callable", at, f"{use} object is {render(data, fn)}, not an imported global")
+        )
+        return Res(fn, at)
+
+    def mutate(target: object, at: int, what: str) -> None:
+        if type(target) is GRef:
+            target.uses.add("mutated")
+            events.append(Event("global-mutation", at, f"{what} into imported global {target.canonical}", target))
+        elif type(target) is Res and type(target.fn) is GRef:
+            target.fn.uses.add("mutated-instance")
+
+    try:
+        for nops in range(budget):  # noqa: B007
+            if pos >= limit:
+                if in_frame:
+                    if pos > limit:
+                        events.append(
+                            Event(
+                                "frame-boundary-violation",
+                                start,
+                                f"opcode at offset {start} reads past the end of its FRAME (frame ends at {limit})",
+                            )
+                        )
+                    in_frame = False
+                    limit = n
+                    if pos < n:
+                        pass
+                    else:
+                        raise _Fail("truncated-pickle", start, f"pickle data was truncated after offset {start}")
+                else:
+                    raise _Fail("truncated-pickle", start, f"pickle data was truncated after offset {start}")
+            start = pos
+            op = data[pos]
+            # Hot opcodes first (data pickles are mostly these).
+            if op == 0x8C:  # SHORT_BINUNICODE
+                m = data[pos + 1]
+                pos += 2 + m
+                if pos <= n:
+                    try:
+                        decode(data[pos - m : pos], "utf-8", "surrogatepass")
+                    except UnicodeDecodeError:
+                        raise _Fail("malformed-pickle", start, f"invalid UTF-8 in string at offset {start}") from None
+                append(start)
+            elif op == 0x94:  # MEMOIZE
+                if len(stack) <= fence:
+                    raise underflow(start)
+                memo[len(memo)] = stack[-1]
+                pos += 1
+            elif op == 0x4B:  # BININT1
+                append(start)
+                pos += 2
+            elif op == 0x4A:  # BININT
+                append(start)
+                pos += 5
+            elif op == 0x4D:  # BININT2
+                append(start)
+                pos += 3
+            elif op == 0x71:  # BINPUT
+                if len(stack) <= fence:
+                    raise underflow(start)
+                memo[data[pos + 1]] = stack[-1]
+                pos += 2
+            elif op == 0x68:  # BINGET
+                try:
+                    append(memo[data[pos + 1]])
+                except KeyError:
+                    raise _Fail("malformed-pickle", start, f"memo value not found at index {data[pos + 1]}") from None
+                pos += 2
+            elif op == 0x58:  # BINUNICODE
+                m = _unpack_u4(data, pos + 1)[0] if pos + 5 <= n else 0
+                pos += 5 + m
+                if pos <= n:
+                    try:
+                        decode(data[pos - m : pos], "utf-8", "surrogatepass")
+                    except UnicodeDecodeError:
+                        raise _Fail("malformed-pickle", start, f"invalid UTF-8 in string at offset {start}") from None
+                append(start)
+            elif op == 0x75 or op == 0x65:  # SETITEMS / APPENDS
+                k = pop_mark(start)
+                if op == 0x75 and (len(stack) - k) & 1:
+                    raise _Fail("malformed-pickle", start, f"odd number of items for SETITEMS at offset {start}")
+                if k <= fence:
+                    raise underflow(start)
+                del stack[k:]
+                target = stack[k - 1]
+                if type(target) is not int:
+                    mutate(target, start, "SETITEMS" if op == 0x75 else "APPENDS")
+                pos += 1
+            elif op == 0x28:  # MARK
+                fence = len(stack)
+                marks.append(fence)
+                pos += 1
+            elif op == 0x47:  # BINFLOAT
+                append(start)
+                pos += 9
+            elif op == 0x72:  # LONG_BINPUT
+                if len(stack) <= fence:
+                    raise underflow(start)
+                if pos + 5 > n:
+                    raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+                memo[_unpack_u4(data, pos + 1)[0]] = stack[-1]
+                pos += 5
+            elif op == 0x6A:  # LONG_BINGET
+                if pos + 5 > n:
+                    raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+                idx = _unpack_u4(data, pos + 1)[0]
+                try:
+                    append(memo[idx])
+                except KeyError:
+                    raise _Fail("malformed-pickle", start, f"memo value not found at index {idx}") from None
+                pos += 5
+            elif op == 0x4E or op == 0x88 or op == 0x89 or op == 0x29 or op == 0x5D or op == 0x7D or op == 0x8F:
+                # NONE NEWTRUE NEWFALSE EMPTY_TUPLE EMPTY_LIST EMPTY_DICT EMPTY_SET
+                append(start)
+                pos += 1
+            elif op == 0x85:  # TUPLE1
+                if len(stack) <= fence:
+                    raise underflow(start)
+                stack[-1] = Tup([stack[-1]], 1)
+                pos += 1
+            elif op == 0x86:  # TUPLE2
+                if len(stack) - fence < 2:
+                    raise underflow(start)
+                stack[-2:] = [Tup(stack[-2:], 2)]
+                pos += 1
+            elif op == 0x87:  # TUPLE3
+                if len(stack) - fence < 3:
+                    raise underflow(start)
+                stack[-3:] = [Tup(stack[-3:], 3)]
+                pos += 1
+            elif op == 0x43:  # SHORT_BINBYTES
+                pos += 2 + data[pos + 1]
+                append(start)
+            elif op == 0x73:  # SETITEM
+                if len(stack) - fence < 3:
+                    raise underflow(start)
+                del stack[-2:]
+                target = stack[-1]
+                if type(target) is not int:
+                    mutate(target, start, "SETITEM")
+                pos += 1
+            elif op == 0x61:  # APPEND
+                if len(stack) - fence < 2:
+                    raise underflow(start)
+                pop()
+                target = stack[-1]
+                if type(target) is not int:
+                    mutate(target, start, "APPEND")
+                pos += 1
+            elif op == 0x52:  # REDUCE
+                if len(stack) - fence < 2:
+                    raise underflow(start)
+                args = pop()
+                stack[-1] = call(stack[-1], args, start, "called")
+                pos += 1
+            elif op == 0x62:  # BUILD
+                if len(stack) - fence < 2:
+                    raise underflow(start)
+                pop()
+                inst = stack[-1]
+                t = type(inst)
+                if t is GRef:
+                    inst.uses.add("state-rewrite")
+                    events.append(
+                        Event(
+                            "global-state-rewrite",
+                            start,
+                            f"BUILD sets attributes on the imported object {inst.canonical} itself",
+                            inst,
+                        )
+                    )
+                elif t is Res and type(inst.fn) is GRef:
+                    inst.fn.uses.add("state")
+                pos += 1
+            elif op == 0x93:  # STACK_GLOBAL
+                if len(stack) - fence < 2:
+                    raise underflow(start)
+                name_item = pop()
+                mod_item = pop()
+                if is_str_const(data, mod_item) and is_str_const(data, name_item):
+                    try:
+                        module = str(const_value(data, mod_item))
+                        name = str(const_value(data, name_item))
+                    except (UnicodeDecodeError, ValueError):
+                        raise _Fail("malformed-pickle", start, f"undecodable STACK_GLOBAL operand at {start}") from None
+                    append(new_global(module, name, start, "STACK_GLOBAL"))
+                else:
+                    module = str(const_value(data, mod_item)) if is_str_const(data, mod_item) else None
+                    name = str(const_value(data, name_item)) if is_str_const(data, name_item) else None
+                    g = GRef(module or "", name or "", start, "computed")
+                    globs.append(g)
+                    events.append(
+                        Event(
+                            "computed-global-name",
+                            start,
+                            "STACK_GLOBAL operands are not constant strings: module="
+                            f"{render(data, mod_item)}, name={render(data, name_item)}",
+                            g,
+                        )
+                    )
+                    append(g)
+                pos += 1
+            elif op == 0x63:  # GLOBAL
+                raw_mod, p2 = line(pos + 1)
+                raw_name, pos = line(p2)
+                try:
+                    module = raw_mod.decode("utf-8")
+                    name = raw_name.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _Fail("malformed-pickle", start, f"GLOBAL name is not UTF-8 at offset {start}") from None
+                append(new_global(module, name, start, "GLOBAL"))
+            elif op == 0x81:  # NEWOBJ
+                if len(stack) - fence < 2:
+                    raise underflow(start)
+                args = pop()
+                stack[-1] = call(stack[-1], args, start, "instantiated")
+                pos += 1
+            elif op == 0x92:  # NEWOBJ_EX
+                if len(stack) - fence < 3:
+                    raise underflow(start)
+                pop()
+                args = pop()
+                stack[-1] = call(stack[-1], args, start, "instantiated")
+                pos += 1
+            elif op == 0x95:  # FRAME
+                if pos + 9 > n:
+                    raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+                size = _unpack_u8(data, pos + 1)[0]
+                pos += 9
+                if in_frame and pos <= limit and limit != pos:
+                    events.append(
+                        Event("frame-boundary-violation", start, f"FRAME at offset {start} starts inside another frame")
+                    )
+                if size > n - pos:
+                    raise _Fail(
+                        "truncated-pickle", start, f"FRAME at offset {start} declares {size} bytes, {n - pos} remain"
+                    )
+                limit = pos + size
+                in_frame = True
+            elif op == 0x80:  # PROTO
+                if pos + 2 > n:
+                    raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+                proto = data[pos + 1]
+                if proto > O.HIGHEST_PROTOCOL:
+                    raise _Fail("malformed-pickle", start, f"unsupported pickle protocol: {proto}")
+                out.protocol = max(out.protocol, proto)
+                pos += 2
+            elif op == 0x2E:  # STOP
+                if len(stack) <= fence:
+                    raise underflow(start)
+                pos += 1
+                if pos > limit:
+                    continue  # reported as truncation / frame violation at the loop head
+                out.end = pos
+                out.complete = True
+                out.opcodes = nops + 1
+                _finish(out)
+                return
+            else:
+                pos = _slow(op, data, pos, n, limit, stack, marks, memo, out, start, proto, line, new_global, call, mutate)
+                fence = marks[-1] if marks else 0
+                if op == 0x80:
+                    proto = out.protocol
+        else:
+            out.end = pos
+            out.opcodes = budget
+            _finish(out)
+            raise _Fail("resource-limit", pos, f"opcode budget of {budget} exhausted at offset {pos}")
+    except (_Fail, IndexError, struct.error):
+        out.opcodes = nops
+        out.end = start
+        raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _finish(out: PickleWalk) -> None:
+    for g in out.globals:
+        if not g.uses:
+            g.uses.add("stored")
+
+
+def _fold_getattr(data: Any, fn: GRef, args: object, at: int) -> GRef | None:
+    """`getattr(<resolved global>, '<constant>')` is the dotted global it reaches."""
+    if type(args) is not Tup or args.items is None or args.n != 2:
+        return None
+    target, attr = args.items
+    if type(target) is not GRef or not target.resolved or not is_str_const(data, attr):
+        return None
+    try:
+        name = str(const_value(data, attr))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    fn.uses.add("folded")
+    target.uses.add("getattr-base")
+    folded = GRef(target.module, f"{target.name}.{name}", at, "getattr")
+    folded.base = target
+    return folded
+
+
+def _slow(  # noqa: C901
+    op: int,
+    data: Any,
+    pos: int,
+    n: int,
+    limit: int,
+    stack: list[Any],
+    marks: list[int],
+    memo: dict[int, Any],
+    out: PickleWalk,
+    start: int,
+    proto: int,
+    line: Any,
+    new_global: Any,
+    call: Any,
+    mutate: Any,
+) -> int:
+    """Every opcode that is rare in real files."""
+    info = O.BY_CODE.get(op)
+    if info is None:
+        raise _Fail("malformed-pickle", start, f"unknown opcode {op:#04x} ({chr(op)!r}) at offset {start}")
+    fence = marks[-1] if marks else 0
+
+    def need(k: int) -> None:
+        if len(stack) - fence < k:
+            raise _Fail("malformed-pickle", start, f"stack underflow at offset {start}")
+
+    def pop_mark() -> int:
+        if not marks:
+            raise _Fail("malformed-pickle", start, f"could not find MARK for opcode at offset {start}")
+        return marks.pop()
+
+    def counted(prefix: int, signed: bool = False) -> int:
+        if pos + 1 + prefix > n:
+            raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+        if prefix == 1:
+            size = data[pos + 1]
+        elif prefix == 4:
+            size = (_unpack_i4 if signed else _unpack_u4)(data, pos + 1)[0]
+        else:
+            size = _unpack_u8(data, pos + 1)[0]
+        if size < 0:
+            raise _Fail("malformed-pickle", start, f"{info.name} has negative byte count at offset {start}")
+        body = pos + 1 + prefix
+        if size > n - body:
+            raise _Fail(
+                "truncated-pickle", start, f"{info.name} at offset {start} declares {size} bytes, {n - body} remain"
+            )
+        return body + size
+
+    e = info.effect
+    if e is O.Effect.PUSH_CONST:
+        arg = info.arg
+        if arg in O.FIXED_SIZE:
+            new = pos + 1 + O.FIXED_SIZE[arg]
+            if new > n:
+                raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+        elif arg is O.Arg.LINE:
+            text, new = line(pos + 1)
+            _check_text_const(op, text, start)
+        else:
+            new = counted(O.LENGTH_PREFIX[arg], signed=arg is O.Arg.SLEN4)
+            if op == O.BINUNICODE8:
+                try:
+                    str(data[pos + 9 : new], "utf-8", "surrogatepass")
+                except UnicodeDecodeError:
+                    raise _Fail("malformed-pickle", start, f"invalid UTF-8 in string at offset {start}") from None
+        stack.append(start)
+        return new
+    if e is O.Effect.PUSH_EMPTY:
+        stack.append(start)
+        return pos + 1
+    if e is O.Effect.BUILD_FROM_MARK:
+        k = pop_mark()
+        items = stack[k:]
+        del stack[k:]
+        if op == O.TUPLE:
+            stack.append(Tup(items if len(items) <= _TUPLE_KEEP else None, len(items)))
+        elif op == O.DICT:
+            if len(items) & 1:
+                raise _Fail("malformed-pickle", start, f"odd number of items for DICT at offset {start}")
+            stack.append(_DICT)
+        elif op == O.LIST:
+            stack.append(_LIST)
+        else:
+            stack.append(_FROZENSET)
+        return pos + 1
+    if e is O.Effect.MUTATE:  # ADDITEMS (the others are on the hot path)
+        k = pop_mark()
+        newfence = marks[-1] if marks else 0
+        if k <= newfence:
+            raise _Fail("malformed-pickle", start, f"stack underflow at offset {start}")
+        del stack[k:]
+        target = stack[k - 1]
+        if type(target) is not int:
+            mutate(target, start, "ADDITEMS")
+        return pos + 1
+    if e is O.Effect.STACK:
+        if op == O.POP:
+            if len(stack) > fence:
+                stack.pop()
+            elif marks:
+                marks.pop()
+            else:
+                raise _Fail("malformed-pickle", start, f"stack underflow at offset {start}")
+        elif op == O.DUP:
+            need(1)
+            stack.append(stack[-1])
+        elif op == O.POP_MARK:
+            k = pop_mark()
+            del stack[k:]
+        return pos + 1
+    if e is O.Effect.MEMO_PUT:
+        need(1)
+        if op == O.PUT:
+            text, new = line(pos + 1)
+            idx = _text_index(text, start)
+            if idx < 0:
+                raise _Fail("malformed-pickle", start, f"negative PUT argument at offset {start}")
+            memo[idx] = stack[-1]
+            return new
+        if op == O.MEMOIZE:
+            memo[len(memo)] = stack[-1]
+            return pos + 1
+        raise AssertionError(info.name)  # BINPUT/LONG_BINPUT are on the hot path
+    if e is O.Effect.MEMO_GET:  # GET (BINGET/LONG_BINGET are on the hot path)
+        text, new = line(pos + 1)
+        idx = _text_index(text, start)
+        if idx not in memo:
+            raise _Fail("malformed-pickle", start, f"memo value not found at index {idx}")
+        stack.append(memo[idx])
+        return new
+    if e is O.Effect.IMPORT_CALL:  # INST
+        raw_mod, p2 = line(pos + 1)
+        raw_name, new = line(p2)
+        try:
+            module = raw_mod.decode("ascii")
+            name = raw_name.decode("ascii")
+        except UnicodeDecodeError:
+            raise _Fail("malformed-pickle", start, f"INST name is not ASCII at offset {start}") from None
+        g = new_global(module, name, start, "INST")
+        k = pop_mark()
+        items = stack[k:]
+        del stack[k:]
+        stack.append(call(g, Tup(items if len(items) <= _TUPLE_KEEP else None, len(items)), start, "called"))
+        return new
+    if e is O.Effect.CALL:  # OBJ (REDUCE/NEWOBJ/NEWOBJ_EX are on the hot path)
+        k = pop_mark()
+        items = stack[k:]
+        if not items:
+            raise _Fail("malformed-pickle", start, f"stack underflow at offset {start}")
+        del stack[k:]
+        rest = items[1:]
+        stack.append(call(items[0], Tup(rest if len(rest) <= _TUPLE_KEEP else None, len(rest)), start, "called"))
+        return pos + 1
+    if e is O.Effect.EXTENSION:
+        size = O.FIXED_SIZE[info.arg]
+        if pos + 1 + size > n:
+            raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+        if op == O.EXT1:
+            code = data[pos + 1]
+        elif op == O.EXT2:
+            code = _unpack_u2(data, pos + 1)[0]
+        else:
+            code = _unpack_i4(data, pos + 1)[0]
+        if code <= 0:
+            raise _Fail("malformed-pickle", start, f"EXT specifies code <= 0 at offset {start}")
+        g = GRef("copyreg", "_extension_registry", start, info.name)
+        g.ext = code
+        out.globals.append(g)
+        out.events.append(
+            Event("extension-code", start, f"{info.name} {code}: global comes from the copyreg extension registry", g)
+        )
+        stack.append(g)
+        return pos + 1 + size
+    if e is O.Effect.PERSID:
+        if op == O.PERSID:
+            text, new = line(pos + 1)
+            try:
+                pid: object = text.decode("ascii")
+            except UnicodeDecodeError:
+                raise _Fail("malformed-pickle", start, f"persistent id is not ASCII at offset {start}") from None
+            out.persids.append((start, pid))
+            stack.append(PersRes(pid, start))
+            return new
+        need(1)
+        item = stack.pop()
+        if type(item) is Tup and item.items:
+            for x in item.items:
+                if type(x) is GRef:
+                    x.uses.add("persistent-id")
+        elif type(item) is GRef:
+            item.uses.add("persistent-id")
+        out.persids.append((start, item))
+        stack.append(PersRes(item, start))
+        return pos + 1
+    if e is O.Effect.BUFFER:
+        if op == O.NEXT_BUFFER:
+            out.events.append(
+                Event("out-of-band-buffer", start, f"NEXT_BUFFER at offset {start} needs out-of-band buffers")
+            )
+            stack.append(_BUFFER)
+        else:
+            need(1)
+        return pos + 1
+    if e is O.Effect.FRAMING:  # PROTO and FRAME are on the hot path
+        raise AssertionError(info.name)
+    if e is O.Effect.BUILD_FROM_TOP or e is O.Effect.SET_STATE or e is O.Effect.IMPORT or e is O.Effect.STOP:
+        raise AssertionError(info.name)  # on the hot path
+    raise AssertionError(f"no handler for {info.name}")  # pragma: no cover
+
+
+def _text_index(text: bytes, at: int) -> int:
+    if len(text) > _MAX_TEXT_INT:
+        raise _Fail("malformed-pickle", at, f"memo index at offset {at} is too long")
+    try:
+        return int(text)
+    except ValueError:
+        raise _Fail("malformed-pickle", at, f"bad memo index {text[:40]!r} at offset {at}") from None
+
+
+def _check_text_const(op: int, text: bytes, at: int) -> None:
+    """Validate INT/LONG/FLOAT/STRING/UNICODE/PERSID lines as the loaders would."""
+    try:
+        if op == O.INT:
+            if text in (b"00", b"01"):
+                return
+            if len(text) > _MAX_TEXT_INT:
+                raise ValueError("too many digits")
+            try:
+                int(text, 0)
+            except ValueError:
+                if not _STRTOL_RE.fullmatch(text):
+                    raise
+        elif op == O.LONG:
+            body = text[:-1] if text.endswith(b"L") else text
+            if len(body) > _MAX_TEXT_INT:
+                raise ValueError("too many digits")
+            int(body, 0)
+        elif op == O.FLOAT:
+            float(text)
+        elif op == O.STRING:
+            if len(text) < 2 or text[0] != text[-1] or text[0] not in b"\"'":
+                raise ValueError("the STRING opcode argument must be quoted")
+            codecs.escape_decode(text[1:-1])
+        elif op == O.UNICODE:
+            str(text, "raw-unicode-escape")
+    except (ValueError, UnicodeDecodeError) as exc:
+        name = O.BY_CODE[op].name
+        raise _Fail("malformed-pickle", at, f"bad {name} argument at offset {at}: {exc}") from None
+
+
+# -- streams --------------------------------------------------------------------
+
+
+def _all_zero(data: Any, a: int, b: int) -> bool:
+    step = 1 << 20
+    for i in range(a, b, step):
+        chunk = bytes(data[i : min(b, i + step)])
+        if chunk.count(0) != len(chunk):
+            return False
+    return True
+
+
+_PROTO_START = re.compile(rb"\x80[\x00-\x05]")
+
+
+def analyze(data: Any, start: int = 0, end: int | None = None, *, max_opcodes: int = DEFAULT_MAX_OPCODES) -> StreamAnalysis:
+    """Walk every pickle in `data[start:end]`: one after another until EOF.
+
+    A loader that reads several pickles from one stream (torch legacy files,
+    loops over `pickle.load`) sees them all, so all are walked, each with a
+    fresh machine as a new `Unpickler` would have.  After the last STOP,
+    zero padding is noted; any other bytes must parse as further pickles or
+    the stream is not verifiable.  After unparseable bytes, later pickles
+    are still searched for (bounded), so a benign pickle, junk, then a
+    payload reports the payload.
+    """
+    n = len(data) if end is None else end
+    out = StreamAnalysis(end=n)
+    budget = max_opcodes
+    pos = start
+    if pos >= n:
+        out.events.append(Event("not-a-pickle", start, "input is empty"))
+        return out
+    first = True
+    while pos < n:
+        if not first and _all_zero(data, pos, n):
+            out.events.append(Event("zero-padding", pos, f"{n - pos} zero bytes after the last pickle"))
+            break
+        walk = walk_one(data, pos, n, budget)
+        budget -= walk.opcodes or 0
+        if walk.complete:
+            out.pickles.append(walk)
+            pos = walk.end
+            first = False
+            continue
+        # A failed walk still reports what it saw before the error.
+        if not first:
+            out.events.append(
+                Event("trailing-data", pos, f"{n - pos} bytes after the last pickle at offset {pos} do not parse as a pickle")
+            )
+        out.pickles.append(walk)
+        if any(e.rule == "resource-limit" for e in walk.events):
+            break
+        resumed = _resync(data, max(pos + 1, _fail_offset(walk)), n, budget, out)
+        if resumed is None:
+            break
+        pos = resumed
+        first = False
+    return out
+
+
+def _fail_offset(walk: PickleWalk) -> int:
+    offsets = [e.offset for e in walk.events if e.rule in ("malformed-pickle", "truncated-pickle")]
+    return max(offsets) if offsets else walk.start
+
+
+def _resync(data: Any, pos: int, n: int, budget: int, out: StreamAnalysis) -> int | None:
+    """Find the next complete pickle after unparseable bytes (bounded attempts)."""
+    attempts = 0
+    while attempts < _MAX_RESYNC and budget > 0:
+        cand = _search_bytes(data, pos, n) if isinstance(data, bytes) else _search(data, pos, n)
+        if cand is None:
+            return None
+        attempts += 1
+        walk = walk_one(data, cand, n, budget)
+        budget -= walk.opcodes
+        if walk.complete:
+            walk.events.append(
+                Event("trailing-data", cand, f"a further pickle starts at offset {cand} after unparseable bytes")
+            )
+            out.pickles.append(walk)
+            return walk.end
+        pos = cand + 1
+    return None
+
+
+def _search(data: Any, pos: int, n: int) -> int | None:
+    while True:
+        i = data.find(b"\x80", pos, n)
+        if i < 0 or i + 1 >= n:
+            return None
+        if data[i + 1] <= 5:
+            return i
+        pos = i + 1
+
+
+# bytes regex search returns a Match; normalise to an offset.
+def _search_bytes(data: bytes, pos: int, n: int) -> int | None:
+    m = _PROTO_START.search(data, pos, n)
+    return None if m is None else m.start()

@@ -1,0 +1,402 @@
+"""Policy: rules and allow packs, loaded from data and validated on load.
+
+The built-in rules (`rules/rules.toml`) and allow packs (`rules/allow/*.toml`)
+ship inside the wheel as the `safeload.rules` package and are read only
+through `importlib.resources`. Users add allowed names and their own deny
+rules with `--allow`, `--rules FILE` or a `[tool.safeload]` table.
+
+"Safe" means allowlisted: deny rules only name and explain danger, and a
+global that is on no allow pack is `unknown`, never safe.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ._names import canonical, parse_canonical
+from .errors import PolicyError
+from .report import Severity, Verdict
+
+__all__ = ["AllowPack", "Policy", "Rule", "UserConfig"]
+
+_RULE_KEYS = {"id", "name", "severity", "verdict", "since", "summary", "why", "fix", "globals", "modules"}
+_REQUIRED_RULE_KEYS = {"id", "name", "severity", "verdict", "summary", "why", "fix"}
+_PACK_KEYS = {"name", "description", "generated_by", "versions", "sources", "globals"}
+_ID_RE = re.compile(r"^[A-Z][A-Z0-9]{1,9}[0-9]{3}$")
+_NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_BUILTIN_PREFIX = "SL"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: a stable ID, what it flags, and why."""
+
+    id: str
+    name: str
+    severity: Severity
+    verdict: Verdict | None
+    since: str
+    summary: str
+    why: str
+    fix: str
+    globals: frozenset[tuple[str, str]] = frozenset()
+    """Exact (module, qualname) pairs this deny rule names."""
+    modules: tuple[str, ...] = ()
+    """Modules (and their submodules) whose every global this rule names."""
+    source: str = "builtin"
+
+    @property
+    def is_deny(self) -> bool:
+        """True for rules that name globals."""
+        return bool(self.globals or self.modules)
+
+
+@dataclass(frozen=True)
+class AllowPack:
+    """A named set of exact globals that are safe to import and call."""
+
+    name: str
+    description: str
+    globals: frozenset[tuple[str, str]]
+    versions: Mapping[str, str] = field(default_factory=dict)
+    generated_by: str = ""
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    """Settings from `[tool.safeload]` in a project's pyproject.toml."""
+
+    allow: tuple[str, ...] = ()
+    rules: tuple[Path, ...] = ()
+    fail_on: str | None = None
+    exclude: tuple[str, ...] = ()
+    path: Path | None = None
+
+    @classmethod
+    def find(cls, start: Path) -> UserConfig:
+        """The `[tool.safeload]` table of the nearest pyproject.toml above `start`."""
+        for folder in (start.resolve(), *start.resolve().parents):
+            candidate = folder / "pyproject.toml"
+            if candidate.is_file():
+                return cls.from_pyproject(candidate)
+        return cls()
+
+    @classmethod
+    def from_pyproject(cls, path: Path) -> UserConfig:
+        """Parse one pyproject.toml; no table means an empty config."""
+        data = _read_toml(path.read_bytes(), str(path))
+        table = data.get("tool", {}).get("safeload")
+        if table is None:
+            return cls(path=path)
+        if not isinstance(table, dict):
+            raise PolicyError(f"{path}: [tool.safeload] must be a table")
+        unknown = set(table) - {"allow", "rules", "fail-on", "exclude"}
+        if unknown:
+            raise PolicyError(f"{path}: unknown keys in [tool.safeload]: {', '.join(sorted(unknown))}")
+        allow = _str_list(table.get("allow", []), f"{path}: tool.safeload.allow")
+        rules = _str_list(table.get("rules", []), f"{path}: tool.safeload.rules")
+        exclude = _str_list(table.get("exclude", []), f"{path}: tool.safeload.exclude")
+        fail_on = table.get("fail-on")
+        if fail_on is not None and fail_on not in ("dangerous", "unknown"):
+            raise PolicyError(f"{path}: tool.safeload.fail-on must be 'dangerous' or 'unknown'")
+        for name in allow:
+            _check_global(name, f"{path}: tool.safeload.allow")
+        return cls(
+            allow=tuple(allow),
+            rules=tuple(path.parent / r for r in rules),
+            fail_on=fail_on,
+            exclude=tuple(exclude),
+            path=path,
+        )
+
+
+class Policy:
+    """Allow packs plus rules; answers "is this global allowed, and is it known-bad?"."""
+
+    def __init__(self, rules: Iterable[Rule], packs: Iterable[AllowPack], extra_allow: Iterable[tuple[str, str]] = ()):
+        by_id: dict[str, Rule] = {}
+        by_name: dict[str, Rule] = {}
+        for rule in rules:
+            if rule.id in by_id:
+                raise PolicyError(f"duplicate rule ID {rule.id} ({rule.source} and {by_id[rule.id].source})")
+            if rule.name in by_name:
+                raise PolicyError(f"duplicate rule name {rule.name!r} ({rule.id} and {by_name[rule.name].id})")
+            by_id[rule.id] = rule
+            by_name[rule.name] = rule
+        self.rules: Mapping[str, Rule] = by_id
+        self._by_name = by_name
+        self.packs: tuple[AllowPack, ...] = tuple(packs)
+        allowed: set[tuple[str, str]] = set(extra_allow)
+        for pack in self.packs:
+            allowed |= pack.globals
+        if not allowed:
+            # An empty allowlist would make everything unknown; refusing it
+            # catches a broken install instead of reporting noise.
+            raise PolicyError("the policy has no allowed globals (no allow packs loaded)")
+        self._allowed = frozenset(allowed)
+        self._deny_exact: dict[tuple[str, str], Rule] = {}
+        self._deny_module: dict[str, Rule] = {}
+        for rule in by_id.values():
+            for pair in rule.globals:
+                self._deny_exact.setdefault(pair, rule)
+            for module in rule.modules:
+                self._deny_module.setdefault(module, rule)
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def default(cls) -> Policy:
+        """The built-in rules and every built-in allow pack."""
+        return cls(builtin_rules(), builtin_packs())
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        allow: Iterable[str] = (),
+        rule_files: Iterable[Path] = (),
+        config: UserConfig | None = None,
+    ) -> Policy:
+        """The default policy plus user additions (CLI flags, files, pyproject)."""
+        rules = list(builtin_rules())
+        extra: list[tuple[str, str]] = []
+        files = list(rule_files)
+        if config is not None:
+            files = [*config.rules, *files]
+            allow = [*config.allow, *allow]
+        for name in allow:
+            extra.append(_check_global(name, "--allow"))
+        for path in files:
+            file_rules, file_allow = load_user_rules(path)
+            rules.extend(file_rules)
+            extra.extend(file_allow)
+        return cls(rules, builtin_packs(), extra)
+
+    # -- queries ------------------------------------------------------------
+
+    def rule(self, name: str) -> Rule:
+        """A rule by its slug or ID."""
+        found = self._by_name.get(name) or self.rules.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def is_allowed(self, module: str, qualname: str) -> bool:
+        """True only for an exact allowlisted (module, qualname) pair."""
+        return (module, qualname) in self._allowed
+
+    @property
+    def allowed(self) -> frozenset[tuple[str, str]]:
+        """Every allowed (module, qualname) pair."""
+        return self._allowed
+
+    def deny_rule(self, module: str, qualname: str) -> Rule | None:
+        """The deny rule naming this global, also when reached through a relay.
+
+        `pathlib:os.system` is `os.system` reached as an attribute of
+        `pathlib`, so every attribute path inside the qualname is also tried
+        as a module (`os`) with the rest as its name (`system`).
+        """
+        parts = qualname.split(".")
+        candidates: list[tuple[str, str]] = [(module, qualname)]
+        for i in range(1, len(parts)):
+            candidates.append((module + "." + ".".join(parts[:i]), ".".join(parts[i:])))
+            for j in range(i):
+                candidates.append((".".join(parts[j:i]), ".".join(parts[i:])))
+        for mod, name in candidates:
+            hit = self._deny_exact.get((mod, name))
+            if hit is not None:
+                return hit
+            hit = self._module_rule(mod)
+            if hit is not None:
+                return hit
+        return None
+
+    def _module_rule(self, module: str) -> Rule | None:
+        while True:
+            hit = self._deny_module.get(module)
+            if hit is not None:
+                return hit
+            module, dot, _ = module.rpartition(".")
+            if not dot:
+                return None
+
+
+# -- loading and validation ----------------------------------------------------
+
+
+def _read_toml(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{where}: not valid TOML: {exc}") from exc
+
+
+def _str_list(value: object, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{where} must be a list of strings")
+    return list(value)
+
+
+def _check_global(text: str, where: str) -> tuple[str, str]:
+    try:
+        module, qualname = parse_canonical(text)
+    except ValueError as exc:
+        raise PolicyError(f"{where}: {exc}") from exc
+    if not _MODULE_RE.match(module) or not all(p.isidentifier() for p in qualname.split(".")):
+        raise PolicyError(f"{where}: not a global name: {text!r}")
+    return module, qualname
+
+
+def _parse_rule(raw: object, where: str, *, builtin: bool) -> Rule:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: each [[rule]] must be a table")
+    unknown = set(raw) - _RULE_KEYS
+    if unknown:
+        raise PolicyError(f"{where}: unknown rule keys {sorted(unknown)}")
+    missing = (_REQUIRED_RULE_KEYS if builtin else {"id", "name", "why"}) - set(raw)
+    if missing:
+        raise PolicyError(f"{where}: rule is missing {sorted(missing)}")
+    rid = raw["id"]
+    if not isinstance(rid, str) or not _ID_RE.match(rid):
+        raise PolicyError(f"{where}: bad rule id {rid!r} (e.g. SL101, ACME001)")
+    if builtin != rid.startswith(_BUILTIN_PREFIX):
+        raise PolicyError(f"{where}: rule id {rid}: the {_BUILTIN_PREFIX} prefix is reserved for built-in rules")
+    name = raw["name"]
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise PolicyError(f"{where}: rule {rid}: name must be a lowercase-hyphenated slug")
+    try:
+        severity = Severity(raw.get("severity", "high"))
+    except ValueError as exc:
+        raise PolicyError(f"{where}: rule {rid}: bad severity {raw.get('severity')!r}") from exc
+    verdict_text = raw.get("verdict", "dangerous")
+    if verdict_text not in ("dangerous", "invalid", "unknown", "none"):
+        raise PolicyError(f"{where}: rule {rid}: bad verdict {verdict_text!r}")
+    verdict = None if verdict_text == "none" else Verdict(verdict_text)
+    texts = {}
+    for key in ("since", "summary", "why", "fix"):
+        value = raw.get(key, "")
+        if not isinstance(value, str):
+            raise PolicyError(f"{where}: rule {rid}: {key} must be a string")
+        texts[key] = value
+    globs = frozenset(
+        _check_global(g, f"{where}: rule {rid}") for g in _str_list(raw.get("globals", []), f"{where}: rule {rid}: globals")
+    )
+    modules = tuple(_str_list(raw.get("modules", []), f"{where}: rule {rid}: modules"))
+    for module in modules:
+        if not _MODULE_RE.match(module):
+            raise PolicyError(f"{where}: rule {rid}: bad module {module!r}")
+    if not builtin and not (globs or modules):
+        raise PolicyError(f"{where}: rule {rid}: a user rule must name `globals` or `modules`")
+    return Rule(
+        id=rid,
+        name=name,
+        severity=severity,
+        verdict=verdict,
+        since=texts["since"],
+        summary=texts["summary"] or texts["why"],
+        why=texts["why"],
+        fix=texts["fix"],
+        globals=globs,
+        modules=modules,
+        source=where,
+    )
+
+
+def parse_rules(raw: bytes, where: str, *, builtin: bool) -> list[Rule]:
+    """Rules from one rules file (`[[rule]]` tables)."""
+    data = _read_toml(raw, where)
+    unknown = set(data) - {"schema", "rule", "allow"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown top-level keys {sorted(unknown)}")
+    if data.get("schema", 1) != 1:
+        raise PolicyError(f"{where}: unsupported schema {data.get('schema')!r} (expected 1)")
+    rules = data.get("rule", [])
+    if not isinstance(rules, list):
+        raise PolicyError(f"{where}: `rule` must be an array of tables ([[rule]])")
+    return [_parse_rule(r, where, builtin=builtin) for r in rules]
+
+
+def parse_pack(raw: bytes, where: str) -> AllowPack:
+    """One allow pack file."""
+    data = _read_toml(raw, where)
+    if data.get("schema") != 1:
+        raise PolicyError(f"{where}: unsupported schema {data.get('schema')!r} (expected 1)")
+    pack = data.get("pack")
+    if not isinstance(pack, dict):
+        raise PolicyError(f"{where}: missing [pack] table")
+    unknown = set(pack) - _PACK_KEYS
+    if unknown:
+        raise PolicyError(f"{where}: unknown [pack] keys {sorted(unknown)}")
+    name = pack.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise PolicyError(f"{where}: pack name must be a lowercase slug")
+    names = _str_list(pack.get("globals"), f"{where}: pack.globals")
+    if not names:
+        raise PolicyError(f"{where}: pack {name} allows nothing")
+    pairs = [_check_global(g, f"{where}: pack {name}") for g in names]
+    if len(set(pairs)) != len(pairs):
+        raise PolicyError(f"{where}: pack {name} lists a global twice")
+    versions = pack.get("versions", {})
+    if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):
+        raise PolicyError(f"{where}: pack.versions must map names to version strings")
+    return AllowPack(
+        name=name,
+        description=str(pack.get("description", "")),
+        globals=frozenset(pairs),
+        versions=dict(versions),
+        generated_by=str(pack.get("generated_by", "")),
+    )
+
+
+def load_user_rules(path: Path) -> tuple[list[Rule], list[tuple[str, str]]]:
+    """A `--rules FILE`: optional `allow = [...]` and `[[rule]]` deny rules."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"cannot read rules file {path}: {exc.strerror or exc}") from exc
+    rules = parse_rules(raw, str(path), builtin=False)
+    data = _read_toml(raw, str(path))
+    allow = [_check_global(g, f"{path}: allow") for g in _str_list(data.get("allow", []), f"{path}: allow")]
+    return rules, allow
+
+
+_builtin_rules_cache: list[Rule] | None = None
+_builtin_packs_cache: list[AllowPack] | None = None
+
+
+def builtin_rules() -> list[Rule]:
+    """The rules shipped in `safeload.rules/rules.toml`."""
+    global _builtin_rules_cache
+    if _builtin_rules_cache is None:
+        raw = resources.files("safeload.rules").joinpath("rules.toml").read_bytes()
+        _builtin_rules_cache = parse_rules(raw, "rules/rules.toml", builtin=True)
+    return list(_builtin_rules_cache)
+
+
+def builtin_packs() -> list[AllowPack]:
+    """Every allow pack shipped in `safeload.rules.allow`."""
+    global _builtin_packs_cache
+    if _builtin_packs_cache is None:
+        packs = []
+        folder = resources.files("safeload.rules.allow")
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".toml"):
+                packs.append(parse_pack(entry.read_bytes(), f"rules/allow/{entry.name}"))
+        names = [p.name for p in packs]
+        if len(set(names)) != len(names):
+            raise PolicyError("two allow packs share a name")
+        _builtin_packs_cache = packs
+    return list(_builtin_packs_cache)
+
+
+def display(module: str, qualname: str) -> str:
+    """Canonical display of a global (re-exported for renderers)."""
+    return canonical(module, qualname)
