@@ -1,9 +1,9 @@
 """safeload: scan, sign and safely load pickle-based ML model files.
 
-    >>> import safeload
-    >>> report = safeload.scan(b"\\x80\\x04K\\x01.")
-    >>> report.files[0].verdict.value
-    'safe'
+>>> import safeload
+>>> report = safeload.scan(b"\\x80\\x04K\\x01.")
+>>> report.files[0].verdict.value
+'safe'
 """
 
 from __future__ import annotations

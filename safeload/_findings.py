@@ -66,7 +66,7 @@ def findings_for(
     for event in analysis.all_events:
         out.append(_event_finding(event, policy, location))
     out.extend(_persid_findings(analysis, data, policy, location, torch_storage_pids))
-    out.sort(key=lambda f: (f.offset if f.offset is not None else -1))
+    out.sort(key=lambda f: f.offset if f.offset is not None else -1)
     return out
 
 
@@ -162,7 +162,9 @@ def _is_torch_storage_pid(data: Any, pid: object, policy: Policy) -> bool:
     tag, storage_type, *rest = pid.items
     if not is_str_const(data, tag) or const_value(data, tag) != "storage":
         return False
-    if type(storage_type) is not GRef or not policy.is_allowed(storage_type.module, storage_type.name):
+    if type(storage_type) is not GRef or not policy.is_allowed(
+        storage_type.module, storage_type.name
+    ):
         return False
     return all(type(x) is int for x in rest)
 
@@ -203,7 +205,9 @@ def verdict_of(findings: Iterable[Finding]) -> Verdict:
     return Verdict.worst([f.verdict for f in findings if f.verdict is not None])
 
 
-def structural(policy: Policy, rule_name: str, message: str, location: str, offset: int | None) -> Finding:
+def structural(
+    policy: Policy, rule_name: str, message: str, location: str, offset: int | None
+) -> Finding:
     """A finding for a container-level problem (unreadable, unsupported, polyglot)."""
     rule = policy.rule(rule_name)
     return Finding(

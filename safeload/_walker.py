@@ -21,6 +21,7 @@ import codecs
 import re
 import struct
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from . import _opcodes as O
@@ -49,7 +50,9 @@ class GRef:
 
     __slots__ = ("args", "base", "ext", "kind", "module", "name", "offset", "raw", "uses")
 
-    def __init__(self, module: str, name: str, offset: int, kind: str, raw: tuple[str, str] | None = None):
+    def __init__(
+        self, module: str, name: str, offset: int, kind: str, raw: tuple[str, str] | None = None
+    ):
         self.module = module
         self.name = name
         self.offset = offset
@@ -73,7 +76,11 @@ class GRef:
         if self.ext is not None:
             return f"<extension code {self.ext}>"
         if self.kind == "computed":
-            return f"{self.module or '?'}:{self.name or '?'}" if "." in (self.name or "") else f"{self.module or '?'}.{self.name or '?'}"
+            return (
+                f"{self.module or '?'}:{self.name or '?'}"
+                if "." in (self.name or "")
+                else f"{self.module or '?'}.{self.name or '?'}"
+            )
         return canonical(self.module, self.name)
 
     def __repr__(self) -> str:
@@ -222,7 +229,11 @@ def const_value(data: Any, pos: int) -> object:
             return int(text, 8) if text.lstrip(b"+-").startswith(b"0") else text.decode("latin-1")
     if op == O.LONG1:
         n = data[pos + 1]
-        return int.from_bytes(data[pos + 2 : pos + 2 + n], "little", signed=True) if n <= 64 else "<long int>"
+        return (
+            int.from_bytes(data[pos + 2 : pos + 2 + n], "little", signed=True)
+            if n <= 64
+            else "<long int>"
+        )
     if op == O.LONG4:
         return "<long int>"
     if op == O.BINFLOAT:
@@ -315,12 +326,14 @@ def walk_one(data: Any, pos: int, end: int, budget: int) -> PickleWalk:
     except (IndexError, struct.error):
         # An argument ran past the end of the input.
         at = result.end
-        result.events.append(Event("truncated-pickle", at, f"pickle data was truncated after offset {at}"))
+        result.events.append(
+            Event("truncated-pickle", at, f"pickle data was truncated after offset {at}")
+        )
         _finish(result)
     return result
 
 
-def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  # noqa: C901
+def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
     stack: list[Any] = []
     marks: list[int] = []
     memo: dict[int, Any] = {}
@@ -334,7 +347,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
     pop = stack.pop
     start = pos
     nops = 0
-    decode = str
+    fused = 0
 
     def underflow(at: int) -> _Fail:
         return _Fail("malformed-pickle", at, f"stack underflow at offset {at}")
@@ -357,7 +370,9 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
             if limit != n and data.find(b"\n", limit, n) >= 0:
                 nl = data.find(b"\n", limit, n)
             else:
-                raise _Fail("truncated-pickle", start, f"pickle data was truncated (line at offset {at})")
+                raise _Fail(
+                    "truncated-pickle", start, f"pickle data was truncated (line at offset {at})"
+                )
         return bytes(data[at:nl]), nl + 1
 
     def new_global(module: str, name: str, at: int, kind: str) -> GRef:
@@ -378,19 +393,27 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
                 fn.args.append(render(data, args))
             return Res(fn, at)
         events.append(
-            Event("computed-callable", at, f"{use} object is {render(data, fn)}, not an imported global")
+            Event(
+                "computed-callable",
+                at,
+                f"{use} object is {render(data, fn)}, not an imported global",
+            )
         )
         return Res(fn, at)
 
     def mutate(target: object, at: int, what: str) -> None:
         if type(target) is GRef:
             target.uses.add("mutated")
-            events.append(Event("global-mutation", at, f"{what} into imported global {target.canonical}", target))
+            events.append(
+                Event(
+                    "global-mutation", at, f"{what} into imported global {target.canonical}", target
+                )
+            )
         elif type(target) is Res and type(target.fn) is GRef:
             target.fn.uses.add("mutated-instance")
 
     try:
-        for nops in range(budget):  # noqa: B007
+        for nops in range(budget):
             if pos >= limit:
                 if in_frame:
                     if pos > limit:
@@ -406,21 +429,30 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
                     if pos < n:
                         pass
                     else:
-                        raise _Fail("truncated-pickle", start, f"pickle data was truncated after offset {start}")
+                        raise _Fail(
+                            "truncated-pickle",
+                            start,
+                            f"pickle data was truncated after offset {start}",
+                        )
                 else:
-                    raise _Fail("truncated-pickle", start, f"pickle data was truncated after offset {start}")
+                    raise _Fail(
+                        "truncated-pickle", start, f"pickle data was truncated after offset {start}"
+                    )
             start = pos
             op = data[pos]
             # Hot opcodes first (data pickles are mostly these).
             if op == 0x8C:  # SHORT_BINUNICODE
-                m = data[pos + 1]
-                pos += 2 + m
-                if pos <= n:
-                    try:
-                        decode(data[pos - m : pos], "utf-8", "surrogatepass")
-                    except UnicodeDecodeError:
-                        raise _Fail("malformed-pickle", start, f"invalid UTF-8 in string at offset {start}") from None
+                # String bodies are skipped, not decoded: only strings that a
+                # consumer reads (global names, call arguments) are decoded.
+                pos += 2 + data[pos + 1]
                 append(start)
+                if data[pos] == 0x94:  # MEMOIZE right after: one step
+                    memo[len(memo)] = start
+                    pos += 1
+                    fused += 1
+            elif op == 0x4A:  # BININT
+                append(start)
+                pos += 5
             elif op == 0x94:  # MEMOIZE
                 if len(stack) <= fence:
                     raise underflow(start)
@@ -429,9 +461,6 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
             elif op == 0x4B:  # BININT1
                 append(start)
                 pos += 2
-            elif op == 0x4A:  # BININT
-                append(start)
-                pos += 5
             elif op == 0x4D:  # BININT2
                 append(start)
                 pos += 3
@@ -444,21 +473,30 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
                 try:
                     append(memo[data[pos + 1]])
                 except KeyError:
-                    raise _Fail("malformed-pickle", start, f"memo value not found at index {data[pos + 1]}") from None
+                    raise _Fail(
+                        "malformed-pickle", start, f"memo value not found at index {data[pos + 1]}"
+                    ) from None
                 pos += 2
             elif op == 0x58:  # BINUNICODE
-                m = _unpack_u4(data, pos + 1)[0] if pos + 5 <= n else 0
-                pos += 5 + m
-                if pos <= n:
-                    try:
-                        decode(data[pos - m : pos], "utf-8", "surrogatepass")
-                    except UnicodeDecodeError:
-                        raise _Fail("malformed-pickle", start, f"invalid UTF-8 in string at offset {start}") from None
+                pos += 5 + _unpack_u4(data, pos + 1)[0]
                 append(start)
+                nxt = data[pos]
+                if nxt == 0x71:  # BINPUT right after: one step
+                    memo[data[pos + 1]] = start
+                    pos += 2
+                    fused += 1
+                elif nxt == 0x72:  # LONG_BINPUT right after
+                    memo[_unpack_u4(data, pos + 1)[0]] = start
+                    pos += 5
+                    fused += 1
             elif op == 0x75 or op == 0x65:  # SETITEMS / APPENDS
                 k = pop_mark(start)
                 if op == 0x75 and (len(stack) - k) & 1:
-                    raise _Fail("malformed-pickle", start, f"odd number of items for SETITEMS at offset {start}")
+                    raise _Fail(
+                        "malformed-pickle",
+                        start,
+                        f"odd number of items for SETITEMS at offset {start}",
+                    )
                 if k <= fence:
                     raise underflow(start)
                 del stack[k:]
@@ -477,19 +515,33 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
                 if len(stack) <= fence:
                     raise underflow(start)
                 if pos + 5 > n:
-                    raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+                    raise _Fail(
+                        "truncated-pickle", start, f"pickle data was truncated at offset {start}"
+                    )
                 memo[_unpack_u4(data, pos + 1)[0]] = stack[-1]
                 pos += 5
             elif op == 0x6A:  # LONG_BINGET
                 if pos + 5 > n:
-                    raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+                    raise _Fail(
+                        "truncated-pickle", start, f"pickle data was truncated at offset {start}"
+                    )
                 idx = _unpack_u4(data, pos + 1)[0]
                 try:
                     append(memo[idx])
                 except KeyError:
-                    raise _Fail("malformed-pickle", start, f"memo value not found at index {idx}") from None
+                    raise _Fail(
+                        "malformed-pickle", start, f"memo value not found at index {idx}"
+                    ) from None
                 pos += 5
-            elif op == 0x4E or op == 0x88 or op == 0x89 or op == 0x29 or op == 0x5D or op == 0x7D or op == 0x8F:
+            elif (
+                op == 0x4E
+                or op == 0x88
+                or op == 0x89
+                or op == 0x29
+                or op == 0x5D
+                or op == 0x7D
+                or op == 0x8F
+            ):
                 # NONE NEWTRUE NEWFALSE EMPTY_TUPLE EMPTY_LIST EMPTY_DICT EMPTY_SET
                 append(start)
                 pos += 1
@@ -562,12 +614,18 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
                         module = str(const_value(data, mod_item))
                         name = str(const_value(data, name_item))
                     except (UnicodeDecodeError, ValueError):
-                        raise _Fail("malformed-pickle", start, f"undecodable STACK_GLOBAL operand at {start}") from None
+                        raise _Fail(
+                            "malformed-pickle",
+                            start,
+                            f"undecodable STACK_GLOBAL operand at {start}",
+                        ) from None
                     append(new_global(module, name, start, "STACK_GLOBAL"))
                 else:
-                    module = str(const_value(data, mod_item)) if is_str_const(data, mod_item) else None
-                    name = str(const_value(data, name_item)) if is_str_const(data, name_item) else None
-                    g = GRef(module or "", name or "", start, "computed")
+                    cmod = str(const_value(data, mod_item)) if is_str_const(data, mod_item) else ""
+                    cname = (
+                        str(const_value(data, name_item)) if is_str_const(data, name_item) else ""
+                    )
+                    g = GRef(cmod, cname, start, "computed")
                     globs.append(g)
                     events.append(
                         Event(
@@ -587,7 +645,9 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
                     module = raw_mod.decode("utf-8")
                     name = raw_name.decode("utf-8")
                 except UnicodeDecodeError:
-                    raise _Fail("malformed-pickle", start, f"GLOBAL name is not UTF-8 at offset {start}") from None
+                    raise _Fail(
+                        "malformed-pickle", start, f"GLOBAL name is not UTF-8 at offset {start}"
+                    ) from None
                 append(new_global(module, name, start, "GLOBAL"))
             elif op == 0x81:  # NEWOBJ
                 if len(stack) - fence < 2:
@@ -604,22 +664,32 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
                 pos += 1
             elif op == 0x95:  # FRAME
                 if pos + 9 > n:
-                    raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+                    raise _Fail(
+                        "truncated-pickle", start, f"pickle data was truncated at offset {start}"
+                    )
                 size = _unpack_u8(data, pos + 1)[0]
                 pos += 9
                 if in_frame and pos <= limit and limit != pos:
                     events.append(
-                        Event("frame-boundary-violation", start, f"FRAME at offset {start} starts inside another frame")
+                        Event(
+                            "frame-boundary-violation",
+                            start,
+                            f"FRAME at offset {start} starts inside another frame",
+                        )
                     )
                 if size > n - pos:
                     raise _Fail(
-                        "truncated-pickle", start, f"FRAME at offset {start} declares {size} bytes, {n - pos} remain"
+                        "truncated-pickle",
+                        start,
+                        f"FRAME at offset {start} declares {size} bytes, {n - pos} remain",
                     )
                 limit = pos + size
                 in_frame = True
             elif op == 0x80:  # PROTO
                 if pos + 2 > n:
-                    raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+                    raise _Fail(
+                        "truncated-pickle", start, f"pickle data was truncated at offset {start}"
+                    )
                 proto = data[pos + 1]
                 if proto > O.HIGHEST_PROTOCOL:
                     raise _Fail("malformed-pickle", start, f"unsupported pickle protocol: {proto}")
@@ -633,11 +703,27 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
                     continue  # reported as truncation / frame violation at the loop head
                 out.end = pos
                 out.complete = True
-                out.opcodes = nops + 1
+                out.opcodes = nops + 1 + fused
                 _finish(out)
                 return
             else:
-                pos = _slow(op, data, pos, n, limit, stack, marks, memo, out, start, proto, line, new_global, call, mutate)
+                pos = _slow(
+                    op,
+                    data,
+                    pos,
+                    n,
+                    limit,
+                    stack,
+                    marks,
+                    memo,
+                    out,
+                    start,
+                    proto,
+                    line,
+                    new_global,
+                    call,
+                    mutate,
+                )
                 fence = marks[-1] if marks else 0
                 if op == 0x80:
                     proto = out.protocol
@@ -645,9 +731,11 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:  #
             out.end = pos
             out.opcodes = budget
             _finish(out)
-            raise _Fail("resource-limit", pos, f"opcode budget of {budget} exhausted at offset {pos}")
+            raise _Fail(
+                "resource-limit", pos, f"opcode budget of {budget} exhausted at offset {pos}"
+            )
     except (_Fail, IndexError, struct.error):
-        out.opcodes = nops
+        out.opcodes = nops + fused
         out.end = start
         raise
     raise AssertionError("unreachable")  # pragma: no cover
@@ -677,7 +765,7 @@ def _fold_getattr(data: Any, fn: GRef, args: object, at: int) -> GRef | None:
     return folded
 
 
-def _slow(  # noqa: C901
+def _slow(
     op: int,
     data: Any,
     pos: int,
@@ -689,7 +777,7 @@ def _slow(  # noqa: C901
     out: PickleWalk,
     start: int,
     proto: int,
-    line: Any,
+    line: Callable[[int], tuple[bytes, int]],
     new_global: Any,
     call: Any,
     mutate: Any,
@@ -697,7 +785,9 @@ def _slow(  # noqa: C901
     """Every opcode that is rare in real files."""
     info = O.BY_CODE.get(op)
     if info is None:
-        raise _Fail("malformed-pickle", start, f"unknown opcode {op:#04x} ({chr(op)!r}) at offset {start}")
+        raise _Fail(
+            "malformed-pickle", start, f"unknown opcode {op:#04x} ({chr(op)!r}) at offset {start}"
+        )
     fence = marks[-1] if marks else 0
 
     def need(k: int) -> None:
@@ -706,7 +796,9 @@ def _slow(  # noqa: C901
 
     def pop_mark() -> int:
         if not marks:
-            raise _Fail("malformed-pickle", start, f"could not find MARK for opcode at offset {start}")
+            raise _Fail(
+                "malformed-pickle", start, f"could not find MARK for opcode at offset {start}"
+            )
         return marks.pop()
 
     def counted(prefix: int, signed: bool = False) -> int:
@@ -719,13 +811,17 @@ def _slow(  # noqa: C901
         else:
             size = _unpack_u8(data, pos + 1)[0]
         if size < 0:
-            raise _Fail("malformed-pickle", start, f"{info.name} has negative byte count at offset {start}")
+            raise _Fail(
+                "malformed-pickle", start, f"{info.name} has negative byte count at offset {start}"
+            )
         body = pos + 1 + prefix
         if size > n - body:
             raise _Fail(
-                "truncated-pickle", start, f"{info.name} at offset {start} declares {size} bytes, {n - body} remain"
+                "truncated-pickle",
+                start,
+                f"{info.name} at offset {start} declares {size} bytes, {n - body} remain",
             )
-        return body + size
+        return int(body + size)
 
     e = info.effect
     if e is O.Effect.PUSH_CONST:
@@ -733,7 +829,9 @@ def _slow(  # noqa: C901
         if arg in O.FIXED_SIZE:
             new = pos + 1 + O.FIXED_SIZE[arg]
             if new > n:
-                raise _Fail("truncated-pickle", start, f"pickle data was truncated at offset {start}")
+                raise _Fail(
+                    "truncated-pickle", start, f"pickle data was truncated at offset {start}"
+                )
         elif arg is O.Arg.LINE:
             text, new = line(pos + 1)
             _check_text_const(op, text, start)
@@ -743,7 +841,9 @@ def _slow(  # noqa: C901
                 try:
                     str(data[pos + 9 : new], "utf-8", "surrogatepass")
                 except UnicodeDecodeError:
-                    raise _Fail("malformed-pickle", start, f"invalid UTF-8 in string at offset {start}") from None
+                    raise _Fail(
+                        "malformed-pickle", start, f"invalid UTF-8 in string at offset {start}"
+                    ) from None
         stack.append(start)
         return new
     if e is O.Effect.PUSH_EMPTY:
@@ -757,7 +857,9 @@ def _slow(  # noqa: C901
             stack.append(Tup(items if len(items) <= _TUPLE_KEEP else None, len(items)))
         elif op == O.DICT:
             if len(items) & 1:
-                raise _Fail("malformed-pickle", start, f"odd number of items for DICT at offset {start}")
+                raise _Fail(
+                    "malformed-pickle", start, f"odd number of items for DICT at offset {start}"
+                )
             stack.append(_DICT)
         elif op == O.LIST:
             stack.append(_LIST)
@@ -816,12 +918,16 @@ def _slow(  # noqa: C901
             module = raw_mod.decode("ascii")
             name = raw_name.decode("ascii")
         except UnicodeDecodeError:
-            raise _Fail("malformed-pickle", start, f"INST name is not ASCII at offset {start}") from None
+            raise _Fail(
+                "malformed-pickle", start, f"INST name is not ASCII at offset {start}"
+            ) from None
         g = new_global(module, name, start, "INST")
         k = pop_mark()
         items = stack[k:]
         del stack[k:]
-        stack.append(call(g, Tup(items if len(items) <= _TUPLE_KEEP else None, len(items)), start, "called"))
+        stack.append(
+            call(g, Tup(items if len(items) <= _TUPLE_KEEP else None, len(items)), start, "called")
+        )
         return new
     if e is O.Effect.CALL:  # OBJ (REDUCE/NEWOBJ/NEWOBJ_EX are on the hot path)
         k = pop_mark()
@@ -830,7 +936,14 @@ def _slow(  # noqa: C901
             raise _Fail("malformed-pickle", start, f"stack underflow at offset {start}")
         del stack[k:]
         rest = items[1:]
-        stack.append(call(items[0], Tup(rest if len(rest) <= _TUPLE_KEEP else None, len(rest)), start, "called"))
+        stack.append(
+            call(
+                items[0],
+                Tup(rest if len(rest) <= _TUPLE_KEEP else None, len(rest)),
+                start,
+                "called",
+            )
+        )
         return pos + 1
     if e is O.Effect.EXTENSION:
         size = O.FIXED_SIZE[info.arg]
@@ -848,7 +961,12 @@ def _slow(  # noqa: C901
         g.ext = code
         out.globals.append(g)
         out.events.append(
-            Event("extension-code", start, f"{info.name} {code}: global comes from the copyreg extension registry", g)
+            Event(
+                "extension-code",
+                start,
+                f"{info.name} {code}: global comes from the copyreg extension registry",
+                g,
+            )
         )
         stack.append(g)
         return pos + 1 + size
@@ -858,7 +976,9 @@ def _slow(  # noqa: C901
             try:
                 pid: object = text.decode("ascii")
             except UnicodeDecodeError:
-                raise _Fail("malformed-pickle", start, f"persistent id is not ASCII at offset {start}") from None
+                raise _Fail(
+                    "malformed-pickle", start, f"persistent id is not ASCII at offset {start}"
+                ) from None
             out.persids.append((start, pid))
             stack.append(PersRes(pid, start))
             return new
@@ -876,7 +996,11 @@ def _slow(  # noqa: C901
     if e is O.Effect.BUFFER:
         if op == O.NEXT_BUFFER:
             out.events.append(
-                Event("out-of-band-buffer", start, f"NEXT_BUFFER at offset {start} needs out-of-band buffers")
+                Event(
+                    "out-of-band-buffer",
+                    start,
+                    f"NEXT_BUFFER at offset {start} needs out-of-band buffers",
+                )
             )
             stack.append(_BUFFER)
         else:
@@ -884,7 +1008,12 @@ def _slow(  # noqa: C901
         return pos + 1
     if e is O.Effect.FRAMING:  # PROTO and FRAME are on the hot path
         raise AssertionError(info.name)
-    if e is O.Effect.BUILD_FROM_TOP or e is O.Effect.SET_STATE or e is O.Effect.IMPORT or e is O.Effect.STOP:
+    if (
+        e is O.Effect.BUILD_FROM_TOP
+        or e is O.Effect.SET_STATE
+        or e is O.Effect.IMPORT
+        or e is O.Effect.STOP
+    ):
         raise AssertionError(info.name)  # on the hot path
     raise AssertionError(f"no handler for {info.name}")  # pragma: no cover
 
@@ -895,7 +1024,9 @@ def _text_index(text: bytes, at: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise _Fail("malformed-pickle", at, f"bad memo index {text[:40]!r} at offset {at}") from None
+        raise _Fail(
+            "malformed-pickle", at, f"bad memo index {text[:40]!r} at offset {at}"
+        ) from None
 
 
 def _check_text_const(op: int, text: bytes, at: int) -> None:
@@ -944,7 +1075,9 @@ def _all_zero(data: Any, a: int, b: int) -> bool:
 _PROTO_START = re.compile(rb"\x80[\x00-\x05]")
 
 
-def analyze(data: Any, start: int = 0, end: int | None = None, *, max_opcodes: int = DEFAULT_MAX_OPCODES) -> StreamAnalysis:
+def analyze(
+    data: Any, start: int = 0, end: int | None = None, *, max_opcodes: int = DEFAULT_MAX_OPCODES
+) -> StreamAnalysis:
     """Walk every pickle in `data[start:end]`: one after another until EOF.
 
     A loader that reads several pickles from one stream (torch legacy files,
@@ -965,7 +1098,9 @@ def analyze(data: Any, start: int = 0, end: int | None = None, *, max_opcodes: i
     first = True
     while pos < n:
         if not first and _all_zero(data, pos, n):
-            out.events.append(Event("zero-padding", pos, f"{n - pos} zero bytes after the last pickle"))
+            out.events.append(
+                Event("zero-padding", pos, f"{n - pos} zero bytes after the last pickle")
+            )
             break
         walk = walk_one(data, pos, n, budget)
         budget -= walk.opcodes or 0
@@ -977,7 +1112,11 @@ def analyze(data: Any, start: int = 0, end: int | None = None, *, max_opcodes: i
         # A failed walk still reports what it saw before the error.
         if not first:
             out.events.append(
-                Event("trailing-data", pos, f"{n - pos} bytes after the last pickle at offset {pos} do not parse as a pickle")
+                Event(
+                    "trailing-data",
+                    pos,
+                    f"{n - pos} bytes after the last pickle at offset {pos} do not parse as a pickle",
+                )
             )
         out.pickles.append(walk)
         if any(e.rule == "resource-limit" for e in walk.events):
@@ -1007,7 +1146,11 @@ def _resync(data: Any, pos: int, n: int, budget: int, out: StreamAnalysis) -> in
         budget -= walk.opcodes
         if walk.complete:
             walk.events.append(
-                Event("trailing-data", cand, f"a further pickle starts at offset {cand} after unparseable bytes")
+                Event(
+                    "trailing-data",
+                    cand,
+                    f"a further pickle starts at offset {cand} after unparseable bytes",
+                )
             )
             out.pickles.append(walk)
             return walk.end
@@ -1021,7 +1164,7 @@ def _search(data: Any, pos: int, n: int) -> int | None:
         if i < 0 or i + 1 >= n:
             return None
         if data[i + 1] <= 5:
-            return i
+            return int(i)
         pos = i + 1
 
 

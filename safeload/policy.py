@@ -25,7 +25,18 @@ from .report import Severity, Verdict
 
 __all__ = ["AllowPack", "Policy", "Rule", "UserConfig"]
 
-_RULE_KEYS = {"id", "name", "severity", "verdict", "since", "summary", "why", "fix", "globals", "modules"}
+_RULE_KEYS = {
+    "id",
+    "name",
+    "severity",
+    "verdict",
+    "since",
+    "summary",
+    "why",
+    "fix",
+    "globals",
+    "modules",
+}
 _REQUIRED_RULE_KEYS = {"id", "name", "severity", "verdict", "summary", "why", "fix"}
 _PACK_KEYS = {"name", "description", "generated_by", "versions", "sources", "globals"}
 _ID_RE = re.compile(r"^[A-Z][A-Z0-9]{1,9}[0-9]{3}$")
@@ -99,7 +110,9 @@ class UserConfig:
             raise PolicyError(f"{path}: [tool.safeload] must be a table")
         unknown = set(table) - {"allow", "rules", "fail-on", "exclude"}
         if unknown:
-            raise PolicyError(f"{path}: unknown keys in [tool.safeload]: {', '.join(sorted(unknown))}")
+            raise PolicyError(
+                f"{path}: unknown keys in [tool.safeload]: {', '.join(sorted(unknown))}"
+            )
         allow = _str_list(table.get("allow", []), f"{path}: tool.safeload.allow")
         rules = _str_list(table.get("rules", []), f"{path}: tool.safeload.rules")
         exclude = _str_list(table.get("exclude", []), f"{path}: tool.safeload.exclude")
@@ -120,14 +133,23 @@ class UserConfig:
 class Policy:
     """Allow packs plus rules; answers "is this global allowed, and is it known-bad?"."""
 
-    def __init__(self, rules: Iterable[Rule], packs: Iterable[AllowPack], extra_allow: Iterable[tuple[str, str]] = ()):
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        packs: Iterable[AllowPack],
+        extra_allow: Iterable[tuple[str, str]] = (),
+    ):
         by_id: dict[str, Rule] = {}
         by_name: dict[str, Rule] = {}
         for rule in rules:
             if rule.id in by_id:
-                raise PolicyError(f"duplicate rule ID {rule.id} ({rule.source} and {by_id[rule.id].source})")
+                raise PolicyError(
+                    f"duplicate rule ID {rule.id} ({rule.source} and {by_id[rule.id].source})"
+                )
             if rule.name in by_name:
-                raise PolicyError(f"duplicate rule name {rule.name!r} ({rule.id} and {by_name[rule.name].id})")
+                raise PolicyError(
+                    f"duplicate rule name {rule.name!r} ({rule.id} and {by_name[rule.name].id})"
+                )
             by_id[rule.id] = rule
             by_name[rule.name] = rule
         self.rules: Mapping[str, Rule] = by_id
@@ -268,7 +290,9 @@ def _parse_rule(raw: object, where: str, *, builtin: bool) -> Rule:
     if not isinstance(rid, str) or not _ID_RE.match(rid):
         raise PolicyError(f"{where}: bad rule id {rid!r} (e.g. SL101, ACME001)")
     if builtin != rid.startswith(_BUILTIN_PREFIX):
-        raise PolicyError(f"{where}: rule id {rid}: the {_BUILTIN_PREFIX} prefix is reserved for built-in rules")
+        raise PolicyError(
+            f"{where}: rule id {rid}: the {_BUILTIN_PREFIX} prefix is reserved for built-in rules"
+        )
     name = raw["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise PolicyError(f"{where}: rule {rid}: name must be a lowercase-hyphenated slug")
@@ -287,7 +311,8 @@ def _parse_rule(raw: object, where: str, *, builtin: bool) -> Rule:
             raise PolicyError(f"{where}: rule {rid}: {key} must be a string")
         texts[key] = value
     globs = frozenset(
-        _check_global(g, f"{where}: rule {rid}") for g in _str_list(raw.get("globals", []), f"{where}: rule {rid}: globals")
+        _check_global(g, f"{where}: rule {rid}")
+        for g in _str_list(raw.get("globals", []), f"{where}: rule {rid}: globals")
     )
     modules = tuple(_str_list(raw.get("modules", []), f"{where}: rule {rid}: modules"))
     for module in modules:
@@ -364,7 +389,10 @@ def load_user_rules(path: Path) -> tuple[list[Rule], list[tuple[str, str]]]:
         raise PolicyError(f"cannot read rules file {path}: {exc.strerror or exc}") from exc
     rules = parse_rules(raw, str(path), builtin=False)
     data = _read_toml(raw, str(path))
-    allow = [_check_global(g, f"{path}: allow") for g in _str_list(data.get("allow", []), f"{path}: allow")]
+    allow = [
+        _check_global(g, f"{path}: allow")
+        for g in _str_list(data.get("allow", []), f"{path}: allow")
+    ]
     return rules, allow
 
 

@@ -1,0 +1,241 @@
+"""Scan many paths: find the model files under directories, scan them in parallel.
+
+Files named explicitly are always scanned. Inside a directory, a file is
+scanned when its name has a model-file extension or its first bytes look
+like a pickle or a container that can hold one; everything else is counted
+as skipped. Paths that cannot be read end up in `ScanReport.errors`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import pickletools
+import re
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from ._walker import DEFAULT_MAX_OPCODES
+from .errors import ScanInputError
+from .policy import Policy
+from .report import FileReport, ScanReport
+from .scan import scan_file
+
+__all__ = ["MODEL_SUFFIXES", "discover", "scan_paths", "sniff"]
+
+Progress = Callable[[int, int], None]
+"""`progress(done, total)`, called after each file is scanned."""
+
+MODEL_SUFFIXES = frozenset(
+    {
+        # pickle and friends
+        ".pkl", ".pickle", ".p", ".pk", ".pck", ".pcl", ".dill", ".cloudpkl",
+        # framework formats built on pickle
+        ".pt", ".pth", ".bin", ".ckpt", ".mar", ".nemo", ".joblib", ".jbl",
+        ".npy", ".npz", ".dat", ".data", ".model", ".sav",
+        # compressed or archived pickles
+        ".gz", ".bz2", ".xz", ".lzma", ".zip", ".tar", ".tgz", ".zst", ".lz4", ".7z",
+    }
+)  # fmt: skip
+
+_SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
+
+_HEAD = 512
+"""Bytes read to sniff a file (tar's `ustar` marker sits at offset 257)."""
+
+_MAGICS: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"]\x00\x00", "lzma"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\x93NUMPY", "npy"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"ZF0x", "joblib-zlib"),
+)
+_ZLIB = re.compile(rb"\x78[\x01\x5e\x9c\xda]")
+
+_PROTO01_FIRST = frozenset(b"(]})cINLFSVKJMGXUTP")
+"""Opcodes a protocol 0/1 pickle (no PROTO opcode) plausibly starts with."""
+
+
+def sniff(head: bytes) -> str | None:
+    """What `head` (a file's first bytes) looks like, or None for neither pickle nor container."""
+    if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
+        return "pickle"
+    for magic, kind in _MAGICS:
+        if head.startswith(magic):
+            return kind
+    if _ZLIB.match(head):
+        return "zlib"
+    if head[257:262] == b"ustar":
+        return "tar"
+    if head and head[0] in _PROTO01_FIRST and _decodes_as_pickle(head):
+        return "pickle"
+    return None
+
+
+def _decodes_as_pickle(head: bytes) -> bool:
+    """Protocol 0/1 heuristic: the head decodes as opcodes up to STOP or its end.
+
+    pickletools.genops only parses; nothing is imported or called.
+    """
+    count = 0
+    try:
+        for opcode, _arg, pos in pickletools.genops(head):
+            count += 1
+            if opcode.name == "STOP":
+                return count >= 2
+            if pos is not None and pos > len(head) - 16:
+                break
+    except ValueError:
+        # The head ends mid-opcode (fine) or holds a byte that is no opcode.
+        pass
+    return count >= 3
+
+
+def _wanted(path: Path) -> bool:
+    if path.suffix.lower() in MODEL_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEAD)
+    except OSError:
+        return True  # let the scan report why it cannot be read
+    return sniff(head) is not None
+
+
+def _excluded(rel: str, name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def discover(
+    paths: Iterable[Path], *, exclude: Sequence[str] = ()
+) -> tuple[list[Path], list[str], dict[str, str]]:
+    """Files to scan, files skipped, and paths that could not be read.
+
+    `exclude` holds glob patterns matched against paths relative to a walked
+    directory (and against bare names); they never apply to named files.
+    """
+    chosen: list[Path] = []
+    skipped: list[str] = []
+    errors: dict[str, str] = {}
+    seen: set[str] = set()
+
+    def add(path: Path) -> None:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            chosen.append(path)
+
+    for root in paths:
+        if root.is_dir():
+            for folder, dirs, files in os.walk(root, onerror=_walk_error(errors)):
+                base = Path(folder)
+                rel_base = base.relative_to(root)
+                dirs[:] = sorted(
+                    d
+                    for d in dirs
+                    if d not in _SKIP_DIRS and not _excluded((rel_base / d).as_posix(), d, exclude)
+                )
+                for name in sorted(files):
+                    path = base / name
+                    if _excluded((rel_base / name).as_posix(), name, exclude):
+                        skipped.append(str(path))
+                    elif not path.is_file():
+                        skipped.append(str(path))  # socket, fifo, dangling link
+                    elif _wanted(path):
+                        add(path)
+                    else:
+                        skipped.append(str(path))
+        elif root.exists():
+            add(root)
+        else:
+            errors[str(root)] = "no such file or directory"
+    return chosen, skipped, errors
+
+
+def _walk_error(errors: dict[str, str]) -> Callable[[OSError], None]:
+    def record(exc: OSError) -> None:
+        errors[str(exc.filename)] = f"cannot read directory: {exc.strerror or exc}"
+
+    return record
+
+
+def scan_paths(
+    paths: list[Path],
+    policy: Policy,
+    *,
+    max_opcodes: int = DEFAULT_MAX_OPCODES,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    exclude: Sequence[str] = (),
+) -> ScanReport:
+    """Scan files and directories (recursively); results sorted by path.
+
+    `jobs` worker processes share the work (default: one per core); a
+    handful of files is scanned in this process.
+    """
+    files, skipped, errors = discover(paths, exclude=exclude)
+    jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+    reports: list[FileReport] = []
+    total = len(files)
+    if jobs == 1 or total < _PARALLEL_MIN:
+        for done, path in enumerate(files, 1):
+            _collect(_scan_one(path, policy, max_opcodes), reports, errors)
+            if progress is not None:
+                progress(done, total)
+    else:
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, total), initializer=_init_worker, initargs=(policy,)
+        ) as pool:
+            futures = [pool.submit(_scan_in_worker, path, max_opcodes) for path in files]
+            for done, future in enumerate(as_completed(futures), 1):
+                _collect(future.result(), reports, errors)
+                if progress is not None:
+                    progress(done, total)
+    reports.sort(key=lambda r: r.path)
+    return ScanReport(
+        files=tuple(reports), skipped=tuple(sorted(skipped)), errors=dict(sorted(errors.items()))
+    )
+
+
+_PARALLEL_MIN = 8
+"""Below this many files, starting worker processes costs more than it saves."""
+
+_worker_policy: Policy | None = None
+
+
+def _init_worker(policy: Policy) -> None:
+    global _worker_policy
+    _worker_policy = policy
+
+
+def _scan_in_worker(path: Path, max_opcodes: int) -> FileReport | tuple[str, str]:
+    assert _worker_policy is not None, "worker started without a policy"
+    return _scan_one(path, _worker_policy, max_opcodes)
+
+
+def _scan_one(path: Path, policy: Policy, max_opcodes: int) -> FileReport | tuple[str, str]:
+    try:
+        return scan_file(path, policy, max_opcodes=max_opcodes)
+    except ScanInputError as exc:
+        return str(path), _reason(str(path), exc.diagnostics())
+
+
+def _reason(path: str, text: str) -> str:
+    prefix = f"{path}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _collect(
+    result: FileReport | tuple[str, str], reports: list[FileReport], errors: dict[str, str]
+) -> None:
+    if isinstance(result, FileReport):
+        reports.append(result)
+    else:
+        errors[result[0]] = result[1]

@@ -1,0 +1,14 @@
+"""The versioned JSON report (`{"version": 1, "files": [...], "summary": {...}}`)."""
+
+from __future__ import annotations
+
+import json
+
+from ..report import ScanReport
+
+__all__ = ["render"]
+
+
+def render(report: ScanReport) -> str:
+    """`report` as indented JSON, ending in a newline."""
+    return json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
