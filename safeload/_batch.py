@@ -86,16 +86,15 @@ def _decodes_as_pickle(head: bytes) -> bool:
     """
     count = 0
     try:
-        for opcode, _arg, pos in pickletools.genops(head):
+        for opcode, _arg, _pos in pickletools.genops(head):
             count += 1
             if opcode.name == "STOP":
                 return count >= 2
-            if pos is not None and pos > len(head) - 16:
-                break
     except ValueError:
-        # The head ends mid-opcode (fine) or holds a byte that is no opcode.
-        pass
-    return count >= 3
+        # A byte that is no opcode, or the head ends mid-opcode: a cut-off
+        # head of a longer file still counts when enough of it decoded.
+        return len(head) >= _HEAD and count >= 3
+    return False
 
 
 def _wanted(path: Path) -> bool:
