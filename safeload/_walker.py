@@ -669,7 +669,9 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
                     )
                 size = _unpack_u8(data, pos + 1)[0]
                 pos += 9
-                if in_frame and pos <= limit and limit != pos:
+                if in_frame and pos != limit:
+                    # pickle.py refuses this; the C unpickler reading a file
+                    # follows it differently: either way scanners diverge.
                     events.append(
                         Event(
                             "frame-boundary-violation",
@@ -725,8 +727,6 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
                     mutate,
                 )
                 fence = marks[-1] if marks else 0
-                if op == 0x80:
-                    proto = out.protocol
         else:
             out.end = pos
             out.opcodes = budget
