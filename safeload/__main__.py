@@ -1,0 +1,3 @@
+from safeload._cli import entry
+
+entry()

@@ -1,0 +1,346 @@
+"""The `safeload` command: the only module that writes to stdout or stderr.
+
+Exit codes: 0 every file is safe, 1 some file is not (see `--fail-on`),
+2 usage, configuration or I/O error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from . import __version__
+from ._batch import scan_paths
+from ._render import FORMATS, text
+from ._walker import DEFAULT_MAX_OPCODES
+from .errors import SafeloadError
+from .policy import Policy, UserConfig
+from .report import FileReport, ScanReport, Verdict
+
+if TYPE_CHECKING:
+    from ._demo import Demo
+
+__all__ = ["entry", "main"]
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+PROGRESS_MIN_FILES = 20
+"""A progress bar is drawn (on a terminal) only for at least this many files."""
+
+_FAILING = {
+    "unknown": frozenset({Verdict.UNKNOWN, Verdict.INVALID, Verdict.DANGEROUS}),
+    "dangerous": frozenset({Verdict.INVALID, Verdict.DANGEROUS}),
+}
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with `argv` (default: `sys.argv[1:]`) and return the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 for --help
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print("safeload: error: a command is required (scan, rules, demo)", file=sys.stderr)
+        return EXIT_ERROR
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except SafeloadError as exc:
+        print(f"safeload: error: {exc.diagnostics()}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+# -- argument parsing -----------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="safeload",
+        description="Scan pickle-based model files (pickle, joblib, PyTorch, numpy) without loading them.",
+    )
+    parser.add_argument("--version", action="version", version=f"safeload {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    scan = commands.add_parser(
+        "scan",
+        help="scan files and directories",
+        description="Scan files and directories (recursively). Named files are always scanned; "
+        "in directories, files are chosen by extension and content.",
+        epilog="exit codes: 0 all files safe, 1 a file is not safe (see --fail-on), "
+        "2 usage, configuration or I/O error",
+    )
+    scan.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+    scan.add_argument(
+        "--format", choices=FORMATS, default="text", help="output format (default: text)"
+    )
+    scan.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the report to FILE")
+    scan.add_argument(
+        "--fail-on",
+        choices=sorted(_FAILING),
+        default=None,
+        help="'unknown' (default): fail on any file that is not safe; "
+        "'dangerous': fail only on dangerous or invalid files",
+    )
+    _policy_arguments(scan)
+    scan.add_argument(
+        "--max-opcodes",
+        type=_positive,
+        default=DEFAULT_MAX_OPCODES,
+        metavar="N",
+        help=f"opcodes analyzed per file before giving up (default: {DEFAULT_MAX_OPCODES})",
+    )
+    scan.add_argument(
+        "--jobs",
+        "-j",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="worker processes (default: one per core)",
+    )
+    scan.add_argument(
+        "--explain",
+        action="store_true",
+        help="for files that are not safe, show what loading them would run (fickling's decompiler)",
+    )
+    scan.add_argument(
+        "--quiet", "-q", action="store_true", help="text format: list only files that are not safe"
+    )
+    scan.set_defaults(handler=_cmd_scan)
+
+    rules = commands.add_parser(
+        "rules", help="list the rules", description="List every rule: ID, name, severity, summary."
+    )
+    rules.add_argument("--format", choices=("text", "json"), default="text")
+    _policy_arguments(rules)
+    rules.set_defaults(handler=_cmd_rules)
+
+    demo = commands.add_parser(
+        "demo",
+        help="scan a benign model and a hostile pickle",
+        description="Write a benign model and a hostile pickle (whose payload would only create "
+        "a canary file), scan both and show the report. Exits 1, because one file is dangerous.",
+    )
+    demo.add_argument(
+        "directory",
+        nargs="?",
+        type=Path,
+        metavar="DIR",
+        help="keep the files in DIR (default: a temporary directory)",
+    )
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _policy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="treat global NAME (module.name or module:qual.name) as safe; repeatable",
+    )
+    parser.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="extra rules file (TOML: allow = [...] and [[rule]] tables); repeatable",
+    )
+    parser.add_argument(
+        "--no-config", action="store_true", help="ignore [tool.safeload] in pyproject.toml"
+    )
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return number
+
+
+def _policy(args: argparse.Namespace) -> tuple[Policy, UserConfig | None]:
+    config = None if args.no_config else UserConfig.find(Path.cwd())
+    policy = Policy.build(allow=args.allow, rule_files=args.rules, config=config)
+    return policy, config
+
+
+# -- scan -----------------------------------------------------------------------
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    policy, config = _policy(args)
+    fail_on = args.fail_on or (config.fail_on if config else None) or "unknown"
+    report = scan_paths(
+        list(args.paths),
+        policy,
+        max_opcodes=args.max_opcodes,
+        jobs=args.jobs,
+        progress=_progress_bar(sys.stderr) if sys.stderr.isatty() else None,
+        exclude=config.exclude if config else (),
+    )
+    if args.explain:
+        report = _with_explanations(report, args.jobs)
+    to_terminal = args.output is None
+    if args.format == "text":
+        rendered = text.render(
+            report, color=to_terminal and _use_color(sys.stdout), quiet=args.quiet
+        )
+    elif args.format == "json":
+        from ._render import json
+
+        rendered = json.render(report)
+    else:
+        from ._render import sarif
+
+        rendered = sarif.render(report, policy)
+    if to_terminal:
+        sys.stdout.write(rendered)
+        sys.stdout.flush()
+    else:
+        try:
+            args.output.write_text(rendered, encoding="utf-8")
+        except OSError as exc:
+            print(
+                f"safeload: error: cannot write {args.output}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+    if args.format != "text" or not to_terminal:
+        for path, reason in report.errors.items():
+            print(f"safeload: error: {path}: {reason}", file=sys.stderr)
+        if not to_terminal:
+            print(text.summary_line(report), file=sys.stderr)
+    return exit_code(report, fail_on)
+
+
+def exit_code(report: ScanReport, fail_on: str = "unknown") -> int:
+    """2 if a path could not be read, 1 if a file fails `fail_on`, else 0."""
+    if report.errors:
+        return EXIT_ERROR
+    failing = _FAILING[fail_on]
+    return EXIT_FINDINGS if any(f.verdict in failing for f in report.files) else EXIT_OK
+
+
+def _with_explanations(report: ScanReport, jobs: int | None) -> ScanReport:
+    from ._explain import DEFAULT_MAX_INPUT, explain
+
+    def one(file: FileReport) -> FileReport:
+        if file.safe:
+            return file
+        try:
+            size = os.path.getsize(file.path)
+            if size > DEFAULT_MAX_INPUT:
+                note = f"(not decompiled: {size} bytes is over the {DEFAULT_MAX_INPUT}-byte limit)"
+            else:
+                note = explain(Path(file.path).read_bytes())
+        except OSError as exc:
+            note = f"(not decompiled: cannot read the file: {exc.strerror or exc})"
+        return dataclasses.replace(file, explanation=note)
+
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        files = tuple(pool.map(one, report.files))
+    return dataclasses.replace(report, files=files)
+
+
+def _use_color(stream: TextIO) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def _progress_bar(stream: TextIO) -> Callable[[int, int], None]:
+    width = 30
+
+    def draw(done: int, total: int) -> None:
+        if total < PROGRESS_MIN_FILES:
+            return
+        filled = width * done // total
+        stream.write(f"\rscanning [{'#' * filled}{'.' * (width - filled)}] {done}/{total} files")
+        if done == total:
+            stream.write("\r" + " " * (width + 32 + 2 * len(str(total))) + "\r")
+        stream.flush()
+
+    return draw
+
+
+# -- rules ----------------------------------------------------------------------
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    policy, _config = _policy(args)
+    rules = sorted(policy.rules.values(), key=lambda r: r.id)
+    if args.format == "json":
+        import json
+
+        data = [
+            {
+                "id": r.id,
+                "name": r.name,
+                "severity": r.severity.value,
+                "verdict": r.verdict.value if r.verdict else None,
+                "summary": r.summary,
+                "fix": r.fix,
+                "source": r.source,
+            }
+            for r in rules
+        ]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return EXIT_OK
+    name_width = max(len(r.name) for r in rules)
+    for r in rules:
+        verdict = r.verdict.value if r.verdict else "note"
+        sys.stdout.write(
+            f"{r.id:<8} {r.name:<{name_width}}  {r.severity.value:<8}  {verdict:<9}  {r.summary}\n"
+        )
+    return EXIT_OK
+
+
+# -- demo -----------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run
+
+    out = sys.stdout
+    if args.directory is None:
+        with tempfile.TemporaryDirectory(prefix="safeload-demo-") as tmp:
+            demo = run(Path(tmp))
+            code = _show_demo(demo, out)
+        out.write(
+            "(the demo files were in a temporary directory; `safeload demo DIR` keeps them)\n"
+        )
+        return code
+    return _show_demo(run(args.directory), out)
+
+
+def _show_demo(demo: Demo, out: TextIO) -> int:
+    out.write(
+        f"safeload demo: {demo.benign.name} holds {demo.benign_kind};\n"
+        f"{demo.hostile.name} holds a small weights dict whose loading would call builtins.exec\n"
+        f"to create {demo.canary.name}. Scanning reads the opcodes and runs nothing.\n\n"
+    )
+    out.write(text.render(demo.report, color=_use_color(out)))
+    ran = demo.canary.exists()
+    out.write(
+        f"\ncanary {demo.canary.name}: {'CREATED (the payload ran!)' if ran else 'not created: the scan ran nothing'}\n"
+        f"scan files yourself: safeload scan PATH...   (rules: safeload rules)\n"
+    )
+    return exit_code(demo.report)
