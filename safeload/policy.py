@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -400,11 +401,29 @@ _builtin_rules_cache: list[Rule] | None = None
 _builtin_packs_cache: list[AllowPack] | None = None
 
 
+def _rules_root(subpackage: str = "") -> Traversable:
+    """The shipped rules folder (`safeload.rules` in the wheel).
+
+    In a source checkout run without installing, the package is only the
+    top-level `rules/` folder, so fall back to it.
+    """
+    name = "safeload.rules" + (f".{subpackage}" if subpackage else "")
+    try:
+        return resources.files(name)
+    except ModuleNotFoundError:
+        folder = Path(__file__).resolve().parent.parent / "rules"
+        if subpackage:
+            folder = folder / subpackage
+        if not (folder / "__init__.py").is_file():
+            raise PolicyError(f"the built-in rules ({name}) are not installed") from None
+        return folder
+
+
 def builtin_rules() -> list[Rule]:
     """The rules shipped in `safeload.rules/rules.toml`."""
     global _builtin_rules_cache
     if _builtin_rules_cache is None:
-        raw = resources.files("safeload.rules").joinpath("rules.toml").read_bytes()
+        raw = _rules_root().joinpath("rules.toml").read_bytes()
         _builtin_rules_cache = parse_rules(raw, "rules/rules.toml", builtin=True)
     return list(_builtin_rules_cache)
 
@@ -414,7 +433,7 @@ def builtin_packs() -> list[AllowPack]:
     global _builtin_packs_cache
     if _builtin_packs_cache is None:
         packs = []
-        folder = resources.files("safeload.rules.allow")
+        folder = _rules_root("allow")
         for entry in sorted(folder.iterdir(), key=lambda e: e.name):
             if entry.name.endswith(".toml"):
                 packs.append(parse_pack(entry.read_bytes(), f"rules/allow/{entry.name}"))
