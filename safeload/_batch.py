@@ -108,18 +108,23 @@ def _wanted(path: Path) -> bool:
     return sniff(head) is not None
 
 
-def _excluded(rel: str, name: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+def _excluded(path: Path, base: str, patterns: Sequence[str]) -> bool:
+    if not patterns:
+        return False
+    rel = Path(os.path.relpath(os.path.abspath(path), base)).as_posix()
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(path.name, p) for p in patterns)
 
 
 def discover(
-    paths: Iterable[Path], *, exclude: Sequence[str] = ()
+    paths: Iterable[Path], *, exclude: Sequence[str] = (), exclude_base: Path | None = None
 ) -> tuple[list[Path], list[str], dict[str, str]]:
     """Files to scan, files skipped, and paths that could not be read.
 
-    `exclude` holds glob patterns matched against paths relative to a walked
-    directory (and against bare names); they never apply to named files.
+    `exclude` holds glob patterns matched against paths relative to
+    `exclude_base` (default: the current directory) and against bare names;
+    they apply inside directory walks, never to files named explicitly.
     """
+    base = os.path.abspath(exclude_base or Path.cwd())
     chosen: list[Path] = []
     skipped: list[str] = []
     errors: dict[str, str] = {}
@@ -134,16 +139,15 @@ def discover(
     for root in paths:
         if root.is_dir():
             for folder, dirs, files in os.walk(root, onerror=_walk_error(errors)):
-                base = Path(folder)
-                rel_base = base.relative_to(root)
+                here = Path(folder)
                 dirs[:] = sorted(
                     d
                     for d in dirs
-                    if d not in _SKIP_DIRS and not _excluded((rel_base / d).as_posix(), d, exclude)
+                    if d not in _SKIP_DIRS and not _excluded(here / d, base, exclude)
                 )
                 for name in sorted(files):
-                    path = base / name
-                    if _excluded((rel_base / name).as_posix(), name, exclude):
+                    path = here / name
+                    if _excluded(path, base, exclude):
                         skipped.append(str(path))
                     elif not path.is_file():
                         skipped.append(str(path))  # socket, fifo, dangling link
@@ -173,13 +177,14 @@ def scan_paths(
     jobs: int | None = None,
     progress: Progress | None = None,
     exclude: Sequence[str] = (),
+    exclude_base: Path | None = None,
 ) -> ScanReport:
     """Scan files and directories (recursively); results sorted by path.
 
     `jobs` worker processes share the work (default: one per core); a
     handful of files is scanned in this process.
     """
-    files, skipped, errors = discover(paths, exclude=exclude)
+    files, skipped, errors = discover(paths, exclude=exclude, exclude_base=exclude_base)
     jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     reports: list[FileReport] = []
     total = len(files)

@@ -197,6 +197,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         progress=_progress_bar(sys.stderr) if sys.stderr.isatty() else None,
         exclude=config.exclude if config else (),
+        exclude_base=config.path.parent if config and config.path else None,
     )
     if args.explain:
         report = _with_explanations(report, args.jobs)

@@ -1,0 +1,449 @@
+"""The `safeload` command: exit codes, flags, config, output, and the real console script."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from safeload._cli import main
+
+# posix.system('echo hi'), protocol 4, opcode by opcode.
+SYSTEM = (
+    b"\x80\x04"  # PROTO 4
+    b"\x95\x1e\x00\x00\x00\x00\x00\x00\x00"  # FRAME 30
+    b"\x8c\x05posix\x94"  # SHORT_BINUNICODE 'posix', MEMOIZE
+    b"\x8c\x06system\x94"  # SHORT_BINUNICODE 'system', MEMOIZE
+    b"\x93\x94"  # STACK_GLOBAL, MEMOIZE
+    b"\x8c\x07echo hi\x94"  # SHORT_BINUNICODE 'echo hi', MEMOIZE
+    b"\x85\x94"  # TUPLE1, MEMOIZE
+    b"R\x94"  # REDUCE, MEMOIZE
+    b"."  # STOP
+)
+SYSTEM_OFFSET = SYSTEM.index(b"\x93")
+
+# mylib.models.TinyNet instantiated with NEWOBJ, protocol 2.
+UNKNOWN = b"\x80\x02cmylib.models\nTinyNet\nq\x00)\x81q\x01."
+UNKNOWN_NAME = "mylib.models.TinyNet"
+
+# A protocol 2 list cut off in the middle.
+TRUNCATED = b"\x80\x02]q\x00(K\x01K"
+
+
+def benign_bytes() -> bytes:
+    return pickle.dumps(
+        {"weights": [0.5, -1.25], "meta": collections.OrderedDict(name="net", layers=3)},
+        protocol=pickle.HIGHEST_PROTOCOL,
+    )
+
+
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """One file per verdict, in a cwd with no pyproject.toml above it that we control."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    out = {
+        "safe": tmp_path / "benign.pkl",
+        "dangerous": tmp_path / "hostile.pkl",
+        "unknown": tmp_path / "custom.pkl",
+        "invalid": tmp_path / "cut.pkl",
+    }
+    out["safe"].write_bytes(benign_bytes())
+    out["dangerous"].write_bytes(SYSTEM)
+    out["unknown"].write_bytes(UNKNOWN)
+    out["invalid"].write_bytes(TRUNCATED)
+    return out
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    code = main(["scan", "--format", "json", *argv])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_safe_file_exits_0(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", str(files["safe"])]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(f"{files['safe']}: SAFE (pickle, 1 pickle, ")
+    assert out.splitlines()[-1] == "summary: 1 file: 1 safe (0 skipped, 0 errors)"
+
+
+def test_dangerous_file_names_file_offset_global_rule_and_fix(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", str(files["dangerous"])]) == 1
+    out = capsys.readouterr().out
+    path = str(files["dangerous"])
+    assert f"{path}: DANGEROUS (pickle, 1 pickle, " in out
+    assert f"  {path} @ offset {SYSTEM_OFFSET}: SL101 command-execution [critical]" in out
+    assert "posix.system called with ('echo hi',)" in out
+    assert "    fix: Do not load this file." in out
+    assert "docs/rules.md#sl101" in out
+    assert out.splitlines()[-1] == "summary: 1 file: 1 dangerous (0 skipped, 0 errors)"
+
+
+def test_unknown_global_fix_is_the_exact_allow_flag(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", str(files["unknown"])]) == 1
+    out = capsys.readouterr().out
+    assert "SL401 unknown-global [medium]" in out
+    assert f"--allow '{UNKNOWN_NAME}'" in out
+    # Following the advice makes the file pass.
+    assert main(["scan", "--allow", UNKNOWN_NAME, str(files["unknown"])]) == 0
+    assert "1 safe" in capsys.readouterr().out
+
+
+def test_fail_on_dangerous_relaxes_only_unknown(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = {"safe": 0, "unknown": 0, "invalid": 1, "dangerous": 1}
+    for verdict, code in expected.items():
+        assert main(["scan", "--fail-on", "dangerous", str(files[verdict])]) == code, verdict
+    expected_default = {"safe": 0, "unknown": 1, "invalid": 1, "dangerous": 1}
+    for verdict, code in expected_default.items():
+        assert main(["scan", str(files[verdict])]) == code, verdict
+    capsys.readouterr()
+
+
+def test_one_bad_file_among_many_fails(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = run_json(capsys, *(str(p) for p in files.values()))
+    assert code == 1
+    verdicts = {Path(f["path"]).name: f["verdict"] for f in report["files"]}
+    assert verdicts == {
+        "benign.pkl": "safe",
+        "hostile.pkl": "dangerous",
+        "custom.pkl": "unknown",
+        "cut.pkl": "invalid",
+    }
+    assert [f["path"] for f in report["files"]] == sorted(f["path"] for f in report["files"])
+    assert report["summary"]["files"] == 4
+    assert report["summary"]["dangerous"] == 1
+
+
+def test_json_contract(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = run_json(capsys, str(files["dangerous"]), str(files["safe"]))
+    assert code == 1
+    assert report["version"] == 1
+    assert isinstance(report["summary"], dict)
+    for f in report["files"]:
+        assert isinstance(f["path"], str)
+        assert f["verdict"] in ("safe", "unknown", "dangerous", "invalid")
+        assert isinstance(f["format"], str)
+        for finding in f["findings"]:
+            assert isinstance(finding["rule"], str)
+            assert isinstance(finding["severity"], str)
+            assert isinstance(finding["message"], str)
+            assert isinstance(finding["location"], str)
+            assert finding["offset"] is None or isinstance(finding["offset"], int)
+            assert finding["global"] is None or isinstance(finding["global"], str)
+    (hostile,) = [f for f in report["files"] if f["verdict"] == "dangerous"]
+    (finding,) = hostile["findings"]
+    assert (finding["rule"], finding["global"], finding["offset"]) == (
+        "SL101",
+        "posix.system",
+        SYSTEM_OFFSET,
+    )
+    assert finding["location"] == str(files["dangerous"])
+
+
+def test_missing_path_is_an_io_error(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = files["safe"].parent / "nope.pkl"
+    assert main(["scan", str(files["safe"]), str(missing)]) == 2
+    out = capsys.readouterr().out
+    assert f"{missing}: ERROR: no such file or directory" in out
+    # The readable file is still reported.
+    assert f"{files['safe']}: SAFE" in out
+
+
+def test_missing_path_json_reports_on_stderr(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = files["safe"].parent / "nope.pkl"
+    assert main(["scan", "--format", "json", str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["errors"] == {str(missing): "no such file or directory"}
+    assert f"safeload: error: {missing}: no such file or directory" in captured.err
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_is_an_io_error(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:  # pragma: no cover - CI runs as root here
+    files["safe"].chmod(0)
+    assert main(["scan", str(files["safe"])]) == 2
+    assert "cannot read" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["scan"],
+        ["scan", "--format", "xml", "x.pkl"],
+        ["scan", "--fail-on", "never", "x.pkl"],
+        ["scan", "--jobs", "0", "x.pkl"],
+        ["scan", "--max-opcodes", "lots", "x.pkl"],
+        ["frobnicate"],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("safeload ")
+    assert main(["scan", "--help"]) == 0
+    assert "--fail-on" in capsys.readouterr().out
+
+
+def test_policy_errors_exit_2(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", "--allow", "not a global!", str(files["safe"])]) == 2
+    assert "safeload: error: --allow" in capsys.readouterr().err
+    missing_rules = files["safe"].parent / "missing-rules.toml"
+    assert main(["scan", "--rules", str(missing_rules), str(files["safe"])]) == 2
+    assert f"cannot read rules file {missing_rules}" in capsys.readouterr().err
+    bad = files["safe"].parent / "bad.toml"
+    bad.write_text('[[rule]]\nid = "SL999"\nname = "mine"\nwhy = "x"\nglobals = ["a.b"]\n')
+    assert main(["scan", "--rules", str(bad), str(files["safe"])]) == 2
+    assert "reserved" in capsys.readouterr().err
+
+
+def test_user_rules_file_adds_deny_rule_and_allow(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = files["safe"].parent / "team-rules.toml"
+    rules.write_text(
+        "[[rule]]\n"
+        'id = "ACME001"\n'
+        'name = "tiny-net"\n'
+        'severity = "critical"\n'
+        'why = "TinyNet runs shell hooks on load."\n'
+        'fix = "Use the ONNX export."\n'
+        f'globals = ["{UNKNOWN_NAME}"]\n'
+    )
+    code, report = run_json(capsys, "--rules", str(rules), str(files["unknown"]))
+    assert code == 1
+    (finding,) = report["files"][0]["findings"]
+    assert report["files"][0]["verdict"] == "dangerous"
+    assert (finding["rule"], finding["severity"], finding["fix"]) == (
+        "ACME001",
+        "critical",
+        "Use the ONNX export.",
+    )
+    allow_file = files["safe"].parent / "allow.toml"
+    allow_file.write_text(f'allow = ["{UNKNOWN_NAME}"]\n')
+    assert main(["scan", "--rules", str(allow_file), str(files["unknown"])]) == 0
+    capsys.readouterr()
+
+
+def test_pyproject_table_is_read_unless_no_config(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pyproject = files["safe"].parent / "pyproject.toml"
+    pyproject.write_text(f'[tool.safeload]\nallow = ["{UNKNOWN_NAME}"]\n')
+    assert main(["scan", str(files["unknown"])]) == 0
+    assert main(["scan", "--no-config", str(files["unknown"])]) == 1
+    pyproject.write_text('[tool.safeload]\nfail-on = "dangerous"\n')
+    assert main(["scan", str(files["unknown"])]) == 0
+    assert main(["scan", "--fail-on", "unknown", str(files["unknown"])]) == 1
+    pyproject.write_text("[tool.safeload]\nallow = 3\n")
+    assert main(["scan", str(files["safe"])]) == 2
+    assert "tool.safeload.allow must be a list" in capsys.readouterr().err
+
+
+def test_pyproject_exclude_applies_to_directory_walks_only(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fixtures = files["safe"].parent / "fixtures"
+    fixtures.mkdir()
+    (fixtures / "evil.pkl").write_bytes(SYSTEM)
+    (files["safe"].parent / "pyproject.toml").write_text(
+        '[tool.safeload]\nexclude = ["fixtures/*"]\n'
+    )
+    code, report = run_json(capsys, str(fixtures.parent / "fixtures"), str(files["safe"]))
+    assert code == 0
+    assert report["summary"]["skipped"] == 1
+    # Named explicitly, the file is always scanned.
+    assert main(["scan", str(fixtures / "evil.pkl")]) == 1
+    capsys.readouterr()
+
+
+def test_output_file(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    target = files["safe"].parent / "report.sarif"
+    assert main(["scan", "--format", "sarif", "-o", str(target), str(files["dangerous"])]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "summary: 1 file: 1 dangerous" in captured.err
+    sarif = json.loads(target.read_text())
+    assert sarif["runs"][0]["results"][0]["ruleId"] == "SL101"
+    unwritable = files["safe"].parent / "no-such-dir" / "report.json"
+    assert main(["scan", "-o", str(unwritable), str(files["safe"])]) == 2
+    assert f"cannot write {unwritable}" in capsys.readouterr().err
+
+
+def test_quiet_lists_only_files_that_are_not_safe(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", "--quiet", str(files["safe"]), str(files["dangerous"])]) == 1
+    out = capsys.readouterr().out
+    assert str(files["safe"]) not in out
+    assert f"{files['dangerous']}: DANGEROUS" in out
+    assert "summary: 2 files: 1 safe, 1 dangerous" in out
+
+
+def test_explain_decompiles_only_files_that_are_not_safe(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = run_json(capsys, "--explain", str(files["dangerous"]), str(files["safe"]))
+    assert code == 1
+    by_verdict = {f["verdict"]: f for f in report["files"]}
+    assert "explanation" not in by_verdict["safe"]
+    explanation = by_verdict["dangerous"]["explanation"]
+    assert "from posix import system" in explanation
+    assert "system('echo hi')" in explanation
+    assert main(["scan", "--explain", str(files["dangerous"])]) == 1
+    out = capsys.readouterr().out
+    assert "    | _var0 = system('echo hi')" in out
+
+
+def test_text_has_no_colour_when_not_a_terminal(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["scan", str(files["dangerous"])])
+    assert "\x1b[" not in capsys.readouterr().out
+
+
+def test_directory_walk_counts_skipped(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = files["safe"].parent
+    (root / "notes.txt").write_text("Nothing to see here.\n")
+    (root / "weights").write_bytes(benign_bytes())  # no extension: found by content
+    code, report = run_json(capsys, str(root))
+    assert code == 1
+    names = {Path(f["path"]).name for f in report["files"]}
+    assert {"benign.pkl", "hostile.pkl", "custom.pkl", "cut.pkl", "weights"} == names
+    assert report["summary"]["skipped"] == 2  # notes.txt and pyproject.toml
+
+
+def test_jobs_give_the_same_report(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = files["safe"].parent
+    for i in range(12):
+        (root / f"copy{i}.pkl").write_bytes(SYSTEM if i % 3 == 0 else benign_bytes())
+    serial = run_json(capsys, "--jobs", "1", str(root))
+    parallel = run_json(capsys, "--jobs", "2", str(root))
+    assert serial == parallel
+    assert serial[1]["summary"]["files"] == 16
+
+
+def test_rules_command_lists_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    from safeload import Policy
+
+    policy = Policy.default()
+    assert main(["rules", "--no-config"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(policy.rules)
+    sl101 = next(line for line in lines if line.startswith("SL101"))
+    assert "command-execution" in sl101
+    assert "critical" in sl101
+    assert main(["rules", "--no-config", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {r["id"] for r in data} == set(policy.rules)
+
+
+def test_demo_reports_the_hostile_file_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "demo"
+    assert main(["demo", str(folder)]) == 1
+    out = capsys.readouterr().out
+    hostile = folder / "model-hostile.pkl"
+    assert f"{hostile}: DANGEROUS" in out
+    assert "SL102 code-evaluation [critical]" in out
+    assert "builtins.exec called with" in out
+    assert "not created: the scan ran nothing" in out
+    canary = folder / "CANARY-payload-ran.txt"
+    assert not canary.exists()
+    # The hostile file is real: plain pickle.load in a child process runs the payload.
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pickle,sys; pickle.load(open(sys.argv[1], 'rb'))",
+            str(hostile),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
+    assert canary.read_text() == "written by unpickling model-hostile.pkl\n"
+
+
+def test_demo_in_a_temporary_directory(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 1
+    out = capsys.readouterr().out
+    assert "model-benign.pkl" in out
+    assert "temporary directory" in out
+
+
+def _console_script() -> str:
+    found = shutil.which("safeload", path=sysconfig.get_path("scripts"))
+    assert found, "the safeload console script is not installed next to this Python"
+    return found
+
+
+def test_installed_console_script(files: dict[str, Path]) -> None:
+    done = subprocess.run(
+        [
+            _console_script(),
+            "scan",
+            "--format",
+            "json",
+            str(files["safe"]),
+            str(files["dangerous"]),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert [f["verdict"] for f in report["files"]] == ["safe", "dangerous"]
+    done = subprocess.run(
+        [_console_script(), "scan", str(files["safe"])], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    done = subprocess.run(
+        [_console_script(), "scan", "--bogus", str(files["safe"])],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "unrecognized arguments: --bogus" in done.stderr
+
+
+def test_python_dash_m(files: dict[str, Path]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "safeload", "scan", str(files["dangerous"])],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "SL101 command-execution" in done.stdout
