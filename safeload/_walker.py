@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import re
 import struct
+from array import array
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
@@ -180,6 +181,54 @@ class StreamAnalysis:
         return sum(p.opcodes for p in self.pickles)
 
 
+class _Memo:
+    """The unpickler's memo, stored compactly.
+
+    Picklers number memo entries 0, 1, 2, ... so the dense part is an int64
+    array: a value >= 0 is a constant's offset, a negative value `~i` is
+    `nodes[i]`.  Keys past the end of the array (only hand-made streams use
+    them) go to a dict, so a huge index costs one entry, never an array of
+    that size.  `len()` is the number of keys, as MEMOIZE needs.
+    """
+
+    __slots__ = ("nodes", "sparse", "vals")
+
+    def __init__(self) -> None:
+        self.vals = array("q")
+        self.nodes: list[Any] = []
+        self.sparse: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.vals) + len(self.sparse)
+
+    def put(self, idx: int, item: Any) -> None:
+        if type(item) is int:
+            v = item
+        else:
+            self.nodes.append(item)
+            v = ~(len(self.nodes) - 1)
+        vals = self.vals
+        n = len(vals)
+        if idx < n:
+            vals[idx] = v
+        elif idx == n:
+            vals.append(v)
+            sparse = self.sparse
+            if sparse:
+                sparse.pop(n, None)
+                while len(vals) in sparse:
+                    vals.append(sparse.pop(len(vals)))
+        else:
+            self.sparse[idx] = v
+
+    def get(self, idx: int) -> Any:
+        if idx < len(self.vals):
+            v = self.vals[idx]
+        else:
+            v = self.sparse[idx]  # KeyError: a memo miss
+        return v if v >= 0 else self.nodes[~v]
+
+
 class _Fail(Exception):
     """Stops one pickle's walk; `rule` names the SL3xx rule."""
 
@@ -336,7 +385,11 @@ def walk_one(data: Any, pos: int, end: int, budget: int) -> PickleWalk:
 def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
     stack: list[Any] = []
     marks: list[int] = []
-    memo: dict[int, Any] = {}
+    memo = _Memo()
+    vals = memo.vals
+    vals_append = vals.append
+    nodes = memo.nodes
+    sparse = memo.sparse
     fence = 0
     proto = 0
     limit = n  # end of the current frame, or of the input
@@ -447,7 +500,10 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
                 pos += 2 + data[pos + 1]
                 append(start)
                 if data[pos] == 0x94:  # MEMOIZE right after: one step
-                    memo[len(memo)] = start
+                    if sparse:
+                        memo.put(len(memo), start)
+                    else:
+                        vals_append(start)
                     pos += 1
                     fused += 1
             elif op == 0x4A:  # BININT
@@ -456,7 +512,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
             elif op == 0x94:  # MEMOIZE
                 if len(stack) <= fence:
                     raise underflow(start)
-                memo[len(memo)] = stack[-1]
+                memo.put(len(memo), stack[-1])
                 pos += 1
             elif op == 0x4B:  # BININT1
                 append(start)
@@ -467,11 +523,17 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
             elif op == 0x71:  # BINPUT
                 if len(stack) <= fence:
                     raise underflow(start)
-                memo[data[pos + 1]] = stack[-1]
+                memo.put(data[pos + 1], stack[-1])
                 pos += 2
             elif op == 0x68:  # BINGET
+                idx = data[pos + 1]
+                if idx < len(vals):
+                    v = vals[idx]
+                    append(v if v >= 0 else nodes[~v])
+                    pos += 2
+                    continue
                 try:
-                    append(memo[data[pos + 1]])
+                    append(memo.get(idx))
                 except KeyError:
                     raise _Fail(
                         "malformed-pickle", start, f"memo value not found at index {data[pos + 1]}"
@@ -482,11 +544,19 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
                 append(start)
                 nxt = data[pos]
                 if nxt == 0x71:  # BINPUT right after: one step
-                    memo[data[pos + 1]] = start
+                    idx = data[pos + 1]
+                    if idx == len(vals) and not sparse:
+                        vals_append(start)
+                    else:
+                        memo.put(idx, start)
                     pos += 2
                     fused += 1
                 elif nxt == 0x72:  # LONG_BINPUT right after
-                    memo[_unpack_u4(data, pos + 1)[0]] = start
+                    idx = _unpack_u4(data, pos + 1)[0]
+                    if idx == len(vals) and not sparse:
+                        vals_append(start)
+                    else:
+                        memo.put(idx, start)
                     pos += 5
                     fused += 1
             elif op == 0x75 or op == 0x65:  # SETITEMS / APPENDS
@@ -518,7 +588,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
                     raise _Fail(
                         "truncated-pickle", start, f"pickle data was truncated at offset {start}"
                     )
-                memo[_unpack_u4(data, pos + 1)[0]] = stack[-1]
+                memo.put(_unpack_u4(data, pos + 1)[0], stack[-1])
                 pos += 5
             elif op == 0x6A:  # LONG_BINGET
                 if pos + 5 > n:
@@ -527,7 +597,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
                     )
                 idx = _unpack_u4(data, pos + 1)[0]
                 try:
-                    append(memo[idx])
+                    append(memo.get(idx))
                 except KeyError:
                     raise _Fail(
                         "malformed-pickle", start, f"memo value not found at index {idx}"
@@ -773,7 +843,7 @@ def _slow(
     limit: int,
     stack: list[Any],
     marks: list[int],
-    memo: dict[int, Any],
+    memo: _Memo,
     out: PickleWalk,
     start: int,
     proto: int,
@@ -898,18 +968,19 @@ def _slow(
             idx = _text_index(text, start)
             if idx < 0:
                 raise _Fail("malformed-pickle", start, f"negative PUT argument at offset {start}")
-            memo[idx] = stack[-1]
+            memo.put(idx, stack[-1])
             return new
         if op == O.MEMOIZE:
-            memo[len(memo)] = stack[-1]
+            memo.put(len(memo), stack[-1])
             return pos + 1
         raise AssertionError(info.name)  # BINPUT/LONG_BINPUT are on the hot path
     if e is O.Effect.MEMO_GET:  # GET (BINGET/LONG_BINGET are on the hot path)
         text, new = line(pos + 1)
         idx = _text_index(text, start)
-        if idx not in memo:
-            raise _Fail("malformed-pickle", start, f"memo value not found at index {idx}")
-        stack.append(memo[idx])
+        try:
+            stack.append(memo.get(idx))
+        except KeyError:
+            raise _Fail("malformed-pickle", start, f"memo value not found at index {idx}") from None
         return new
     if e is O.Effect.IMPORT_CALL:  # INST
         raw_mod, p2 = line(pos + 1)
