@@ -108,10 +108,13 @@ def _child(memory_limit: int, seconds: float) -> int:
     except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
         pass
     import ast
+    import codecs
     import io
 
     from fickling import fickle
 
+    for codec in ("ascii", "latin-1", "utf-8", "raw-unicode-escape", "unicode-escape"):
+        codecs.lookup(codec)  # import the codecs pickletools needs before imports are refused
     sys.addaudithook(_refuse)
     data = sys.stdin.buffer.read()
     stacked = fickle.StackedPickle.load(io.BytesIO(data), fail_on_decode_error=False)

@@ -1,0 +1,85 @@
+"""`--explain`: fickling decompiles in a bounded child process and never decides a verdict."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from pathlib import Path
+
+import pytest
+
+import safeload
+from safeload import _explain
+from safeload._explain import explain
+
+
+def binunicode(text: str) -> bytes:
+    raw = text.encode()
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def exec_payload(canary: Path) -> bytes:
+    """builtins.exec("open(<canary>, 'w').write('ran')"), protocol 2, opcode by opcode."""
+    source = f"open({str(canary)!r}, 'w').write('ran')"
+    return b"\x80\x02cbuiltins\nexec\n" + binunicode(source) + b"\x85R."
+
+
+def test_decompiles_a_hostile_pickle_without_running_it(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    text = explain(exec_payload(canary))
+    assert "from builtins import exec" in text
+    assert f"exec(\"open({str(canary)!r}, 'w').write('ran')\")" in text
+    assert not canary.exists()
+
+
+def test_decompiles_every_pickle_in_a_stream() -> None:
+    data = pickle.dumps({"a": 1}) + pickle.dumps([2, 3], protocol=2)
+    text = explain(data)
+    assert "result0 = {'a': 1}" in text
+    assert "# pickle 2 in the same stream" in text
+    assert "result1 = [2, 3]" in text
+
+
+def test_garbage_gives_a_reason_not_an_error() -> None:
+    assert explain(b"\x80\x04not a pickle at all").startswith("(not decompiled: ")
+
+
+def test_timeout() -> None:
+    text = explain(pickle.dumps(list(range(1000))), timeout=0.001)
+    assert text == "(not decompiled: fickling took longer than 0.001 s)"
+
+
+def test_input_size_limit() -> None:
+    data = pickle.dumps(b"x" * 2000)
+    assert explain(data, max_input=1000) == (
+        f"(not decompiled: {len(data)} bytes is over the 1000-byte limit)"
+    )
+
+
+def test_output_is_truncated() -> None:
+    data = pickle.dumps({f"key{i}": i for i in range(2000)}, protocol=0)
+    text = explain(data, max_output=500)
+    body, _, tail = text.rpartition("\n")
+    assert len(body) <= 500
+    assert tail.startswith("... (") and tail.endswith(" more characters not shown)")
+
+
+def test_resource_exhaustion_is_reported() -> None:
+    text = explain(b"(" * 20000 + b".")
+    assert text.startswith("(not decompiled: fickling failed: ")
+    assert "limit" in text
+
+
+def test_child_refuses_unpickling_and_processes() -> None:
+    for event in ("pickle.find_class", "os.system", "subprocess.Popen", "exec"):
+        with pytest.raises(RuntimeError, match="refused"):
+            _explain._refuse(event, ())
+    _explain._refuse("open", ())  # reading files is how the child imports fickling
+
+
+def test_explanation_never_changes_the_verdict(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(exec_payload(tmp_path / "canary"))
+    before = safeload.scan(path).files[0]
+    assert before.verdict is safeload.Verdict.DANGEROUS
+    assert before.explanation is None
