@@ -21,8 +21,8 @@ import codecs
 import re
 import struct
 from array import array
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import _opcodes as O
@@ -31,7 +31,7 @@ from ._names import canonical, map_name
 DEFAULT_MAX_OPCODES = 200_000_000
 #: Tuples longer than this keep only their length (their items are never
 #: needed: only small tuples are call arguments or getattr operands).
-_TUPLE_KEEP = 16
+_TUPLE_KEEP = 64
 #: Bounds on attempts to find further pickles after unparseable bytes.
 _MAX_RESYNC = 64
 
@@ -91,11 +91,14 @@ class GRef:
 class Res:
     """The object a call (REDUCE/NEWOBJ/OBJ/INST) would return."""
 
-    __slots__ = ("fn", "offset")
+    __slots__ = ("args", "fn", "offset", "state")
 
-    def __init__(self, fn: object, offset: int):
+    def __init__(self, fn: object, offset: int, args: object = None):
         self.fn = fn
         self.offset = offset
+        self.args = args
+        self.state: object = None
+        """What BUILD gave it (kept for joblib's dtype and wrapper states)."""
 
 
 class Tup:
@@ -363,11 +366,19 @@ def render(data: Any, item: object, depth: int = 0) -> str:
 # -- the walk -------------------------------------------------------------------
 
 
-def walk_one(data: Any, pos: int, end: int, budget: int) -> PickleWalk:
-    """Walk one pickle starting at `pos`; never reads at or past `end`."""
+def walk_one(data: Any, pos: int, end: int, budget: int, *, joblib: bool = True) -> PickleWalk:
+    """Walk one pickle starting at `pos`; never reads at or past `end`.
+
+    With `joblib`, the stream is read the way `joblib.load` reads it once a
+    `NumpyArrayWrapper` appears: raw array bytes after each wrapper's BUILD
+    are skipped (their size derived statically from the wrapper's state) and
+    object arrays are walked as the nested pickles they are.  `pickle.load`
+    stops at the first array's padding byte, which is no opcode, so this
+    reading covers the plain one.
+    """
     result = PickleWalk(start=pos, end=pos, complete=False)
     try:
-        _walk(data, pos, end, budget, result)
+        _walk(data, pos, end, budget, result, joblib)
     except _Fail as fail:
         result.events.append(Event(fail.rule, fail.offset, fail.message))
         result.end = max(result.end, fail.offset)
@@ -382,7 +393,7 @@ def walk_one(data: Any, pos: int, end: int, budget: int) -> PickleWalk:
     return result
 
 
-def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
+def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: bool) -> None:
     stack: list[Any] = []
     marks: list[int] = []
     memo = _Memo()
@@ -401,6 +412,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
     start = pos
     nops = 0
     fused = 0
+    dicts: dict[int, list[Any]] | None = None
 
     def underflow(at: int) -> _Fail:
         return _Fail("malformed-pickle", at, f"stack underflow at offset {at}")
@@ -429,9 +441,17 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
         return bytes(data[at:nl]), nl + 1
 
     def new_global(module: str, name: str, at: int, kind: str) -> GRef:
+        nonlocal dicts
         mod2, name2 = map_name(module, name, proto)
         g = GRef(mod2, name2, at, kind, None if (mod2, name2) == (module, name) else (module, name))
         globs.append(g)
+        if (
+            joblib
+            and name2 == "NumpyArrayWrapper"
+            and mod2 == "joblib.numpy_pickle"
+            and dicts is None
+        ):
+            dicts = {}  # from now on, small dicts' items are kept for BUILD states
         return g
 
     def call(fn: object, args: object, at: int, use: str) -> Any:
@@ -444,7 +464,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
             fn.uses.add(use)
             if len(fn.args) < 3 and type(args) is Tup:
                 fn.args.append(render(data, args))
-            return Res(fn, at)
+            return Res(fn, at, args)
         events.append(
             Event(
                 "computed-callable",
@@ -569,8 +589,15 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
                     )
                 if k <= fence:
                     raise underflow(start)
-                del stack[k:]
                 target = stack[k - 1]
+                if (
+                    dicts is not None
+                    and op == 0x75
+                    and type(target) is int
+                    and len(stack) - k <= 64
+                ):
+                    dicts.setdefault(target, []).extend(stack[k:])
+                del stack[k:]
                 if type(target) is not int:
                     mutate(target, start, "SETITEMS" if op == 0x75 else "APPENDS")
                 pos += 1
@@ -636,8 +663,10 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
             elif op == 0x73:  # SETITEM
                 if len(stack) - fence < 3:
                     raise underflow(start)
+                target = stack[-3]
+                if dicts is not None and type(target) is int:
+                    dicts.setdefault(target, []).extend(stack[-2:])
                 del stack[-2:]
-                target = stack[-1]
                 if type(target) is not int:
                     mutate(target, start, "SETITEM")
                 pos += 1
@@ -658,7 +687,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
             elif op == 0x62:  # BUILD
                 if len(stack) - fence < 2:
                     raise underflow(start)
-                pop()
+                state = pop()
                 inst = stack[-1]
                 t = type(inst)
                 if t is GRef:
@@ -671,8 +700,36 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
                             inst,
                         )
                     )
-                elif t is Res and type(inst.fn) is GRef:
-                    inst.fn.uses.add("state")
+                elif t is Res:
+                    inst.state = state
+                    fn = inst.fn
+                    if type(fn) is GRef:
+                        fn.uses.add("state")
+                        if (
+                            dicts is not None
+                            and fn.name == "NumpyArrayWrapper"
+                            and fn.module == "joblib.numpy_pickle"
+                        ):
+                            # joblib reads the array from the file itself, past
+                            # the frame, which its pickler always ends here.
+                            if in_frame:
+                                if pos + 1 != limit:
+                                    events.append(
+                                        Event(
+                                            "frame-boundary-violation",
+                                            start,
+                                            f"joblib array at offset {start} starts inside a FRAME",
+                                        )
+                                    )
+                                    raise _Fail(
+                                        "malformed-pickle",
+                                        start,
+                                        f"joblib array at offset {start} inside a FRAME",
+                                    )
+                                in_frame = False
+                                limit = n
+                            pos = _joblib_array(data, pos + 1, n, state, dicts, out, budget - nops)
+                            continue
                 pos += 1
             elif op == 0x93:  # STACK_GLOBAL
                 if len(stack) - fence < 2:
@@ -809,6 +866,132 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk) -> None:
         out.end = start
         raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+_DTYPE_NAMES = frozenset(
+    {("numpy", "dtype"), ("numpy.core.multiarray", "dtype"), ("numpy._core.multiarray", "dtype")}
+)
+_TYPESTR_RE = re.compile(r"[|<>=]?([?bBhHiIlLqQpPefdgFDGSUVOMmuca]|[biufcmMOSUV])(\d*)")
+_NPY_ITEM_HASOBJECT = 0x01
+
+
+def _joblib_array(
+    data: Any,
+    pos: int,
+    n: int,
+    state: object,
+    dicts: dict[int, list[Any]],
+    out: PickleWalk,
+    budget: int,
+) -> int:
+    """Skip one joblib array after its wrapper's BUILD; return where unpickling resumes.
+
+    Mirrors `NumpyArrayWrapper.read_array`: an object array is a complete
+    nested pickle read by a fresh unpickler; any other array is an optional
+    padding-length byte, that many padding bytes, then prod(shape)*itemsize
+    raw bytes.  Everything is derived from constants in the stream; anything
+    that cannot be derived statically fails closed.
+    """
+
+    def bad(why: str) -> _Fail:
+        return _Fail("malformed-pickle", pos, f"joblib array at offset {pos}: {why}")
+
+    fields = _const_dict(data, state, dicts)
+    if fields is None:
+        raise bad("wrapper state is not a constant dict")
+    shape_item = fields.get("shape")
+    if type(shape_item) is int:
+        try:
+            shape_value = const_value(data, shape_item)
+        except ValueError:
+            shape_value = None
+        dims: list[int] | None = [] if shape_value == () else None
+    elif type(shape_item) is Tup and shape_item.items is not None:
+        dims = []
+        for d in shape_item.items:
+            value = const_value(data, d) if type(d) is int else None
+            if type(value) is not int or value < 0:
+                dims = None
+                break
+            dims.append(value)
+    else:
+        dims = None
+    if dims is None:
+        raise bad("shape is not a tuple of non-negative integer constants")
+    itemsize, hasobject = _dtype_layout(data, fields.get("dtype"))
+    if hasobject:
+        nested = walk_one(data, pos, n, budget, joblib=False)
+        out.globals.extend(nested.globals)
+        out.events.extend(nested.events)
+        out.persids.extend(nested.persids)
+        if not nested.complete:
+            raise _Fail(
+                "malformed-pickle", nested.end, f"object array pickle at offset {pos} is malformed"
+            )
+        return nested.end
+    align_item = fields.get("numpy_array_alignment_bytes")
+    if align_item is not None:
+        align = const_value(data, align_item) if type(align_item) is int else "?"
+        if align is not None:
+            if pos >= n:
+                raise _Fail("truncated-pickle", pos, f"joblib array at offset {pos} is truncated")
+            pos += 1 + data[pos]
+    count = 1
+    for d in dims:
+        count *= d
+    nbytes = count * itemsize
+    if nbytes > n - pos:
+        raise _Fail(
+            "truncated-pickle",
+            pos,
+            f"joblib array at offset {pos} needs {nbytes} bytes, {max(0, n - pos)} remain",
+        )
+    return pos + nbytes
+
+
+def _const_dict(data: Any, item: object, dicts: dict[int, list[Any]]) -> dict[str, Any] | None:
+    if type(item) is not int or data[item] != O.EMPTY_DICT:
+        return None
+    items = dicts.get(item, [])
+    out: dict[str, Any] = {}
+    for i in range(0, len(items) - 1, 2):
+        key = items[i]
+        if not is_str_const(data, key):
+            return None
+        out[str(const_value(data, key))] = items[i + 1]
+    return out
+
+
+def _dtype_layout(data: Any, item: object) -> tuple[int, bool]:
+    """(itemsize, hasobject) of a pickled `numpy.dtype(typestr, align, copy)` + BUILD state."""
+    fail = _Fail(
+        "malformed-pickle",
+        item.offset if type(item) is Res else 0,
+        "joblib array dtype cannot be derived statically",
+    )
+    if (
+        type(item) is not Res
+        or type(item.fn) is not GRef
+        or (item.fn.module, item.fn.name) not in _DTYPE_NAMES
+    ):
+        raise fail
+    args, state = item.args, item.state
+    if type(args) is not Tup or not args.items or not is_str_const(data, args.items[0]):
+        raise fail
+    if type(state) is not Tup or state.items is None or len(state.items) < 8:
+        raise fail
+    elsize_item, flags_item = state.items[5], state.items[7]
+    elsize = const_value(data, elsize_item) if type(elsize_item) is int else None
+    flags = const_value(data, flags_item) if type(flags_item) is int else None
+    if type(elsize) is not int or type(flags) is not int:
+        raise fail
+    hasobject = bool(flags & _NPY_ITEM_HASOBJECT)
+    if elsize > 0:
+        return elsize, hasobject
+    m = _TYPESTR_RE.fullmatch(str(const_value(data, args.items[0])))
+    if m is None or not m.group(2):
+        raise fail
+    return int(m.group(2)), hasobject
 
 
 def _finish(out: PickleWalk) -> None:
