@@ -64,6 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SafeloadError as exc:
         print(f"safeload: error: {exc.diagnostics()}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (`safeload scan . | head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("safeload: interrupted", file=sys.stderr)
+        return 130
 
 
 # -- argument parsing -----------------------------------------------------------
@@ -248,6 +256,9 @@ def _with_explanations(report: ScanReport, jobs: int | None) -> ScanReport:
     def one(file: FileReport) -> FileReport:
         if file.safe:
             return file
+        if file.format != "pickle":
+            note = f"(not decompiled: only plain pickle files are decompiled, not {file.format})"
+            return dataclasses.replace(file, explanation=note)
         try:
             size = os.path.getsize(file.path)
             if size > DEFAULT_MAX_INPUT:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import io
 import json
 import os
 import pickle
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from safeload import FileReport, ScanReport, Verdict, _cli
 from safeload._cli import main
 
 # posix.system('echo hi'), protocol 4, opcode by opcode.
@@ -447,3 +449,43 @@ def test_python_dash_m(files: dict[str, Path]) -> None:
     )
     assert done.returncode == 1
     assert "SL101 command-execution" in done.stdout
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_for_many_files() -> None:
+    stream = FakeTerminal()
+    draw = _cli._progress_bar(stream)
+    for done in range(1, 6):
+        draw(done, 5)
+    assert stream.getvalue() == ""
+    for done in range(1, 41):
+        draw(done, 40)
+    out = stream.getvalue()
+    assert "\rscanning [" + "#" * 15 + "." * 15 + "] 20/40 files" in out
+    assert "] 40/40 files" in out
+    assert out.endswith("\r")  # the bar is wiped at the end
+
+
+def test_colour_needs_a_terminal_and_no_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert _cli._use_color(FakeTerminal())
+    assert not _cli._use_color(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not _cli._use_color(FakeTerminal())
+
+
+def test_explain_skips_containers(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = ScanReport(
+        files=(FileReport(str(files["invalid"]), Verdict.INVALID, "pickle+zip", ()),)
+    )
+    (explained,) = _cli._with_explanations(report, 1).files
+    assert explained.explanation == (
+        "(not decompiled: only plain pickle files are decompiled, not pickle+zip)"
+    )
