@@ -334,7 +334,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = sys.stdout
     if args.directory is None:
         with tempfile.TemporaryDirectory(prefix="safeload-demo-") as tmp:
-            demo = run(Path(tmp))
+            demo = run(Path(tmp), short_names=True)
             code = _show_demo(demo, out)
         out.write(
             "(the demo files were in a temporary directory; `safeload demo DIR` keeps them)\n"

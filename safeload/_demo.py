@@ -35,8 +35,11 @@ class Demo:
     report: ScanReport
 
 
-def run(directory: Path, policy: Policy | None = None) -> Demo:
-    """Write the two files into `directory`, scan them, and return the result."""
+def run(directory: Path, policy: Policy | None = None, *, short_names: bool = False) -> Demo:
+    """Write the two files into `directory`, scan them, and return the result.
+
+    `short_names` reports the files by name alone (for a temporary directory).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     canary = directory / CANARY_NAME
     benign = directory / "model-benign.pkl"
@@ -44,7 +47,12 @@ def run(directory: Path, policy: Policy | None = None) -> Demo:
     data, kind = _benign_model()
     benign.write_bytes(data)
     hostile.write_bytes(hostile_pickle(canary))
-    report = ScanReport(files=tuple(scan_file(p, policy) for p in (benign, hostile)))
+    report = ScanReport(
+        files=tuple(
+            scan_file(p, policy, location=p.name if short_names else None)
+            for p in (benign, hostile)
+        )
+    )
     return Demo(directory, benign, hostile, canary, kind, report)
 
 

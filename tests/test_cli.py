@@ -376,6 +376,8 @@ def test_demo_reports_the_hostile_file_and_runs_nothing(
     assert main(["demo", str(folder)]) == 1
     out = capsys.readouterr().out
     hostile = folder / "model-hostile.pkl"
+    assert f"{folder / 'model-benign.pkl'}: SAFE (pickle, 1 pickle, " in out
+    assert "holds a scikit-learn LogisticRegression" in out
     assert f"{hostile}: DANGEROUS" in out
     assert "SL102 code-evaluation [critical]" in out
     assert "builtins.exec called with" in out
@@ -399,7 +401,8 @@ def test_demo_reports_the_hostile_file_and_runs_nothing(
 def test_demo_in_a_temporary_directory(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 1
     out = capsys.readouterr().out
-    assert "model-benign.pkl" in out
+    assert "\nmodel-benign.pkl: SAFE" in out
+    assert "\nmodel-hostile.pkl: DANGEROUS" in out
     assert "temporary directory" in out
 
 
