@@ -492,3 +492,15 @@ def test_explain_skips_containers(
     assert explained.explanation == (
         "(not decompiled: only plain pickle files are decompiled, not pickle+zip)"
     )
+
+
+def test_max_opcodes_limit_makes_the_file_invalid(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = run_json(capsys, "--max-opcodes", "3", str(files["safe"]))
+    assert code == 1
+    (file,) = report["files"]
+    assert file["verdict"] == "invalid"
+    assert [f["rule"] for f in file["findings"]] == ["SL303"]
+    assert main(["scan", "--max-opcodes", "100000", str(files["safe"])]) == 0
+    capsys.readouterr()
