@@ -206,7 +206,8 @@ def test_sarif_structure(policy: Policy, tmp_path: Path) -> None:
         assert result["message"]["text"]
     assert [r["level"] for r in results] == ["error", "warning"]
     assert results[0]["locations"][0]["physicalLocation"]["region"] == {
-        "byteOffset": TWICE.index(b"cos")
+        "startLine": 1,
+        "byteOffset": TWICE.index(b"cos"),
     }
     assert "(2 references)" in results[0]["message"]["text"]
     assert run["invocations"] == [{"executionSuccessful": True, "toolExecutionNotifications": []}]
@@ -268,13 +269,17 @@ def test_sarif_member_findings_use_logical_locations(policy: Policy, tmp_path: P
     file = FileReport("model.pt", Verdict.DANGEROUS, "pickle+zip", (finding, note))
     results = sarif_log(ScanReport(files=(file,)), policy, Path.cwd())["runs"][0]["results"]
     location = results[0]["locations"][0]
-    assert "region" not in location["physicalLocation"]  # offset is inside the member
+    # The offset is inside the member, not the file: only the line GitHub needs.
+    assert location["physicalLocation"]["region"] == {"startLine": 1}
     assert location["logicalLocations"] == [
         {"fullyQualifiedName": "archive/data.pkl", "kind": "member"}
     ]
     assert results[0]["message"]["text"].startswith("in archive/data.pkl at offset 12: ")
     assert results[1]["level"] == "note"
-    assert results[1]["locations"][0]["physicalLocation"]["region"] == {"byteOffset": 40}
+    assert results[1]["locations"][0]["physicalLocation"]["region"] == {
+        "startLine": 1,
+        "byteOffset": 40,
+    }
 
 
 def test_sarif_user_rules_are_listed(tmp_path: Path) -> None:

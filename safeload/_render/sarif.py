@@ -118,9 +118,12 @@ def _artifact(path: str, base: Path) -> dict[str, str]:
 def _result(file: FileReport, f: Finding, index: dict[str, int], base: Path) -> dict[str, Any]:
     artifact = _artifact(file.path, base)
     member = f.location[len(file.path) + 1 :] if f.location.startswith(file.path + ":") else ""
-    physical: dict[str, Any] = {"artifactLocation": artifact}
+    # GitHub needs `startLine` to place an alert; a model file has no lines,
+    # so every result sits on line 1 and the byte offset says where exactly.
+    region: dict[str, int] = {"startLine": 1}
     if f.offset is not None and not member:
-        physical["region"] = {"byteOffset": f.offset}
+        region["byteOffset"] = f.offset
+    physical: dict[str, Any] = {"artifactLocation": artifact, "region": region}
     text = f.message
     if member:
         text = (
