@@ -526,6 +526,29 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         vals_append(start)
                     pos += 1
                     fused += 1
+            elif op == 0x58:  # BINUNICODE
+                if data[pos + 2] or data[pos + 3] or data[pos + 4]:
+                    pos += 5 + _unpack_u4(data, pos + 1)[0]
+                else:  # short string: skip the struct call
+                    pos += 5 + data[pos + 1]
+                append(start)
+                nxt = data[pos]
+                if nxt == 0x71:  # BINPUT right after: one step
+                    idx = data[pos + 1]
+                    if idx == len(vals) and not sparse:
+                        vals_append(start)
+                    else:
+                        memo.put(idx, start)
+                    pos += 2
+                    fused += 1
+                elif nxt == 0x72:  # LONG_BINPUT right after
+                    idx = _unpack_u4(data, pos + 1)[0]
+                    if idx == len(vals) and not sparse:
+                        vals_append(start)
+                    else:
+                        memo.put(idx, start)
+                    pos += 5
+                    fused += 1
             elif op == 0x4A:  # BININT
                 append(start)
                 pos += 5
@@ -559,26 +582,6 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         "malformed-pickle", start, f"memo value not found at index {data[pos + 1]}"
                     ) from None
                 pos += 2
-            elif op == 0x58:  # BINUNICODE
-                pos += 5 + _unpack_u4(data, pos + 1)[0]
-                append(start)
-                nxt = data[pos]
-                if nxt == 0x71:  # BINPUT right after: one step
-                    idx = data[pos + 1]
-                    if idx == len(vals) and not sparse:
-                        vals_append(start)
-                    else:
-                        memo.put(idx, start)
-                    pos += 2
-                    fused += 1
-                elif nxt == 0x72:  # LONG_BINPUT right after
-                    idx = _unpack_u4(data, pos + 1)[0]
-                    if idx == len(vals) and not sparse:
-                        vals_append(start)
-                    else:
-                        memo.put(idx, start)
-                    pos += 5
-                    fused += 1
             elif op == 0x75 or op == 0x65:  # SETITEMS / APPENDS
                 k = pop_mark(start)
                 if op == 0x75 and (len(stack) - k) & 1:
