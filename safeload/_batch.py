@@ -155,8 +155,11 @@ def discover(
                         add(path)
                     else:
                         skipped.append(str(path))
-        elif root.exists():
+        elif root.is_file():
             add(root)
+        elif root.exists():
+            # A fifo or device would block or never end.
+            errors[str(root)] = "not a regular file"
         else:
             errors[str(root)] = "no such file or directory"
     return chosen, skipped, errors

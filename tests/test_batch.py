@@ -237,3 +237,12 @@ def test_unreadable_directory_is_an_error(tmp_path: Path) -> None:  # pragma: no
     finally:
         locked.chmod(0o755)
     assert str(locked) in errors
+
+
+def test_named_fifo_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "model.pkl"
+    os.mkfifo(fifo)
+    files, skipped, errors = discover([fifo, tmp_path])
+    assert files == []
+    assert errors == {str(fifo): "not a regular file"}
+    assert skipped == [str(fifo)]  # met again in the walk: skipped, never opened

@@ -504,3 +504,36 @@ def test_max_opcodes_limit_makes_the_file_invalid(
     assert [f["rule"] for f in file["findings"]] == ["SL303"]
     assert main(["scan", "--max-opcodes", "100000", str(files["safe"])]) == 0
     capsys.readouterr()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs a pseudo-terminal")
+def test_progress_bar_goes_to_a_terminal_stderr_only(tmp_path: Path) -> None:
+    import pty
+
+    for i in range(25):
+        (tmp_path / f"m{i:02d}.pkl").write_bytes(benign_bytes())
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run(
+            [_console_script(), "scan", "--jobs", "2", str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            check=False,
+        )
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO once the terminal side is closed and drained
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(controller)
+    assert done.returncode == 0
+    assert b"] 25/25 files" in seen
+    assert "scanning [" not in done.stdout
+    assert done.stdout.splitlines()[-1] == "summary: 25 files: 25 safe (0 skipped, 0 errors)"
