@@ -79,10 +79,10 @@ def _usage(uses: Iterable[str]) -> tuple[str, ...]:
 
 def _global_finding(agg: _Agg, policy: Policy, location: str) -> Finding | None:
     g = agg.first
-    if policy.is_allowed(g.module, g.name):
+    rule = policy.deny_rule(g.module, g.name)
+    if rule is None and policy.is_allowed(g.module, g.name):
         return None
     name = g.canonical
-    rule = policy.deny_rule(g.module, g.name)
     usage = _usage(agg.uses)
     how = _describe(g, usage, agg.args)
     if rule is not None:

@@ -171,6 +171,15 @@ class Policy:
                 self._deny_exact.setdefault(pair, rule)
             for module in rule.modules:
                 self._deny_module.setdefault(module, rule)
+        # Deny rules win over allow entries: a team config cannot quietly
+        # turn `os.system` into "safe". Say so at load time, not at scan time.
+        for module, qualname in extra_allow:
+            hit = self.deny_rule(module, qualname)
+            if hit is not None:
+                raise PolicyError(
+                    f"cannot allow {canonical(module, qualname)}: it is named by deny rule "
+                    f"{hit.id} ({hit.name}); deny rules always win"
+                )
 
     # -- construction -------------------------------------------------------
 
@@ -212,7 +221,11 @@ class Policy:
         return found
 
     def is_allowed(self, module: str, qualname: str) -> bool:
-        """True only for an exact allowlisted (module, qualname) pair."""
+        """True only for an exact allowlisted (module, qualname) pair.
+
+        Findings check deny rules first, so a denied name is never safe even
+        if a pack lists it (the pack tests keep packs and deny rules apart).
+        """
         return (module, qualname) in self._allowed
 
     @property

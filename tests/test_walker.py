@@ -7,6 +7,8 @@ import pickle
 import struct
 import zoneinfo
 
+import pytest
+
 import safeload
 from safeload._walker import analyze
 
@@ -207,3 +209,10 @@ def test_shared_structure_is_not_expanded() -> None:
     body = b"\x80\x04N" + b"2\x86" * 64 + b"."
     assert pickle.loads(body) is not None
     assert rules_of(body) == []
+
+
+def test_deny_rules_win_over_allow_entries() -> None:
+    with pytest.raises(safeload.PolicyError, match="SL101"):
+        safeload.Policy.build(allow=["os.system"])
+    with pytest.raises(safeload.PolicyError, match="SL101"):
+        safeload.Policy.build(allow=["pathlib:os.system"])
