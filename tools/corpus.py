@@ -108,6 +108,12 @@ def stdlib_objects() -> Objects:
 @functools.cache
 def numpy_objects() -> Objects:
     """Arrays of every builtin dtype, scalars of every scalar type, generators."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # np.matrix is pending deprecation
+        return _numpy_objects()
+
+
+def _numpy_objects() -> Objects:
     import numpy as np
 
     out: Objects = []
@@ -475,6 +481,12 @@ def _torch_layers() -> list[Any]:
 @functools.cache
 def torch_objects() -> Objects:
     """State dicts, optimizer states, checkpoints and whole nn modules."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _torch_objects()
+
+
+def _torch_objects() -> Objects:
     import torch
 
     torch.manual_seed(SEED)

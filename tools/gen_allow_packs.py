@@ -28,6 +28,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from safeload._names import parse_canonical
 from safeload._walker import analyze
 from safeload.policy import Policy, builtin_rules
 from tools import corpus
@@ -205,27 +206,35 @@ def deny_policy() -> Policy:
     return Policy(builtin_rules(), [], extra_allow=[("builtins", "object")])
 
 
-def collect(log: Iterable[str] | None = None) -> dict[str, list[str]]:
-    """Pack name -> sorted globals, after the deny check."""
-    from safeload._names import parse_canonical
+def split(names: Iterable[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Pack name -> sorted globals, and the names a deny rule dropped (-> rule).
 
+    A deny rule always wins over observation, except for the reviewed
+    EXCEPTIONS: a pack never allows what the rules call dangerous.
+    """
+    policy = deny_policy()
+    packs: dict[str, set[str]] = {name: set() for name in DESCRIPTIONS}
+    dropped: dict[str, str] = {}
+    for name in sorted(set(names)):
+        rule = policy.deny_rule(*parse_canonical(name))
+        if rule is not None and name not in EXCEPTIONS:
+            dropped[name] = f"{rule.id} {rule.name}"
+            continue
+        packs[pack_of(name)].add(name)
+    return {pack: sorted(globs) for pack, globs in packs.items()}, dropped
+
+
+def collect() -> dict[str, list[str]]:
+    """Pack name -> sorted globals from the real libraries, after the deny check."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seen = observed()
         names = with_numpy_aliases(set(seen) | enumerated())
-    policy = deny_policy()
-    packs: dict[str, set[str]] = {name: set() for name in DESCRIPTIONS}
-    for name in sorted(names):
-        rule = policy.deny_rule(*parse_canonical(name))
-        if rule is not None and name not in EXCEPTIONS:
-            where = ", ".join(sorted(seen.get(name, {"enumerated"}))[:3])
-            print(
-                f"dropped {name}: deny rule {rule.id} {rule.name} (seen in {where})",
-                file=sys.stderr,
-            )
-            continue
-        packs[pack_of(name)].add(name)
-    return {pack: sorted(globs) for pack, globs in packs.items()}
+    packs, dropped = split(names)
+    for name, rule in dropped.items():
+        where = ", ".join(sorted(seen.get(name, {"enumerated"}))[:3])
+        print(f"dropped {name}: deny rule {rule} (seen in {where})", file=sys.stderr)
+    return packs
 
 
 def render(pack: str, globs: list[str], found_versions: dict[str, str]) -> str:
