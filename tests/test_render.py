@@ -296,3 +296,17 @@ def test_sarif_user_rules_are_listed(tmp_path: Path) -> None:
     assert "helpUri" not in acme
     assert [r["ruleId"] for r in run["results"]] == ["SL101", "ACME001"]
     assert run["results"][1]["level"] == "note"
+
+
+def test_text_links_each_rule_once_per_file(policy: Policy) -> None:
+    # Three different unknown globals, one dangerous one: SL401 is linked once.
+    data = (
+        b"\x80\x02"
+        b"cmylib\nA\n)R0cmylib\nB\n)R0cmylib\nC\n)R0"  # mylib.A(), mylib.B(), mylib.C()
+        b"cos\nsystem\nX\x01\x00\x00\x00a\x85R."  # os.system('a')
+    )
+    out = text.render(ScanReport(files=(scanned(data, "m.pkl", policy),)))
+    assert out.count("SL401 unknown-global") == 3
+    assert out.count(f"docs: {rule_url('SL401')}") == 1
+    assert out.count(f"docs: {rule_url('SL101')}") == 1
+    assert out.count("--allow 'mylib.") == 3

@@ -67,8 +67,12 @@ def _file_lines(file: FileReport, paint: Paint, docs: bool) -> list[str]:
         details.append(f"{file.pickles} pickle{'s' if file.pickles != 1 else ''}")
         details.append(f"{file.opcodes} opcode{'s' if file.opcodes != 1 else ''}")
     lines = [f"{file.path}: {verdict} ({', '.join(details)})"]
+    documented: set[str] = set()
     for finding in file.findings:
-        lines.extend(_finding_lines(finding, paint, docs))
+        # One docs link per rule and file: the same link after every unknown
+        # global of a big model is noise.
+        lines.extend(_finding_lines(finding, paint, docs and finding.rule not in documented))
+        documented.add(finding.rule)
     if file.explanation is not None:
         lines.append("  what loading it would run (decompiled by fickling; read it, never run it):")
         lines.extend(f"    | {line}" for line in file.explanation.splitlines())
