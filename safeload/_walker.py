@@ -225,7 +225,7 @@ class _Memo:
             self.sparse[idx] = v
 
     def get(self, idx: int) -> Any:
-        if idx < len(self.vals):
+        if 0 <= idx < len(self.vals):
             v = self.vals[idx]
         else:
             v = self.sparse[idx]  # KeyError: a memo miss
@@ -831,8 +831,16 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 if len(stack) <= fence:
                     raise underflow(start)
                 pos += 1
-                if pos > limit:
-                    continue  # reported as truncation / frame violation at the loop head
+                if in_frame and pos != limit:
+                    # pickle.py drops the rest of the frame after STOP while the
+                    # C unpickler hands it to the next load(): readers diverge.
+                    events.append(
+                        Event(
+                            "frame-boundary-violation",
+                            start,
+                            f"STOP at offset {start} leaves {limit - pos} bytes of its FRAME unread",
+                        )
+                    )
                 out.end = pos
                 out.complete = True
                 out.opcodes = nops + 1 + fused

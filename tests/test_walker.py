@@ -216,3 +216,16 @@ def test_deny_rules_win_over_allow_entries() -> None:
         safeload.Policy.build(allow=["os.system"])
     with pytest.raises(safeload.PolicyError, match="SL101"):
         safeload.Policy.build(allow=["pathlib:os.system"])
+
+
+def test_negative_text_memo_index_is_a_miss() -> None:
+    data = b"K\x01p0\n0g-1\n."
+    with pytest.raises(pickle.UnpicklingError):
+        pickle.loads(data)
+    assert rules_of(data) == ["SL301"]
+
+
+def test_stop_inside_a_frame_with_bytes_left_is_reported() -> None:
+    frame = b"\x95" + struct.pack("<Q", 4)
+    data = b"\x80\x04" + frame + b"N.N."
+    assert "SL206" in rules_of(data)
