@@ -221,7 +221,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     else:
         from ._render import sarif
 
-        rendered = sarif.render(report, policy)
+        rendered = sarif.render(report, policy, root=source_root(Path.cwd()))
     if to_terminal:
         sys.stdout.write(rendered)
         sys.stdout.flush()
@@ -240,6 +240,15 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         if not to_terminal:
             print(text.summary_line(report), file=sys.stderr)
     return exit_code(report, fail_on)
+
+
+def source_root(start: Path) -> Path:
+    """The enclosing git work tree (what SARIF URIs are relative to), else `start`."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
 
 
 def exit_code(report: ScanReport, fail_on: str = "unknown") -> int:

@@ -537,3 +537,18 @@ def test_progress_bar_goes_to_a_terminal_stderr_only(tmp_path: Path) -> None:
     assert b"] 25/25 files" in seen
     assert "scanning [" not in done.stdout
     assert done.stdout.splitlines()[-1] == "summary: 25 files: 25 safe (0 skipped, 0 errors)"
+
+
+def test_sarif_uris_are_relative_to_the_repository_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / ".git").mkdir()
+    models = tmp_path / "models" / "v1"
+    models.mkdir(parents=True)
+    (models / "evil.pkl").write_bytes(SYSTEM)
+    monkeypatch.chdir(models)
+    assert main(["scan", "--no-config", "--format", "sarif", "evil.pkl"]) == 1
+    log = json.loads(capsys.readouterr().out)
+    artifact = log["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert artifact == {"uri": "models/v1/evil.pkl", "uriBaseId": "%SRCROOT%"}
+    assert _cli.source_root(tmp_path / "elsewhere") == tmp_path
