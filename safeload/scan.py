@@ -9,14 +9,16 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ._findings import findings_for, structural, verdict_of
-from ._walker import DEFAULT_MAX_OPCODES, analyze
+from ._findings import verdict_of
+from ._formats import Ctx, scan_blob
+from ._walker import DEFAULT_MAX_OPCODES
 from .errors import ScanInputError
 from .policy import Policy
-from .report import FileReport, Finding, ScanReport
+from .report import FileReport, ScanReport
 
 __all__ = ["DEFAULT_MAX_OPCODES", "scan", "scan_bytes", "scan_file"]
 
@@ -91,21 +93,26 @@ def scan_file(
 
 
 def _scan_data(data: Any, size: int, policy: Policy, location: str, max_opcodes: int) -> FileReport:
-    findings: list[Finding] = []
-    if size == 0:
-        findings.append(structural(policy, "not-a-pickle", "the file is empty", location, 0))
-        return FileReport(location, verdict_of(findings), "empty", tuple(findings), size=0)
-    analysis = analyze(data, 0, size, max_opcodes=max_opcodes)
-    findings.extend(findings_for(analysis, data, policy, location))
-    return FileReport(
-        path=location,
-        verdict=verdict_of(findings),
-        format="pickle",
-        findings=tuple(findings),
-        size=size,
-        pickles=len(analysis.pickles),
-        opcodes=analysis.opcodes,
-    )
+    with ExitStack() as stack:
+        ctx = Ctx(policy=policy, max_opcodes=max_opcodes, stack=stack)
+        fmt = scan_blob(ctx, data, location, 0, 0, size)
+        findings = sorted(
+            ctx.findings,
+            key=lambda f: (
+                f.location != location,
+                f.location,
+                f.offset if f.offset is not None else -1,
+            ),
+        )
+        return FileReport(
+            path=location,
+            verdict=verdict_of(findings),
+            format=fmt,
+            findings=tuple(findings),
+            size=size,
+            pickles=ctx.pickles,
+            opcodes=ctx.opcodes,
+        )
 
 
 def scan_many(paths: Sequence[Path], policy: Policy | None = None) -> list[FileReport]:

@@ -1,0 +1,64 @@
+"""tar archives (plain; compressed ones arrive here already expanded), walked member by member."""
+
+from __future__ import annotations
+
+import tarfile
+from typing import Any
+
+from . import Ctx, scan_blob
+from .compress import range_file
+
+MAX_MEMBERS = 100_000
+
+
+def looks_like(head: bytes) -> bool:
+    """A first 512-byte header whose checksum is right (what `tarfile` checks)."""
+    if len(head) < 512 or head[:1] == b"\x00":
+        return False
+    field = head[148:156].split(b"\x00", 1)[0].strip()
+    try:
+        stored = int(field, 8)
+    except ValueError:
+        return False
+    block = head[:148] + b"        " + head[156:512]
+    unsigned = sum(block)
+    signed = sum(b - 256 if b > 127 else b for b in block)
+    return stored in (unsigned, signed)
+
+
+def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int) -> str:
+    """Scan every regular member; torch's legacy tar layout gets its own reading."""
+    from . import torch as torch_fmt
+
+    members: dict[str, tuple[int, int]] = {}
+    order: list[tuple[str, int, int]] = []
+    try:
+        with tarfile.open(fileobj=range_file(data, start, end), mode="r:") as tf:
+            for info in tf:
+                if len(order) >= MAX_MEMBERS:
+                    ctx.add("resource-limit", f"more than {MAX_MEMBERS} tar members", location)
+                    break
+                if info.issparse():
+                    ctx.add(
+                        "unsupported-container",
+                        f"sparse tar member {info.name!r}; cannot be verified",
+                        location,
+                    )
+                    continue
+                if not info.isreg():
+                    continue
+                s = start + info.offset_data
+                e = s + info.size
+                if e > end:
+                    ctx.add("corrupt-container", f"tar member {info.name!r} is truncated",
+                            location)  # fmt: skip
+                    e = end
+                order.append((info.name, s, e))
+                members.setdefault(info.name, (s, e))
+    except tarfile.TarError as exc:
+        ctx.add("corrupt-container", f"tar archive cannot be read: {exc}", location, 0)
+    if torch_fmt.is_legacy_tar(set(members)):
+        return torch_fmt.scan_legacy_tar(ctx, data, members, location, depth)
+    for name, s, e in order:
+        scan_blob(ctx, data, f"{location}:{name}", depth + 1, s, e, member=True)
+    return "tar"

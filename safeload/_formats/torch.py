@@ -1,0 +1,206 @@
+"""PyTorch files: the zip format, the legacy stacked-pickle format, the legacy tar format."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from typing import Any
+
+from .._walker import PickleWalk, StreamAnalysis, walk_one
+from . import Ctx, member_bytes, pickle_if_real, report_analysis, scan_blob, scan_pickle, zipread
+from . import numpy as npy
+
+MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+_MAGIC_PICKLES = tuple(pickle.dumps(MAGIC_NUMBER, protocol=p) for p in range(6))
+_LEGACY_PICKLES = 5
+"""magic number, protocol version, sys_info, the object, storage keys."""
+_OBJECT = 3
+"""Index of the pickle torch loads with its storage `persistent_load`."""
+
+#: Element sizes of the storage classes the legacy tar format names.
+_ELEMENT_SIZE = {
+    "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "LongStorage": 8,
+    "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1,
+    "BoolStorage": 1, "BFloat16Storage": 2, "ComplexDoubleStorage": 16,
+    "ComplexFloatStorage": 8, "QUInt8Storage": 1, "QInt8Storage": 1, "QInt32Storage": 4,
+}  # fmt: skip
+
+
+# -- zip ----------------------------------------------------------------------------
+
+
+def archive_prefix(archive: zipread.Archive) -> str | None:
+    """The folder of the first entry, as torch's reader takes it."""
+    if not archive.members:
+        return None
+    first = archive.members[0].name
+    return first.split("/", 1)[0] if "/" in first else None
+
+
+def is_torch_zip(archive: zipread.Archive) -> bool:
+    """`<prefix>/data.pkl` (or TorchScript's `<prefix>/constants.pkl`) is present."""
+    prefix = archive_prefix(archive)
+    if prefix is None:
+        return False
+    names = {m.name for m in archive.members}
+    return f"{prefix}/data.pkl" in names or f"{prefix}/constants.pkl" in names
+
+
+def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth: int) -> str:
+    """Scan the pickles of a `torch.save` / TorchScript archive; tensor bytes stay unread."""
+    prefix = archive_prefix(archive) or ""
+    for m in archive.members:
+        where = f"{location}:{m.name}"
+        rel = m.name[len(prefix) + 1 :] if m.name.startswith(f"{prefix}/") else m.name
+        is_pickle = m.name.endswith((".pkl", ".debug_pkl"))
+        if rel.startswith("data/") and not is_pickle:
+            # Raw tensor bytes: never unpickled. np.load of the archive would
+            # read a member that starts like an .npy file, so those are scanned.
+            if bytes(data[m.data_offset : m.data_offset + 6]) == npy.MAGIC and m.method == 0:
+                scan_blob(ctx, data, where, depth + 1, m.data_offset, m.data_end, member=True)
+            continue
+        if not is_pickle and m.method == 0:
+            head = bytes(data[m.data_offset : m.data_offset + 2])
+            if not (len(head) == 2 and head[0] == 0x80 and head[1] <= 5):
+                continue
+        content = member_bytes(ctx, data, m, location)
+        if content is None:
+            continue
+        buf, s, e = content
+        if is_pickle:
+            scan_pickle(ctx, buf, s, e, where, torch=True)
+        elif e - s >= 2 and buf[s] == 0x80 and buf[s + 1] <= 5:
+            pickle_if_real(ctx, buf, s, e, where)
+    return "pytorch-zip"
+
+
+# -- legacy stacked pickles -----------------------------------------------------------
+
+
+def is_legacy_stacked(data: Any, start: int, end: int) -> bool:
+    """The stream starts with torch's pickled magic number."""
+    head = bytes(data[start : start + 64])
+    return any(head.startswith(m) for m in _MAGIC_PICKLES)
+
+
+def scan_legacy_stacked(ctx: Ctx, data: Any, start: int, end: int, location: str) -> str:
+    """Walk exactly the pickles `torch.load` reads; the raw storage bytes after them are not."""
+    walks: list[PickleWalk] = []
+    pos = start
+    for _ in range(_LEGACY_PICKLES):
+        if pos >= end:
+            ctx.add(
+                "truncated-pickle",
+                f"legacy PyTorch file ends after {len(walks)} of its {_LEGACY_PICKLES} pickles",
+                location,
+                pos - start,
+            )
+            break
+        walk = walk_one(data, pos, end, ctx.opcodes_left - sum(w.opcodes for w in walks))
+        walks.append(walk)
+        if not walk.complete:
+            break
+        pos = walk.end
+    for i, walk in enumerate(walks):
+        report_analysis(
+            ctx, StreamAnalysis([walk], end=walk.end), data, start, location, torch=i == _OBJECT
+        )
+    return "pytorch-legacy"
+
+
+# -- legacy tar -------------------------------------------------------------------------
+
+
+def is_legacy_tar(names: set[str]) -> bool:
+    """The members torch < 0.4 wrote."""
+    return {"sys_info", "pickle", "storages", "tensors"} <= names
+
+
+class _Stop(Exception):
+    pass
+
+
+def scan_legacy_tar(
+    ctx: Ctx, data: Any, members: dict[str, tuple[int, int]], location: str, depth: int
+) -> str:
+    """sys_info and pickle are plain pickles; storages and tensors interleave pickles and raw data."""
+    for name in ("sys_info", "pickle"):
+        s, e = members[name]
+        scan_pickle(ctx, data, s, e, f"{location}:{name}", torch=name == "pickle")
+    s, e = members["storages"]
+    where = f"{location}:storages"
+    try:
+        count, pos = _int_pickle(ctx, data, s, e, where, s)
+        for _ in range(count):
+            walk, pos = _pickle(ctx, data, pos, e, where, s)
+            types = [g.name for g in walk.globals if g.module == "torch"]
+            size = _ELEMENT_SIZE.get(types[-1]) if types else None
+            if size is None:
+                ctx.add("malformed-pickle", "storage record names no known storage type",
+                        where, walk.start - s)  # fmt: skip
+                raise _Stop
+            (numel,) = struct.unpack_from("<q", data, pos) if pos + 8 <= e else (-1,)
+            if numel < 0 or pos + 8 + numel * size > e:
+                ctx.add("truncated-pickle", "storage bytes run past the member", where, pos - s)
+                raise _Stop
+            pos += 8 + numel * size
+        _pickle(ctx, data, pos, e, where, s)  # storage views
+    except _Stop:
+        pass
+    s, e = members["tensors"]
+    where = f"{location}:tensors"
+    try:
+        count, pos = _int_pickle(ctx, data, s, e, where, s)
+        for _ in range(count):
+            _walk, pos = _pickle(ctx, data, pos, e, where, s)
+            if pos + 8 > e:
+                raise _Stop
+            (ndim,) = struct.unpack_from("<i", data, pos)
+            pos += 8 + 16 * max(ndim, 0) + 8
+            if ndim < 0 or pos > e:
+                ctx.add("truncated-pickle", "tensor record runs past the member", where, pos - s)
+                raise _Stop
+    except _Stop:
+        pass
+    return "pytorch-tar"
+
+
+def _pickle(
+    ctx: Ctx, data: Any, pos: int, end: int, where: str, base: int
+) -> tuple[PickleWalk, int]:
+    walk = walk_one(data, pos, end, ctx.opcodes_left)
+    report_analysis(ctx, StreamAnalysis([walk], end=walk.end), data, base, where)
+    if not walk.complete:
+        raise _Stop
+    return walk, walk.end
+
+
+def _int_pickle(ctx: Ctx, data: Any, pos: int, end: int, where: str, base: int) -> tuple[int, int]:
+    _walk, after = _pickle(ctx, data, pos, end, where, base)
+    value = _small_int(bytes(data[pos:after]))
+    if value is None or value < 0:
+        ctx.add("malformed-pickle", "expected a pickled count", where, pos - base)
+        raise _Stop
+    return value, after
+
+
+def _small_int(raw: bytes) -> int | None:
+    """The int a tiny pickle (`[PROTO] int STOP`) holds, or None."""
+    i = 2 if raw[:1] == b"\x80" else 0
+    if raw[i : i + 1] == b"\x95":  # FRAME
+        i += 9
+    op, body = raw[i : i + 1], raw[i + 1 : -1]
+    if not raw.endswith(b"."):
+        return None
+    if op == b"K" and len(body) == 1:
+        return body[0]
+    if op == b"M" and len(body) == 2:
+        return int.from_bytes(body, "little")
+    if op == b"J" and len(body) == 4:
+        return int.from_bytes(body, "little", signed=True)
+    if op == b"\x8a" and len(body) >= 1 and body[0] == len(body) - 1:
+        return int.from_bytes(body[1:], "little", signed=True)
+    if op in (b"I", b"L") and body.endswith(b"\n"):
+        text = body[:-1].rstrip(b"L")
+        return int(text) if text.isdigit() else None
+    return None
