@@ -1,14 +1,14 @@
-"""Measure a child process: wall time and peak RSS, plus the in-process probes it runs.
+"""Measure a child process: wall time, CPU time and peak RSS, plus the in-process probes.
 
 Two halves:
 
-* `run_child(argv, timeout=...)` (used by `run_scan_speed.py`) starts a process, reaps it with
-  `os.wait4` and returns its wall time, exit status and peak RSS (`ru_maxrss` of that child
-  alone). A timer kills it after `timeout` seconds and the result says "timeout".
+* `run_child(argv, timeout=...)` (used by `run_scan_speed.py`) starts a process, reaps it
+  with `os.wait4` and returns its wall and CPU time, exit status and peak RSS (`ru_maxrss`
+  of that child alone). A timer kills it after `timeout` seconds: status "timeout".
 * `python bench/_measure.py make|probe ...` is the child side. `make` writes the benchmark
   pickle; `probe OP FILE` reads the file, resets the kernel's RSS high-water mark, times one
-  operation with `perf_counter` and prints one JSON line: seconds, RSS before, peak RSS
-  during the operation and RSS after it (Linux `/proc/self/status`).
+  operation (wall and CPU time) and prints one JSON line: seconds, CPU seconds, RSS before,
+  peak RSS during the operation and RSS after it (Linux `/proc/self/status`).
 
 A child started with `vfork` inherits its parent's RSS high-water mark into `ru_maxrss`, so
 `run_child` turns vfork off (the documented `subprocess._USE_VFORK` switch) and the parent
@@ -45,6 +45,8 @@ class ChildResult:
     returncode: int | None
     seconds: float
     """Wall time from start to reaping, interpreter start-up included."""
+    cpu_seconds: float
+    """User plus system CPU time of the child (steadier than wall time on a busy machine)."""
     peak_rss: int
     """Peak resident set size of the child, in bytes (`ru_maxrss`)."""
     stdout: str
@@ -86,7 +88,8 @@ def run_child(
         state = "ok"
     else:
         state = "error"
-    return ChildResult(state, proc.returncode, seconds, usage.ru_maxrss * 1024, stdout, stderr)
+    cpu = usage.ru_utime + usage.ru_stime
+    return ChildResult(state, proc.returncode, seconds, cpu, usage.ru_maxrss * 1024, stdout, stderr)
 
 
 # --- child side -------------------------------------------------------------------------
@@ -135,7 +138,7 @@ def probe(op: str, path: Path) -> dict[str, Any]:
     result: Any = None
     before = _status_kib("VmRSS")
     _reset_peak()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if op == "loads":
         result = pickle.loads(data)
     elif op == "sha256":
@@ -146,7 +149,7 @@ def probe(op: str, path: Path) -> dict[str, Any]:
         result = safeload.scan_file(path, policy)
     else:
         raise SystemExit(f"unknown probe {op!r}")
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = _status_kib("VmHWM")
     after = _status_kib("VmRSS")
     if op.startswith("scan_"):
@@ -154,6 +157,7 @@ def probe(op: str, path: Path) -> dict[str, Any]:
     return {
         "op": op,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "rss_before": before * 1024,
         "rss_peak": peak * 1024,
         "rss_after": after * 1024,

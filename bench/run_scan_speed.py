@@ -84,7 +84,7 @@ def _probe(op: str, path: Path) -> dict[str, Any]:
 
 
 def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fastest successful run, with the worst peak RSS of all runs."""
+    """The fastest successful run, with the least CPU time and the worst peak RSS of all."""
     good = [r for r in runs if r["status"] == "ok"]
     if not good:
         return runs[-1]
@@ -92,6 +92,7 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("rss_peak", "peak_rss"):
         if key in best:
             best[key] = max(r[key] for r in good)
+    best["cpu_seconds"] = min(r["cpu_seconds"] for r in good)
     best["all_seconds"] = [round(r["seconds"], 4) for r in good]
     return best
 
@@ -105,6 +106,7 @@ def _end_to_end(argv: list[str], *, timeout: float, cwd: Path | None = None) -> 
         "status": child.status,
         "returncode": child.returncode,
         "seconds": child.seconds,
+        "cpu_seconds": child.cpu_seconds,
         "peak_rss": child.peak_rss,
     }
     if child.status != "ok":
@@ -153,34 +155,43 @@ def measure_file(
     return result
 
 
+def _div(a: dict[str, Any], b: dict[str, Any], key: str = "seconds") -> float | None:
+    if a.get("status") != "ok" or b.get("status") != "ok" or not b.get(key):
+        return None
+    return round(float(a[key]) / float(b[key]), 3)
+
+
 def _ratios(result: dict[str, Any]) -> dict[str, float | None]:
+    """Annotate every row with its ratios; return the headline ones."""
     ip, ee = result["in_process"], result["end_to_end"]
-
-    def div(a: dict[str, Any], b: dict[str, Any]) -> float | None:
-        if a.get("status") != "ok" or b.get("status") != "ok" or not b["seconds"]:
-            return None
-        return round(float(a["seconds"]) / float(b["seconds"]), 3)
-
-    ratios = {
-        "scan_bytes_over_loads": div(ip["scan_bytes"], ip["loads"]),
-        "scan_file_over_loads": div(ip["scan_file"], ip["loads"]),
-        "sha256_over_loads": div(ip["sha256"], ip["loads"]),
-        "cli_over_load_e2e": div(ee["safeload"], ee["load"]),
+    loads = ip["loads"]
+    loaded = loads["rss_after"] - loads["rss_before"] if loads.get("status") == "ok" else 0
+    result["loaded_bytes"] = loaded
+    for row in ip.values():
+        row["over_loads"] = _div(row, loads)
+        row["cpu_over_loads"] = _div(row, loads, "cpu_seconds")
+        if row.get("status") == "ok" and loaded > 0:
+            extra = row["rss_peak"] - row["rss_before"]
+            row["extra_peak_over_loaded"] = round(extra / loaded, 3)
+    for name, row in ee.items():
+        row["over_load"] = _div(row, ee["load"])
+        row["cpu_over_load"] = _div(row, ee["load"], "cpu_seconds")
+        if name in PEERS:
+            row["over_safeload"] = _div(row, ee["safeload"])
+            row["cpu_over_safeload"] = _div(row, ee["safeload"], "cpu_seconds")
+            row["over_scan_file"] = _div(row, ip["scan_file"])
+    headline = {
+        "scan_bytes_over_loads": ip["scan_bytes"]["over_loads"],
+        "scan_file_over_loads": ip["scan_file"]["over_loads"],
+        "scan_file_cpu_over_loads": ip["scan_file"]["cpu_over_loads"],
+        "cli_over_load": ee["safeload"]["over_load"],
     }
     for name in PEERS:
         if name in ee:
-            ratios[f"{name}_over_cli"] = div(ee[name], ee["safeload"])
-            ratios[f"{name}_over_scan_file"] = div(ee[name], ip["scan_file"])
-    loads = ip["loads"]
-    if loads.get("status") == "ok":
-        loaded = loads["rss_after"] - loads["rss_before"]
-        result["loaded_bytes"] = loaded
-        for row in ip.values():
-            if row.get("status") == "ok" and loaded > 0:
-                row["extra_peak_over_loaded"] = round(
-                    (row["rss_peak"] - row["rss_before"]) / loaded, 3
-                )
-    return ratios
+            headline[f"{name}_over_cli"] = ee[name]["over_safeload"]
+            headline[f"{name}_cpu_over_cli"] = ee[name]["cpu_over_safeload"]
+            headline[f"{name}_over_scan_file"] = ee[name]["over_scan_file"]
+    return headline
 
 
 # --- reporting --------------------------------------------------------------------------
@@ -190,10 +201,15 @@ def _x(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{TIMES}"
 
 
-def _secs(row: dict[str, Any]) -> str:
+def _secs(row: dict[str, Any], key: str = "seconds") -> str:
     if row.get("status") == "ok":
-        return f"{row['seconds']:.3f}"
-    return f"{row.get('status')}: {row.get('detail', '')}".strip()
+        return f"{row[key]:.3f}"
+    return f"{row.get('status')}: {row.get('detail', '')}".strip() if key == "seconds" else ""
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    align = ["---", *(["---:"] * (len(header) - 1))]
+    return [f"| {' | '.join(cells)} |" for cells in (header, align, *rows)]
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -206,56 +222,53 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     for run in report["runs"]:
-        ip, ee, ratios = run["in_process"], run["end_to_end"], run["ratios"]
+        ip, ee = run["in_process"], run["end_to_end"]
         ops = ip["scan_bytes"].get("opcodes")
-        lines += [
-            f"### Protocol {run['protocol']}: {run['file_bytes'] / MIB:.1f} MiB, {ops:,} opcodes"
-            if ops
-            else f"### Protocol {run['protocol']}",
-            "",
-            f"Loaded object: {run.get('loaded_bytes', 0) / MIB:.0f} MiB of RSS.",
-            "",
-            "| in process | seconds | ÷ `pickle.loads` | extra peak RSS | ÷ loaded size |",
-            "|---|---:|---:|---:|---:|",
-        ]
+        title = f"### Protocol {run['protocol']}: {run['file_bytes'] / MIB:.1f} MiB"
+        lines += [f"{title}, {ops:,} opcodes" if ops else title, ""]
+        lines.append(f"Loaded object: {run['loaded_bytes'] / MIB:.0f} MiB of RSS.\n")
+        rows = []
         for op, row in ip.items():
-            ratio = None
-            if row.get("status") == "ok" and ip["loads"].get("status") == "ok":
-                ratio = row["seconds"] / ip["loads"]["seconds"]
-            extra = row.get("rss_peak", 0) - row.get("rss_before", 0)
-            lines.append(
-                f"| {LABELS[op]} | {_secs(row)} | {_x(ratio)} | {extra / MIB:.1f} MiB "
-                f"| {row.get('extra_peak_over_loaded', 'n/a')} |"
+            extra = (row["rss_peak"] - row["rss_before"]) / MIB if "rss_peak" in row else None
+            rows.append(
+                [
+                    LABELS[op],
+                    _secs(row),
+                    _x(row.get("over_loads")),
+                    _secs(row, "cpu_seconds"),
+                    _x(row.get("cpu_over_loads")),
+                    "n/a" if extra is None else f"{extra:.1f} MiB",
+                    str(row.get("extra_peak_over_loaded", "n/a")),
+                ]
             )
+        head = ["in process", "seconds", "÷ `pickle.loads`", "CPU s", "CPU ÷ loads"]
+        lines += _table([*head, "extra peak RSS", "÷ loaded size"], rows)
+        rows = []
+        for name, row in ee.items():
+            peer = name in PEERS
+            rss = f"{row['peak_rss'] / MIB:.0f} MiB" if "peak_rss" in row else "n/a"
+            rows.append(
+                [
+                    LABELS[name],
+                    _secs(row),
+                    _x(row.get("over_load")),
+                    _secs(row, "cpu_seconds"),
+                    _x(row.get("over_safeload"), 1) if peer else "",
+                    _x(row.get("cpu_over_safeload"), 1) if peer else "",
+                    rss,
+                    row.get("verdict")
+                    or (f"exit {row['returncode']}" if "returncode" in row else ""),
+                ]
+            )
+        head = ["end to end (fresh process)", "seconds", "÷ `pickle.load`", "CPU s"]
         lines += [
             "",
-            "| end to end (fresh process) | seconds | ÷ `pickle.load` | peer ÷ safeload "
-            "| peak RSS | result |",
-            "|---|---:|---:|---:|---:|---|",
+            *_table([*head, "peer ÷ safeload", "CPU: peer ÷ safeload", "peak RSS", "result"], rows),
         ]
-        for name, row in ee.items():
-            ratio = ratios.get("cli_over_load_e2e") if name == "safeload" else None
-            if name == "load":
-                ratio = 1.0 if row.get("status") == "ok" else None
-            elif name in PEERS and row.get("status") == "ok" and ee["load"].get("status") == "ok":
-                ratio = row["seconds"] / ee["load"]["seconds"]
-            speed = ratios.get(f"{name}_over_cli") if name in PEERS else None
-            rss = f"{row['peak_rss'] / MIB:.0f} MiB" if "peak_rss" in row else "n/a"
-            result = row.get("verdict") or (
-                f"exit {row['returncode']}" if "returncode" in row else ""
-            )
-            lines.append(
-                f"| {LABELS[name]} | {_secs(row)} | {_x(ratio)} | "
-                f"{_x(speed, 1) if name in PEERS else ''} | {rss} | {result} |"
-            )
         peers = [n for n in PEERS if n in ee]
         if peers:
-            lines += [
-                "",
-                "Peer ÷ in-process `scan_file`: "
-                + ", ".join(f"{n} {_x(ratios.get(f'{n}_over_scan_file'), 1)}" for n in peers)
-                + ".",
-            ]
+            vs = ", ".join(f"{n} {_x(ee[n].get('over_scan_file'), 1)}" for n in peers)
+            lines += ["", f"Peer ÷ in-process `scan_file`: {vs}."]
         lines.append("")
     return "\n".join(lines)
 
