@@ -134,6 +134,25 @@ def test_plain_pickle_of_a_tensor_is_not_safe() -> None:
     assert "torch.storage._load_from_bytes" in {f.global_name for f in report.findings}
 
 
+# -- joblib: uncompressed joblib.dump files -----------------------------------------
+
+
+def test_joblib_dump_uncompressed_scans_safe() -> None:
+    # the walker reads the raw array bytes after each NumpyArrayWrapper the way
+    # joblib.load does (compressed joblib files are containers: not covered here)
+    problems = []
+    for label, obj in corpus.joblib_objects():
+        data = corpus.joblib_dump_bytes(obj)
+        report = safeload.scan_bytes(data, location=f"joblib/{label}")
+        if report.verdict is not Verdict.SAFE or report.findings:
+            found = [(f.rule_name, f.global_name) for f in report.findings]
+            problems.append(f"joblib/{label}: {report.verdict.value} {found}")
+        if label != "object-array":
+            names = {g.canonical for g in analyze(data).globals}
+            assert "joblib.numpy_pickle.NumpyArrayWrapper" in names, label
+    assert not problems, "\n".join(problems)
+
+
 # -- targeted stdlib cases ---------------------------------------------------------
 
 

@@ -605,6 +605,30 @@ def joblib_dump_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
+@functools.cache
+def joblib_objects() -> Objects:
+    """Objects as people `joblib.dump` them: arrays inline, estimators, frames."""
+    import numpy as np
+
+    estimators = {name: est for name, est, err in sklearn_estimators() if err is None}
+    return [
+        (
+            "arrays",
+            {
+                "f8": np.arange(5.0),
+                "i4": np.arange(3, dtype="<i4"),
+                "M8": np.array(["2024"], "M8[s]"),
+            },
+        ),
+        ("object-array", np.array([1, "a", None], dtype=object)),
+        ("fortran-array", np.asfortranarray(np.eye(3))),
+        ("structured-array", np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8")])),
+        ("random-forest", estimators["RandomForestClassifier"]),
+        ("pipeline", dict(sklearn_extra_objects())["pipeline"]),
+        ("frame", dict(pandas_objects())["frame-mixed"]),
+    ]
+
+
 #: Builders by group name (the keys are also test ids).
 BUILDERS: dict[str, Callable[[], Objects]] = {
     "stdlib": stdlib_objects,

@@ -154,11 +154,11 @@ def observed() -> dict[str, set[str]]:
             walked_globals(corpus.torch_save_data_pkl(obj), f"torch/{label}/data.pkl"),
             f"torch/{label}",
         )
-    # The pickle prefix of an uncompressed joblib.dump, up to the first raw
-    # array: the walker stops at the array bytes (expected), the names before
-    # that are joblib's wrapper and the array's dtype.
-    dump = corpus.joblib_dump_bytes({"w": __import__("numpy").arange(3.0)})
-    add(walked_globals(dump, "joblib/dump", partial=True), "joblib/dump")
+    # Uncompressed joblib.dump files: the walker reads the raw array bytes
+    # that follow each NumpyArrayWrapper the way joblib.load does.
+    for label, obj in corpus.joblib_objects():
+        data = corpus.joblib_dump_bytes(obj)
+        add(walked_globals(data, f"joblib/{label}"), f"joblib/{label}")
     return seen
 
 
