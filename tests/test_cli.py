@@ -552,3 +552,14 @@ def test_sarif_uris_are_relative_to_the_repository_root(
     artifact = log["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
     assert artifact == {"uri": "models/v1/evil.pkl", "uriBaseId": "%SRCROOT%"}
     assert _cli.source_root(tmp_path / "elsewhere") == tmp_path
+
+
+def test_demo_without_scikit_learn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import now raises ImportError
+    assert main(["demo", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "model-benign.pkl holds a plain Python dict" in out
+    assert f"{tmp_path / 'model-benign.pkl'}: SAFE" in out
+    assert f"{tmp_path / 'model-hostile.pkl'}: DANGEROUS" in out
