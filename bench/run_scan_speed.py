@@ -208,7 +208,10 @@ def _secs(row: dict[str, Any], key: str = "seconds") -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    align = ["---", *(["---:"] * (len(header) - 1))]
+    align = ["---:"] * len(header)
+    align[0] = "---"
+    if header[-1] == "result":
+        align[-1] = "---"
     return [f"| {' | '.join(cells)} |" for cells in (header, align, *rows)]
 
 
