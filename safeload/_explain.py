@@ -38,7 +38,7 @@ def explain(
     limits = [str(MEMORY_LIMIT), str(timeout)]
     try:
         done = subprocess.run(
-            [sys.executable, "-I", "-W", "ignore", "-m", "safeload._explain", *limits],
+            [sys.executable, "-I", "-W", "ignore", __file__, *limits],
             input=data,
             capture_output=True,
             timeout=timeout,
