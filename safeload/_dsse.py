@@ -117,7 +117,7 @@ def parse(data: bytes, where: str) -> Envelope:
     """Decode a signature file; `where` names it in error messages."""
     try:
         document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise MalformedSignatureError(
             f"{where} is not JSON ({exc}); it is truncated or not a signature file, "
             "sign the model again"

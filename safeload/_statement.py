@@ -243,8 +243,8 @@ def parse(payload: bytes, where: str) -> Statement:
 
     try:
         doc = json.loads(payload, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise bad(f"is not valid JSON ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise bad(f"is not valid JSON ({exc or 'nested too deeply'})") from None
     if not isinstance(doc, dict) or doc.get("_type") != STATEMENT_TYPE:
         raise bad(f"is not an in-toto Statement v1 (_type {STATEMENT_TYPE!r})")
     if doc.get("predicateType") != PREDICATE_TYPE:

@@ -456,6 +456,8 @@ def test_hmac_tag_of_the_wrong_length(model_file: Path) -> None:
         (b"", "is empty"),
         (b"not json at all", "is not JSON"),
         (b"[1, 2, 3]", "expected a JSON object"),
+        (b"[" * 200_000 + b"]" * 200_000, "is not JSON"),
+        (b'{"dsseEnvelope": {}, "mediaType": "text/plain"}', "not a Sigstore bundle"),
         (b'{"payloadType": "text/plain", "payload": "", "signatures": []}', "payloadType"),
         (
             b'{"payloadType": "application/vnd.in-toto+json", "payload": "!!", "signatures": []}',
@@ -552,6 +554,9 @@ def test_duplicate_json_keys_in_payload_are_refused(tmp_path: Path, model_file: 
     doubled = payload.replace(b'"_type":', b'"_type":"x","_type":', 1)
     sign_payload(doubled, signer, sig)
     with pytest.raises(MalformedSignatureError, match="duplicate key"):
+        verify(model_file, trust)
+    sign_payload(b"[" * 100_000 + b"]" * 100_000, signer, sig)
+    with pytest.raises(MalformedSignatureError, match="not valid JSON"):
         verify(model_file, trust)
 
 
