@@ -936,3 +936,39 @@ def test_budget_keeps_findings_before_the_limit() -> None:
     report = safeload.scan_bytes(data, max_opcodes=100)
     assert {f.rule for f in report.findings} == {"SL101", "SL303"}
     assert report.verdict is Verdict.DANGEROUS
+
+
+# -- NUL-terminated number lines: the C unpickler reads them only up to the NUL ---------
+
+NUL_PREFIXES = {
+    "INT": b"I1\x00junk\n" + pop(),
+    "LONG": b"L1\x00junk\n" + pop(),
+    "FLOAT": b"F1.5\x00junk\n" + pop(),
+    "PUT": none() + b"p0\x00junk\n" + pop(),
+    "GET": none() + put(0) + pop() + b"g0\x00junk\n" + pop(),
+}
+
+
+def _nul_sample(prefix: bytes) -> bytes:
+    return prefix + glob("os", "system") + mark() + string(CMD) + tuple_() + reduce() + stop()
+
+
+@pytest.mark.parametrize("op", sorted(NUL_PREFIXES))
+def test_nul_text_argument_runs_in_cpython(op: str, tmp_path: Path) -> None:
+    """`_pickle.c` parses these lines with C string functions: `I1\\x00junk` is 1."""
+    data = _nul_sample(NUL_PREFIXES[op])
+    run_real_loader(data, "loads", tmp_path)
+    assert (tmp_path / "canary").exists()
+    assert not safeload.scan_bytes(data).safe
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="walker rejects a NUL inside INT/LONG/FLOAT/PUT/GET lines as malformed (SL301) and "
+    "stops; the C unpickler ignores the rest of the line and imports os.system",
+)
+@pytest.mark.parametrize("op", sorted(NUL_PREFIXES))
+def test_nul_text_argument_payload_is_named(op: str) -> None:
+    report = safeload.scan_bytes(_nul_sample(NUL_PREFIXES[op]))
+    assert report.verdict is Verdict.DANGEROUS
+    assert "os.system" in {f.global_name for f in report.findings}
