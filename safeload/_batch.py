@@ -41,8 +41,9 @@ MODEL_SUFFIXES = frozenset(
 
 _SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
 
-_HEAD = 512
-"""Bytes read to sniff a file (tar's `ustar` marker sits at offset 257)."""
+_HEAD = 64 * 1024
+"""Bytes read to sniff a file: tar's `ustar` sits at offset 257, and a stream
+without PROTO may open with a long string before its first global."""
 
 _MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "zip"),
@@ -59,8 +60,11 @@ _MAGICS: tuple[tuple[bytes, str], ...] = (
 )
 _ZLIB = re.compile(rb"\x78[\x01\x5e\x9c\xda]")
 
-_PROTO01_FIRST = frozenset(b"(]})cINLFSVKJMGXUTP")
-"""Opcodes a protocol 0/1 pickle (no PROTO opcode) plausibly starts with."""
+_OPCODE_BYTES = frozenset(op.code.encode("latin-1")[0] for op in pickletools.opcodes)
+"""Bytes that are pickle opcodes: a stream without PROTO may start with any of them."""
+
+_TRUNCATION = ("not enough data", "no newline found", "but only", "exhausted before seeing STOP")
+"""pickletools' messages for a stream that simply ends too early."""
 
 
 def sniff(head: bytes) -> str | None:
@@ -74,15 +78,17 @@ def sniff(head: bytes) -> str | None:
         return "zlib"
     if head[257:262] == b"ustar":
         return "tar"
-    if head and head[0] in _PROTO01_FIRST and _decodes_as_pickle(head):
+    if head and head[0] in _OPCODE_BYTES and _decodes_as_pickle(head):
         return "pickle"
     return None
 
 
 def _decodes_as_pickle(head: bytes) -> bool:
-    """Protocol 0/1 heuristic: the head decodes as opcodes up to STOP or its end.
+    """A stream without PROTO (protocol 0/1, or a headerless binary one).
 
-    pickletools.genops only parses; nothing is imported or called.
+    The head must decode as opcodes up to STOP, or up to where a head cut
+    from a longer file ends. pickletools.genops only parses: nothing is
+    imported or called.
     """
     count = 0
     try:
@@ -90,10 +96,9 @@ def _decodes_as_pickle(head: bytes) -> bool:
             count += 1
             if opcode.name == "STOP":
                 return count >= 2
-    except ValueError:
-        # A byte that is no opcode, or the head ends mid-opcode: a cut-off
-        # head of a longer file still counts when enough of it decoded.
-        return len(head) >= _HEAD and count >= 3
+    except ValueError as exc:
+        cut_short = len(head) >= _HEAD and any(t in str(exc) for t in _TRUNCATION)
+        return cut_short and count >= 1
     return False
 
 

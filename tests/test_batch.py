@@ -82,15 +82,37 @@ def test_sniff_finds_pickles_of_every_protocol(protocol: int) -> None:
         [b"\x00" * 600, "long" * 200],
     ):
         data = pickle.dumps(obj, protocol=protocol)
-        assert sniff(data[:512]) == "pickle", (protocol, obj, data[:40])
+        assert sniff(data) == "pickle", (protocol, obj, data[:40])
 
 
 def test_sniff_finds_hostile_protocol_0() -> None:
     assert sniff(HOSTILE) == "pickle"
 
 
+def test_sniff_finds_streams_without_proto() -> None:
+    # CPython runs binary opcodes without a PROTO header: builtins.len('ab').
+    headless = b"\x8c\x08builtins\x8c\x03len\x93\x8c\x02ab\x85R."
+    assert pickle.loads(headless) == 2
+    assert sniff(headless) == "pickle"
+    # A long string first (POPped), then the payload.
+    padding = b"V" + b"x" * 30000 + b"\n0"  # UNICODE, POP
+    assert pickle.loads(padding + b"cos\ngetcwd\n)R.") == os.getcwd()  # CPython runs it
+    assert sniff(padding + HOSTILE) == "pickle"
+    # Cut from a longer file, the head still decodes up to where it ends.
+    long_stream = pickle.dumps([f"item {i}" for i in range(20000)], protocol=0)
+    assert len(long_stream) > 65536
+    assert sniff(long_stream[:65536]) == "pickle"
+
+
+def test_sniff_rejects_text_that_starts_like_opcodes() -> None:
+    listing = b"(a) the first item\n(b) the second item\n" * 2000
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 300
+    for data in (listing, png, b"Noted: nothing to see.\n" * 4000):
+        assert sniff(data[:65536]) is None, data[:20]
+
+
 def test_sniff_finds_containers() -> None:
-    kinds = {name: sniff(data[:512]) for name, data in real_containers().items()}
+    kinds = {name: sniff(data) for name, data in real_containers().items()}
     assert kinds == {
         "zip": "zip",
         "gzip": "gzip",
@@ -110,7 +132,7 @@ def test_sniff_finds_containers() -> None:
 
 @pytest.mark.parametrize("name", sorted(TEXTS))
 def test_sniff_ignores_text(name: str) -> None:
-    assert sniff(TEXTS[name][:512]) is None
+    assert sniff(TEXTS[name]) is None
 
 
 def make_tree(root: Path) -> None:
