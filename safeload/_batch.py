@@ -121,13 +121,19 @@ def _excluded(path: Path, base: str, patterns: Sequence[str]) -> bool:
 
 
 def discover(
-    paths: Iterable[Path], *, exclude: Sequence[str] = (), exclude_base: Path | None = None
+    paths: Iterable[Path],
+    *,
+    exclude: Sequence[str] = (),
+    exclude_base: Path | None = None,
+    sniff_named: bool = False,
 ) -> tuple[list[Path], list[str], dict[str, str]]:
     """Files to scan, files skipped, and paths that could not be read.
 
     `exclude` holds glob patterns matched against paths relative to
     `exclude_base` (default: the current directory) and against bare names;
     they apply inside directory walks, never to files named explicitly.
+    Named files are always scanned unless `sniff_named` chooses them as a
+    walk does (for pre-commit hooks that pass every staged file).
     """
     base = os.path.abspath(exclude_base or Path.cwd())
     chosen: list[Path] = []
@@ -161,7 +167,10 @@ def discover(
                     else:
                         skipped.append(str(path))
         elif root.is_file():
-            add(root)
+            if sniff_named and not _wanted(root):
+                skipped.append(str(root))
+            else:
+                add(root)
         elif root.exists():
             # A fifo or device would block or never end.
             errors[str(root)] = "not a regular file"
@@ -186,13 +195,16 @@ def scan_paths(
     progress: Progress | None = None,
     exclude: Sequence[str] = (),
     exclude_base: Path | None = None,
+    sniff_named: bool = False,
 ) -> ScanReport:
     """Scan files and directories (recursively); results sorted by path.
 
     `jobs` worker processes share the work (default: one per core); a
     handful of files is scanned in this process.
     """
-    files, skipped, errors = discover(paths, exclude=exclude, exclude_base=exclude_base)
+    files, skipped, errors = discover(
+        paths, exclude=exclude, exclude_base=exclude_base, sniff_named=sniff_named
+    )
     jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     reports: list[FileReport] = []
     total = len(files)

@@ -129,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "--quiet", "-q", action="store_true", help="text format: list only files that are not safe"
     )
+    scan.add_argument(
+        "--sniff",
+        action="store_true",
+        help="choose named files as in a directory walk (model extension or pickle/archive "
+        "content) and skip the rest; for hooks that pass every changed file",
+    )
     scan.set_defaults(handler=_cmd_scan)
 
     rules = commands.add_parser(
@@ -206,6 +212,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         progress=_progress_bar(sys.stderr) if sys.stderr.isatty() else None,
         exclude=config.exclude if config else (),
         exclude_base=config.path.parent if config and config.path else None,
+        sniff_named=args.sniff,
     )
     if args.explain:
         report = _with_explanations(report, args.jobs)

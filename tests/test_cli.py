@@ -563,3 +563,21 @@ def test_demo_without_scikit_learn(
     assert "model-benign.pkl holds a plain Python dict" in out
     assert f"{tmp_path / 'model-benign.pkl'}: SAFE" in out
     assert f"{tmp_path / 'model-hostile.pkl'}: DANGEROUS" in out
+
+
+def test_sniff_chooses_named_files_by_content(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = files["safe"].parent
+    notes = root / "notes.md"
+    notes.write_text("# Notes\nNothing here.\n")
+    disguised = root / "weights.txt"
+    disguised.write_bytes(SYSTEM)
+    code, report = run_json(capsys, "--sniff", str(notes), str(disguised), str(files["safe"]))
+    assert code == 1
+    assert [Path(f["path"]).name for f in report["files"]] == ["benign.pkl", "weights.txt"]
+    assert report["summary"]["skipped"] == 1
+    assert report["skipped"] == [str(notes)]
+    # Without --sniff a named text file is scanned, and is not a pickle.
+    assert main(["scan", str(notes)]) == 1
+    assert "SL30" in capsys.readouterr().out

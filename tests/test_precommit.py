@@ -27,22 +27,25 @@ def tool(name: str) -> str:
     return found
 
 
-def manifest_hook() -> dict:  # type: ignore[type-arg]
-    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+def manifest_hook(hook_id: str = "safeload-scan") -> dict:  # type: ignore[type-arg]
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    (hook,) = [h for h in hooks if h["id"] == hook_id]
     return hook  # type: ignore[no-any-return]
 
 
 def test_manifest() -> None:
     hook = manifest_hook()
-    assert hook["id"] == "safeload-scan"
     assert hook["entry"] == "safeload scan"
     assert hook["language"] == "python"
     assert hook["pass_filenames"] is True
     assert hook["require_serial"] is False
+    strict = manifest_hook("safeload-scan-all")
+    assert strict["entry"] == "safeload scan --sniff --quiet"
+    assert "files" not in strict
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+@pytest.fixture(params=["safeload-scan"])
+def repo(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Path, dict[str, str]]:
     git = tool("git")
     pre_commit = tool("pre-commit")
     safeload = tool("safeload")
@@ -60,7 +63,8 @@ def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         "NO_COLOR": "1",
     }
     env.pop("PRE_COMMIT", None)
-    hook = manifest_hook()
+    hook = manifest_hook(request.param)
+    extra = hook["entry"].split()[2:]  # flags after `safeload scan`
     config = {
         "repos": [
             {
@@ -69,10 +73,10 @@ def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
                     {
                         "id": hook["id"],
                         "name": hook["name"],
-                        "entry": f"{shlex.quote(safeload)} scan",
+                        "entry": shlex.join([safeload, "scan", *extra]),
                         "language": "system",
                         "pass_filenames": True,
-                        "files": hook["files"],
+                        **({"files": hook["files"]} if "files" in hook else {}),
                     }
                 ],
             }
@@ -136,3 +140,20 @@ def test_hook_skips_files_that_are_not_models(repo: tuple[Path, dict[str, str]])
     done = commit(work, env, "README.md")
     assert done.returncode == 0, done.stdout
     assert "(no files to check)Skipped" in done.stdout
+
+
+@pytest.mark.parametrize("repo", ["safeload-scan-all"], indirect=True)
+def test_strict_hook_finds_pickles_by_content(repo: tuple[Path, dict[str, str]]) -> None:
+    work, env = repo
+    (work / "README.md").write_text("# models\n")
+    (work / "model.pkl").write_bytes(pickle.dumps([1.5, 2.5]))
+    done = commit(work, env, "README.md", "model.pkl")
+    assert done.returncode == 0, done.stdout
+    assert "Passed" in done.stdout
+
+    (work / "weights.txt").write_bytes(HOSTILE)  # a pickle under a name no regex expects
+    done = commit(work, env, "weights.txt")
+    assert done.returncode != 0
+    assert "weights.txt: DANGEROUS" in done.stdout
+    assert "SL101 command-execution [critical]" in done.stdout
+    assert commits(work, env) == 1

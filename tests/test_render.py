@@ -131,6 +131,7 @@ def test_json_matches_the_contract(policy: Policy) -> None:
     data = json.loads(json_render.render(report))
     assert data["version"] == 1
     assert set(data) >= {"version", "files", "summary"}
+    assert data["skipped"] == ["notes.txt"]
     assert data["summary"] == {
         "safe": 1,
         "unknown": 0,

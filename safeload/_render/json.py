@@ -10,5 +10,7 @@ __all__ = ["render"]
 
 
 def render(report: ScanReport) -> str:
-    """`report` as indented JSON, ending in a newline."""
-    return json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
+    """`report` as indented JSON, ending in a newline; skipped paths are listed too."""
+    data = report.to_json()
+    data.setdefault("skipped", list(report.skipped))
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
