@@ -120,6 +120,24 @@ def test_numpy_alias_expansion() -> None:
     assert got == {"numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar", "numpy.ndarray"}
 
 
+def test_pandas_aliases_name_the_defining_module() -> None:
+    got = gen.with_pandas_aliases({"pandas.DataFrame", "pandas.arrays.IntegerArray", "pandas.NA"})
+    assert got - {"pandas.DataFrame", "pandas.arrays.IntegerArray", "pandas.NA"} == {
+        "pandas.core.frame.DataFrame",
+        "pandas.core.arrays.integer.IntegerArray",
+        "pandas._libs.missing.NA",
+    }
+
+
+def test_refused_names_are_in_no_pack() -> None:
+    allowed = Policy.default()
+    for name in gen.REFUSED:
+        assert not allowed.is_allowed(*parse_canonical(name)), name
+    packs, dropped = gen.split([*gen.REFUSED, "builtins.int"])
+    assert packs["python-stdlib"] == ["builtins.int"]
+    assert set(dropped) == set(gen.REFUSED)
+
+
 def test_render_is_a_valid_pack() -> None:
     text = gen.render(
         "numpy", ["numpy.dtype", "numpy.ndarray"], {"python": "3.11", "scikit-learn": "1"}

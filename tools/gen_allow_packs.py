@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import warnings
 from collections.abc import Iterable
@@ -88,6 +89,14 @@ LIBRARIES = (
 #: Reviewed names a broad deny-module rule catches although they are benign.
 #: Each entry needs a reason; keep this list short.
 EXCEPTIONS: dict[str, str] = {}
+
+#: Names seen in benign pickles that are still never allowlisted, with why.
+#: The files that contain them scan `unknown`; reported to the maintainers.
+REFUSED: dict[str, str] = {
+    # dateutil >= 2.9 pickles tz files as `_unpickle(tzfile, key, filename,
+    # data)`; `tzfile(<str>)` itself opens and reads the named path.
+    "dateutil.tz._tzfile.tzfile": "its constructor opens the file a string argument names",
+}
 
 #: Names added by enumeration rather than observed in a pickle, with why.
 EXPLICIT: dict[str, str] = {
@@ -191,6 +200,53 @@ def with_numpy_aliases(names: set[str]) -> set[str]:
     return out
 
 
+def with_pandas_aliases(names: set[str]) -> set[str]:
+    """pandas 3 renamed its public classes to `pandas.X`; pandas 2 pickles them
+    under their defining module (`pandas.core.frame.DataFrame`): list both.
+
+    The defining module is the one pandas module whose source has `class X`
+    (or, for Cython classes, the one extension module that holds the object);
+    that name resolves to the very same object, so it is exactly as safe.
+    """
+    out = set(names)
+    for name in sorted(names):
+        module, qualname = parse_canonical(name)
+        if module not in ("pandas", "pandas.arrays") or "." in qualname:
+            continue
+        homes = _defining_modules(module, qualname)
+        if len(homes) != 1:
+            raise SystemExit(f"{name}: cannot tell its defining module ({homes})")
+        out.add(f"{homes[0]}.{qualname}")
+    return out
+
+
+def _defining_modules(module: str, qualname: str) -> list[str]:
+    obj = getattr(importlib.import_module(module), qualname)
+    holders = [
+        m
+        for m in sorted(sys.modules)
+        if m.startswith(("pandas.core.", "pandas._libs."))
+        and getattr(sys.modules[m], qualname, None) is obj
+    ]
+    found = []
+    for m in holders:
+        path = getattr(sys.modules[m], "__file__", None) or ""
+        if path.endswith(".py"):
+            source = Path(path).read_text(encoding="utf-8")
+            if re.search(rf"^class {re.escape(qualname)}\b", source, re.MULTILINE):
+                found.append(m)
+    if found:
+        return found
+    # Cython: the extension module itself, not the ones that import from it
+    return [
+        m
+        for m in holders
+        if m.startswith("pandas._libs.")
+        and not (getattr(sys.modules[m], "__file__", None) or "").endswith(".py")
+        and m not in ("pandas._libs.lib", "pandas._libs.parsers")
+    ]
+
+
 def pack_of(name: str) -> str:
     """The pack a global belongs to, by its top-level module."""
     top = name.split(":")[0].split(".")[0]
@@ -216,9 +272,12 @@ def split(names: Iterable[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
     packs: dict[str, set[str]] = {name: set() for name in DESCRIPTIONS}
     dropped: dict[str, str] = {}
     for name in sorted(set(names)):
+        if name in REFUSED:
+            dropped[name] = f"refused: {REFUSED[name]}"
+            continue
         rule = policy.deny_rule(*parse_canonical(name))
         if rule is not None and name not in EXCEPTIONS:
-            dropped[name] = f"{rule.id} {rule.name}"
+            dropped[name] = f"deny rule {rule.id} {rule.name}"
             continue
         packs[pack_of(name)].add(name)
     return {pack: sorted(globs) for pack, globs in packs.items()}, dropped
@@ -229,11 +288,11 @@ def collect() -> dict[str, list[str]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seen = observed()
-        names = with_numpy_aliases(set(seen) | enumerated())
+        names = with_pandas_aliases(with_numpy_aliases(set(seen) | enumerated()))
     packs, dropped = split(names)
     for name, rule in dropped.items():
         where = ", ".join(sorted(seen.get(name, {"enumerated"}))[:3])
-        print(f"dropped {name}: deny rule {rule} (seen in {where})", file=sys.stderr)
+        print(f"dropped {name}: {rule} (seen in {where})", file=sys.stderr)
     return packs
 
 
