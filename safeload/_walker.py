@@ -21,7 +21,6 @@ import codecs
 import re
 import struct
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,7 @@ DEFAULT_MAX_OPCODES = 200_000_000
 #: needed: only small tuples are call arguments or getattr operands).
 _TUPLE_KEEP = 64
 #: Bounds on attempts to find further pickles after unparseable bytes.
-_MAX_RESYNC = 64
+_MAX_RESYNC = 32
 
 _unpack_i4 = struct.Struct("<i").unpack_from
 _unpack_u4 = struct.Struct("<I").unpack_from
@@ -366,6 +365,64 @@ def render(data: Any, item: object, depth: int = 0) -> str:
 # -- the walk -------------------------------------------------------------------
 
 
+def _underflow(at: int) -> _Fail:
+    return _Fail("malformed-pickle", at, f"stack underflow at offset {at}")
+
+
+def _line(data: Any, at: int, limit: int, n: int, start: int) -> tuple[bytes, int]:
+    """One text argument line (without its newline) and the offset after it."""
+    nl = data.find(b"\n", at, limit)
+    if nl < 0:
+        # A line running past its FRAME is followed (and reported at the
+        # loop head as a frame violation); past the input it is truncation.
+        nl = data.find(b"\n", limit, n) if limit != n else -1
+        if nl < 0:
+            raise _Fail(
+                "truncated-pickle", start, f"pickle data was truncated (line at offset {at})"
+            )
+    return bytes(data[at:nl]), nl + 1
+
+
+def _new_global(out: PickleWalk, module: str, name: str, at: int, kind: str, proto: int) -> GRef:
+    mod2, name2 = map_name(module, name, proto)
+    g = GRef(mod2, name2, at, kind, None if (mod2, name2) == (module, name) else (module, name))
+    out.globals.append(g)
+    return g
+
+
+def _is_wrapper(g: GRef) -> bool:
+    return g.name == "NumpyArrayWrapper" and g.module == "joblib.numpy_pickle"
+
+
+def _call(data: Any, out: PickleWalk, fn: object, args: object, at: int, use: str) -> Any:
+    if type(fn) is GRef:
+        if use == "called" and fn.resolved and fn.module == "builtins" and fn.name == "getattr":
+            folded = _fold_getattr(data, fn, args, at)
+            if folded is not None:
+                out.globals.append(folded)
+                return folded
+        fn.uses.add(use)
+        if len(fn.args) < 3 and type(args) is Tup:
+            fn.args.append(render(data, args))
+        return Res(fn, at, args)
+    out.events.append(
+        Event(
+            "computed-callable", at, f"{use} object is {render(data, fn)}, not an imported global"
+        )
+    )
+    return Res(fn, at)
+
+
+def _mutate(out: PickleWalk, target: object, at: int, what: str) -> None:
+    if type(target) is GRef:
+        target.uses.add("mutated")
+        out.events.append(
+            Event("global-mutation", at, f"{what} into imported global {target.canonical}", target)
+        )
+    elif type(target) is Res and type(target.fn) is GRef:
+        target.fn.uses.add("mutated-instance")
+
+
 def walk_one(data: Any, pos: int, end: int, budget: int, *, joblib: bool = True) -> PickleWalk:
     """Walk one pickle starting at `pos`; never reads at or past `end`.
 
@@ -413,77 +470,6 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
     nops = 0
     fused = 0
     dicts: dict[int, list[Any]] | None = None
-
-    def underflow(at: int) -> _Fail:
-        return _Fail("malformed-pickle", at, f"stack underflow at offset {at}")
-
-    def need(k: int, at: int) -> None:
-        if len(stack) - fence < k:
-            raise underflow(at)
-
-    def pop_mark(at: int) -> int:
-        nonlocal fence
-        if not marks:
-            raise _Fail("malformed-pickle", at, f"could not find MARK for opcode at offset {at}")
-        k = marks.pop()
-        fence = marks[-1] if marks else 0
-        return k
-
-    def line(at: int) -> tuple[bytes, int]:
-        nl = data.find(b"\n", at, limit)
-        if nl < 0:
-            if limit != n and data.find(b"\n", limit, n) >= 0:
-                nl = data.find(b"\n", limit, n)
-            else:
-                raise _Fail(
-                    "truncated-pickle", start, f"pickle data was truncated (line at offset {at})"
-                )
-        return bytes(data[at:nl]), nl + 1
-
-    def new_global(module: str, name: str, at: int, kind: str) -> GRef:
-        nonlocal dicts
-        mod2, name2 = map_name(module, name, proto)
-        g = GRef(mod2, name2, at, kind, None if (mod2, name2) == (module, name) else (module, name))
-        globs.append(g)
-        if (
-            joblib
-            and name2 == "NumpyArrayWrapper"
-            and mod2 == "joblib.numpy_pickle"
-            and dicts is None
-        ):
-            dicts = {}  # from now on, small dicts' items are kept for BUILD states
-        return g
-
-    def call(fn: object, args: object, at: int, use: str) -> Any:
-        if type(fn) is GRef:
-            if use == "called" and fn.resolved and fn.module == "builtins" and fn.name == "getattr":
-                folded = _fold_getattr(data, fn, args, at)
-                if folded is not None:
-                    globs.append(folded)
-                    return folded
-            fn.uses.add(use)
-            if len(fn.args) < 3 and type(args) is Tup:
-                fn.args.append(render(data, args))
-            return Res(fn, at, args)
-        events.append(
-            Event(
-                "computed-callable",
-                at,
-                f"{use} object is {render(data, fn)}, not an imported global",
-            )
-        )
-        return Res(fn, at)
-
-    def mutate(target: object, at: int, what: str) -> None:
-        if type(target) is GRef:
-            target.uses.add("mutated")
-            events.append(
-                Event(
-                    "global-mutation", at, f"{what} into imported global {target.canonical}", target
-                )
-            )
-        elif type(target) is Res and type(target.fn) is GRef:
-            target.fn.uses.add("mutated-instance")
 
     try:
         for nops in range(budget):
@@ -554,7 +540,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 pos += 5
             elif op == 0x94:  # MEMOIZE
                 if len(stack) <= fence:
-                    raise underflow(start)
+                    raise _underflow(start)
                 memo.put(len(memo), stack[-1])
                 pos += 1
             elif op == 0x4B:  # BININT1
@@ -565,7 +551,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 pos += 3
             elif op == 0x71:  # BINPUT
                 if len(stack) <= fence:
-                    raise underflow(start)
+                    raise _underflow(start)
                 memo.put(data[pos + 1], stack[-1])
                 pos += 2
             elif op == 0x68:  # BINGET
@@ -583,7 +569,10 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     ) from None
                 pos += 2
             elif op == 0x75 or op == 0x65:  # SETITEMS / APPENDS
-                k = pop_mark(start)
+                if not marks:
+                    raise _Fail("malformed-pickle", start, f"could not find MARK at offset {start}")
+                k = marks.pop()
+                fence = marks[-1] if marks else 0
                 if op == 0x75 and (len(stack) - k) & 1:
                     raise _Fail(
                         "malformed-pickle",
@@ -591,7 +580,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         f"odd number of items for SETITEMS at offset {start}",
                     )
                 if k <= fence:
-                    raise underflow(start)
+                    raise _underflow(start)
                 target = stack[k - 1]
                 if (
                     dicts is not None
@@ -602,7 +591,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     dicts.setdefault(target, []).extend(stack[k:])
                 del stack[k:]
                 if type(target) is not int:
-                    mutate(target, start, "SETITEMS" if op == 0x75 else "APPENDS")
+                    _mutate(out, target, start, "SETITEMS" if op == 0x75 else "APPENDS")
                 pos += 1
             elif op == 0x28:  # MARK
                 fence = len(stack)
@@ -613,7 +602,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 pos += 9
             elif op == 0x72:  # LONG_BINPUT
                 if len(stack) <= fence:
-                    raise underflow(start)
+                    raise _underflow(start)
                 if pos + 5 > n:
                     raise _Fail(
                         "truncated-pickle", start, f"pickle data was truncated at offset {start}"
@@ -647,17 +636,17 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 pos += 1
             elif op == 0x85:  # TUPLE1
                 if len(stack) <= fence:
-                    raise underflow(start)
+                    raise _underflow(start)
                 stack[-1] = Tup([stack[-1]], 1)
                 pos += 1
             elif op == 0x86:  # TUPLE2
                 if len(stack) - fence < 2:
-                    raise underflow(start)
+                    raise _underflow(start)
                 stack[-2:] = [Tup(stack[-2:], 2)]
                 pos += 1
             elif op == 0x87:  # TUPLE3
                 if len(stack) - fence < 3:
-                    raise underflow(start)
+                    raise _underflow(start)
                 stack[-3:] = [Tup(stack[-3:], 3)]
                 pos += 1
             elif op == 0x43:  # SHORT_BINBYTES
@@ -665,31 +654,31 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 append(start)
             elif op == 0x73:  # SETITEM
                 if len(stack) - fence < 3:
-                    raise underflow(start)
+                    raise _underflow(start)
                 target = stack[-3]
                 if dicts is not None and type(target) is int:
                     dicts.setdefault(target, []).extend(stack[-2:])
                 del stack[-2:]
                 if type(target) is not int:
-                    mutate(target, start, "SETITEM")
+                    _mutate(out, target, start, "SETITEM")
                 pos += 1
             elif op == 0x61:  # APPEND
                 if len(stack) - fence < 2:
-                    raise underflow(start)
+                    raise _underflow(start)
                 pop()
                 target = stack[-1]
                 if type(target) is not int:
-                    mutate(target, start, "APPEND")
+                    _mutate(out, target, start, "APPEND")
                 pos += 1
             elif op == 0x52:  # REDUCE
                 if len(stack) - fence < 2:
-                    raise underflow(start)
+                    raise _underflow(start)
                 args = pop()
-                stack[-1] = call(stack[-1], args, start, "called")
+                stack[-1] = _call(data, out, stack[-1], args, start, "called")
                 pos += 1
             elif op == 0x62:  # BUILD
                 if len(stack) - fence < 2:
-                    raise underflow(start)
+                    raise _underflow(start)
                 state = pop()
                 inst = stack[-1]
                 t = type(inst)
@@ -708,11 +697,14 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     fn = inst.fn
                     if type(fn) is GRef:
                         fn.uses.add("state")
-                        if (
-                            dicts is not None
-                            and fn.name == "NumpyArrayWrapper"
-                            and fn.module == "joblib.numpy_pickle"
-                        ):
+                        if joblib and _is_wrapper(fn):
+                            if dicts is None:
+                                # Made by INST/OBJ/EXT: its state was not kept.
+                                raise _Fail(
+                                    "malformed-pickle",
+                                    start,
+                                    f"joblib wrapper at offset {start} built in an unexpected way",
+                                )
                             # joblib reads the array from the file itself, past
                             # the frame, which its pickler always ends here.
                             if in_frame:
@@ -736,7 +728,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 pos += 1
             elif op == 0x93:  # STACK_GLOBAL
                 if len(stack) - fence < 2:
-                    raise underflow(start)
+                    raise _underflow(start)
                 name_item = pop()
                 mod_item = pop()
                 if is_str_const(data, mod_item) and is_str_const(data, name_item):
@@ -749,7 +741,10 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                             start,
                             f"undecodable STACK_GLOBAL operand at {start}",
                         ) from None
-                    append(new_global(module, name, start, "STACK_GLOBAL"))
+                    g = _new_global(out, module, name, start, "STACK_GLOBAL", proto)
+                    if joblib and dicts is None and _is_wrapper(g):
+                        dicts = {}  # from now on small dicts are kept for BUILD states
+                    append(g)
                 else:
                     cmod = str(const_value(data, mod_item)) if is_str_const(data, mod_item) else ""
                     cname = (
@@ -769,8 +764,8 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     append(g)
                 pos += 1
             elif op == 0x63:  # GLOBAL
-                raw_mod, p2 = line(pos + 1)
-                raw_name, pos = line(p2)
+                raw_mod, p2 = _line(data, pos + 1, limit, n, start)
+                raw_name, pos = _line(data, p2, limit, n, start)
                 try:
                     module = raw_mod.decode("utf-8")
                     name = raw_name.decode("utf-8")
@@ -778,19 +773,22 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     raise _Fail(
                         "malformed-pickle", start, f"GLOBAL name is not UTF-8 at offset {start}"
                     ) from None
-                append(new_global(module, name, start, "GLOBAL"))
+                g = _new_global(out, module, name, start, "GLOBAL", proto)
+                if joblib and dicts is None and _is_wrapper(g):
+                    dicts = {}  # from now on small dicts are kept for BUILD states
+                append(g)
             elif op == 0x81:  # NEWOBJ
                 if len(stack) - fence < 2:
-                    raise underflow(start)
+                    raise _underflow(start)
                 args = pop()
-                stack[-1] = call(stack[-1], args, start, "instantiated")
+                stack[-1] = _call(data, out, stack[-1], args, start, "instantiated")
                 pos += 1
             elif op == 0x92:  # NEWOBJ_EX
                 if len(stack) - fence < 3:
-                    raise underflow(start)
+                    raise _underflow(start)
                 pop()
                 args = pop()
-                stack[-1] = call(stack[-1], args, start, "instantiated")
+                stack[-1] = _call(data, out, stack[-1], args, start, "instantiated")
                 pos += 1
             elif op == 0x95:  # FRAME
                 if pos + 9 > n:
@@ -829,7 +827,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 pos += 2
             elif op == 0x2E:  # STOP
                 if len(stack) <= fence:
-                    raise underflow(start)
+                    raise _underflow(start)
                 pos += 1
                 if in_frame and pos != limit:
                     # pickle.py drops the rest of the frame after STOP while the
@@ -859,10 +857,6 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     out,
                     start,
                     proto,
-                    line,
-                    new_global,
-                    call,
-                    mutate,
                 )
                 fence = marks[-1] if marks else 0
         else:
@@ -1041,10 +1035,6 @@ def _slow(
     out: PickleWalk,
     start: int,
     proto: int,
-    line: Callable[[int], tuple[bytes, int]],
-    new_global: Any,
-    call: Any,
-    mutate: Any,
 ) -> int:
     """Every opcode that is rare in real files."""
     info = O.BY_CODE.get(op)
@@ -1097,7 +1087,7 @@ def _slow(
                     "truncated-pickle", start, f"pickle data was truncated at offset {start}"
                 )
         elif arg is O.Arg.LINE:
-            text, new = line(pos + 1)
+            text, new = _line(data, pos + 1, limit, n, start)
             _check_text_const(op, text, start)
         else:
             new = counted(O.LENGTH_PREFIX[arg], signed=arg is O.Arg.SLEN4)
@@ -1138,7 +1128,7 @@ def _slow(
         del stack[k:]
         target = stack[k - 1]
         if type(target) is not int:
-            mutate(target, start, "ADDITEMS")
+            _mutate(out, target, start, "ADDITEMS")
         return pos + 1
     if e is O.Effect.STACK:
         if op == O.POP:
@@ -1158,7 +1148,7 @@ def _slow(
     if e is O.Effect.MEMO_PUT:
         need(1)
         if op == O.PUT:
-            text, new = line(pos + 1)
+            text, new = _line(data, pos + 1, limit, n, start)
             idx = _text_index(text, start)
             if idx < 0:
                 raise _Fail("malformed-pickle", start, f"negative PUT argument at offset {start}")
@@ -1169,7 +1159,7 @@ def _slow(
             return pos + 1
         raise AssertionError(info.name)  # BINPUT/LONG_BINPUT are on the hot path
     if e is O.Effect.MEMO_GET:  # GET (BINGET/LONG_BINGET are on the hot path)
-        text, new = line(pos + 1)
+        text, new = _line(data, pos + 1, limit, n, start)
         idx = _text_index(text, start)
         try:
             stack.append(memo.get(idx))
@@ -1177,8 +1167,8 @@ def _slow(
             raise _Fail("malformed-pickle", start, f"memo value not found at index {idx}") from None
         return new
     if e is O.Effect.IMPORT_CALL:  # INST
-        raw_mod, p2 = line(pos + 1)
-        raw_name, new = line(p2)
+        raw_mod, p2 = _line(data, pos + 1, limit, n, start)
+        raw_name, new = _line(data, p2, limit, n, start)
         try:
             module = raw_mod.decode("ascii")
             name = raw_name.decode("ascii")
@@ -1186,12 +1176,19 @@ def _slow(
             raise _Fail(
                 "malformed-pickle", start, f"INST name is not ASCII at offset {start}"
             ) from None
-        g = new_global(module, name, start, "INST")
+        g = _new_global(out, module, name, start, "INST", proto)
         k = pop_mark()
         items = stack[k:]
         del stack[k:]
         stack.append(
-            call(g, Tup(items if len(items) <= _TUPLE_KEEP else None, len(items)), start, "called")
+            _call(
+                data,
+                out,
+                g,
+                Tup(items if len(items) <= _TUPLE_KEEP else None, len(items)),
+                start,
+                "called",
+            )
         )
         return new
     if e is O.Effect.CALL:  # OBJ (REDUCE/NEWOBJ/NEWOBJ_EX are on the hot path)
@@ -1202,7 +1199,9 @@ def _slow(
         del stack[k:]
         rest = items[1:]
         stack.append(
-            call(
+            _call(
+                data,
+                out,
                 items[0],
                 Tup(rest if len(rest) <= _TUPLE_KEEP else None, len(rest)),
                 start,
@@ -1237,7 +1236,7 @@ def _slow(
         return pos + 1 + size
     if e is O.Effect.PERSID:
         if op == O.PERSID:
-            text, new = line(pos + 1)
+            text, new = _line(data, pos + 1, limit, n, start)
             try:
                 pid: object = text.decode("ascii")
             except UnicodeDecodeError:
@@ -1328,13 +1327,13 @@ def _check_text_const(op: int, text: bytes, at: int) -> None:
 # -- streams --------------------------------------------------------------------
 
 
+_NONZERO = re.compile(rb"[^\x00]")
+
+
 def _all_zero(data: Any, a: int, b: int) -> bool:
-    step = 1 << 20
-    for i in range(a, b, step):
-        chunk = bytes(data[i : min(b, i + step)])
-        if chunk.count(0) != len(chunk):
-            return False
-    return True
+    # A regex search stops at the first non-zero byte: checking after each of
+    # many stacked pickles stays linear overall.
+    return _NONZERO.search(data, a, b) is None
 
 
 _PROTO_START = re.compile(rb"\x80[\x00-\x05]")
@@ -1360,6 +1359,7 @@ def analyze(
     if pos >= n:
         out.events.append(Event("not-a-pickle", start, "input is empty"))
         return out
+    spent = [0, 0]  # resync attempts, bytes walked by them
     first = True
     while pos < n:
         if not first and _all_zero(data, pos, n):
@@ -1386,7 +1386,7 @@ def analyze(
         out.pickles.append(walk)
         if any(e.rule == "resource-limit" for e in walk.events):
             break
-        resumed = _resync(data, max(pos + 1, _fail_offset(walk)), n, budget, out)
+        resumed = _resync(data, max(pos + 1, _fail_offset(walk)), n, budget, out, spent)
         if resumed is None:
             break
         pos = resumed
@@ -1399,16 +1399,24 @@ def _fail_offset(walk: PickleWalk) -> int:
     return max(offsets) if offsets else walk.start
 
 
-def _resync(data: Any, pos: int, n: int, budget: int, out: StreamAnalysis) -> int | None:
-    """Find the next complete pickle after unparseable bytes (bounded attempts)."""
-    attempts = 0
-    while attempts < _MAX_RESYNC and budget > 0:
-        cand = _search_bytes(data, pos, n) if isinstance(data, bytes) else _search(data, pos, n)
-        if cand is None:
+def _resync(
+    data: Any, pos: int, n: int, budget: int, out: StreamAnalysis, spent: list[int]
+) -> int | None:
+    """Find the next complete pickle after unparseable bytes.
+
+    Attempts and the bytes they walk are bounded per stream (`spent` holds
+    attempts and bytes walked so far), so hostile inputs full of PROTO-like
+    byte pairs cannot make the scan quadratic.
+    """
+    while spent[0] < _MAX_RESYNC and spent[1] <= 2 * n + (1 << 20) and budget > 0:
+        m = _PROTO_START.search(data, pos, n)
+        if m is None:
             return None
-        attempts += 1
+        cand = m.start()
+        spent[0] += 1
         walk = walk_one(data, cand, n, budget)
         budget -= walk.opcodes
+        spent[1] += max(walk.end, cand + 1) - cand
         if walk.complete:
             walk.events.append(
                 Event(
@@ -1421,19 +1429,3 @@ def _resync(data: Any, pos: int, n: int, budget: int, out: StreamAnalysis) -> in
             return walk.end
         pos = cand + 1
     return None
-
-
-def _search(data: Any, pos: int, n: int) -> int | None:
-    while True:
-        i = data.find(b"\x80", pos, n)
-        if i < 0 or i + 1 >= n:
-            return None
-        if data[i + 1] <= 5:
-            return int(i)
-        pos = i + 1
-
-
-# bytes regex search returns a Match; normalise to an offset.
-def _search_bytes(data: bytes, pos: int, n: int) -> int | None:
-    m = _PROTO_START.search(data, pos, n)
-    return None if m is None else m.start()
