@@ -545,3 +545,20 @@ def test_memo_shared_between_pickles_names_the_global() -> None:
     report = safeload.scan_bytes(first + second)
     assert not report.safe
     assert "os.system" in {f.global_name for f in report.findings}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SHORT_BINUNICODE/BINUNICODE bodies are not UTF-8-checked any more: the C unpickler "
+    "raises UnicodeDecodeError on b'\\x8c\\x01\\x94.', safeload calls it safe (a verdict for a "
+    "stream no loader can read; found by test_oracle_mutations)",
+)
+@pytest.mark.parametrize(
+    "data",
+    [b"\x8c\x01\x94.", b"X\x01\x00\x00\x00\x94.", b"\x80\x04\x8c\x01\x94."],
+    ids=["short-binunicode", "binunicode", "short-binunicode-proto4"],
+)
+def test_invalid_utf8_string_is_not_safe(data: bytes) -> None:
+    with pytest.raises(UnicodeDecodeError):
+        pickle.loads(data)
+    assert not safeload.scan_bytes(data).safe
