@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from . import __version__
 from ._batch import scan_paths
 from ._render import FORMATS, text
+from ._sigcli import add_parsers as add_signing_parsers
 from ._walker import DEFAULT_MAX_OPCODES
 from .errors import SafeloadError
 from .policy import Policy, UserConfig
@@ -56,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print("safeload: error: a command is required (scan, rules, demo)", file=sys.stderr)
+        print(
+            "safeload: error: a command is required (scan, rules, demo, keygen, sign, verify)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
@@ -158,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
         help="keep the files in DIR (default: a temporary directory)",
     )
     demo.set_defaults(handler=_cmd_demo)
+    add_signing_parsers(commands)
     return parser
 
 

@@ -581,3 +581,18 @@ def test_sniff_chooses_named_files_by_content(
     # Without --sniff a named text file is scanned, and is not a pickle.
     assert main(["scan", str(notes)]) == 1
     assert "SL30" in capsys.readouterr().out
+
+
+def test_signing_commands_are_wired_in(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = files["safe"].parent
+    key = root / "team.key"
+    assert main(["keygen", "--type", "ed25519", "--out", str(key)]) == 0
+    assert main(["sign", str(files["safe"]), "--key", str(key)]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(files["safe"]), "--key", f"{key}.pub"]) == 0
+    assert capsys.readouterr().out.startswith(f"verified {files['safe']}")
+    files["safe"].write_bytes(benign_bytes() + b"\x00")
+    assert main(["verify", str(files["safe"]), "--key", f"{key}.pub"]) == 1
+    assert "not verified (digest mismatch)" in capsys.readouterr().err
