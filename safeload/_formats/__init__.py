@@ -44,7 +44,7 @@ class Ctx:
     max_opcodes: int
     stack: ExitStack
     max_depth: int = MAX_DEPTH
-    expand_left: int = MAX_EXPANDED
+    expand_left: int = field(default_factory=lambda: MAX_EXPANDED)
     findings: list[Finding] = field(default_factory=list)
     pickles: int = 0
     opcodes: int = 0
@@ -284,7 +284,7 @@ def expand_into(
     if out.over_limit:
         ctx.add(
             "resource-limit",
-            f"decompressed data exceeds {MAX_EXPANDED} bytes in total (a decompression "
+            f"decompressed data exceeds the limit of {MAX_EXPANDED} bytes in total (a decompression "
             "bomb?); the rest was not analyzed",
             location,
         )
@@ -336,8 +336,8 @@ def _joblib_zf(
         location,
         0,
     )
-    # ZF + 16-character hex length, then a zlib stream.
-    content = expand_into(ctx, "zlib", data, start + 18, end, location)
+    # "ZF", the length as hex padded to 19 characters, then a zlib stream.
+    content = expand_into(ctx, "zlib", data, start + 21, end, location)
     if content is not None:
         buf, s, e = content
         scan_pickle(ctx, buf, s, e, location)

@@ -123,16 +123,6 @@ class _Spool:
 
 
 def _reader(kind: str, src: IO[bytes]) -> Any:
-    if kind == "gzip":
-        import gzip
-
-        return gzip.GzipFile(fileobj=src, mode="rb")
-    if kind == "bz2":
-        return bz2.BZ2File(src, "rb")
-    if kind == "xz":
-        return lzma.LZMAFile(src, "rb", format=lzma.FORMAT_XZ)
-    if kind == "lzma":
-        return lzma.LZMAFile(src, "rb", format=lzma.FORMAT_ALONE)
     if kind == "lz4":
         try:
             import lz4.frame  # type: ignore[import-untyped]
@@ -144,26 +134,75 @@ def _reader(kind: str, src: IO[bytes]) -> Any:
             import zstandard
         except ImportError as exc:
             raise Unavailable("zstandard is not installed (pip install zstandard)") from exc
-        return zstandard.ZstdDecompressor().stream_reader(
-            src, read_across_frames=True
-        )
+        return zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
     raise ValueError(kind)  # pragma: no cover
 
 
-def _chunks_zlib(data: Any, start: int, end: int, wbits: int, rest: list[int]) -> Iterator[bytes]:
-    dec = zlib.decompressobj(wbits)
+_MAKERS: dict[str, Callable[[], Any]] = {
+    "zlib": lambda: zlib.decompressobj(15),
+    "deflate": lambda: zlib.decompressobj(-15),
+    "gzip": lambda: zlib.decompressobj(31),
+    "bz2": bz2.BZ2Decompressor,
+    "xz": lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ),
+    "lzma": lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE),
+}
+_MULTI = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "xz": b"\xfd7zXZ\x00"}
+"""Formats whose readers (GzipFile, BZ2File, LZMAFile) continue into a next stream."""
+
+
+def _chunks_stdlib(kind: str, data: Any, start: int, end: int, rest: list[int]) -> Iterator[bytes]:
+    """Decompress with the stdlib's incremental objects; output in bounded chunks.
+
+    Output produced before an error is yielded first, so a truncated stream's
+    beginning is still scanned.
+    """
+    is_zlib = kind in ("zlib", "deflate", "gzip")
+    dec = _MAKERS[kind]()
     pos = start
-    while pos < end and not dec.eof:
-        chunk = bytes(data[pos : min(end, pos + _CHUNK)])
-        pos += len(chunk)
-        out = dec.decompress(chunk, _CHUNK)
-        yield out
-        while dec.unconsumed_tail and not dec.eof:
-            yield dec.decompress(dec.unconsumed_tail, _CHUNK)
-    if not dec.eof:
-        raise zlib.error("compressed stream is truncated")
-    tail = dec.unused_data
-    rest.append(len(tail) - tail.count(0) + (end - pos))
+    inp = b""
+    while True:
+        if is_zlib:
+            if not inp:
+                if pos >= end:
+                    break
+                inp = bytes(data[pos : min(end, pos + _CHUNK)])
+                pos += len(inp)
+            out = dec.decompress(inp, _CHUNK)
+            inp = dec.unconsumed_tail
+        elif dec.needs_input and not dec.eof:
+            if pos >= end:
+                break
+            inp = bytes(data[pos : min(end, pos + _CHUNK)])
+            pos += len(inp)
+            out = dec.decompress(inp, _CHUNK)
+        else:
+            out = dec.decompress(b"", _CHUNK)
+        if out:
+            yield out
+        if dec.eof:
+            tail = dec.unused_data + (dec.unconsumed_tail if is_zlib else b"")
+            if kind in _MULTI and (tail or pos < end):
+                more = tail + bytes(data[pos : min(end, pos + 8)])
+                if more.startswith(_MULTI[kind]):
+                    dec = _MAKERS[kind]()
+                    inp = tail
+                    if not is_zlib:
+                        # feed the tail at the next needs_input turn
+                        out = dec.decompress(inp, _CHUNK)
+                        if out:
+                            yield out
+                    continue
+            rest.append(len(tail) - tail.count(0) + _nonzero(data, pos, end))
+            return
+    raise EOFError("the compressed stream is truncated")
+
+
+def _nonzero(data: Any, a: int, b: int) -> int:
+    count = 0
+    for i in range(a, b, _CHUNK):
+        chunk = bytes(data[i : min(b, i + _CHUNK)])
+        count += len(chunk) - chunk.count(0)
+    return count
 
 
 def expand(kind: str, data: Any, start: int, end: int, limit: int, stack: ExitStack) -> Expanded:
@@ -177,8 +216,8 @@ def expand(kind: str, data: Any, start: int, end: int, limit: int, stack: ExitSt
     trailing = 0
     rest: list[int] = []
     chunks: Iterator[bytes]
-    if kind in ("zlib", "deflate"):
-        chunks = _chunks_zlib(data, start, end, 15 if kind == "zlib" else -15, rest)
+    if kind in _MAKERS:
+        chunks = _chunks_stdlib(kind, data, start, end, rest)
     else:
         src = range_file(data, start, end)
         reader = _reader(kind, src)

@@ -85,24 +85,22 @@ def read_archive(data: Any, start: int, end: int) -> Archive:
     if eocd is None:
         raise ZipError("no end-of-central-directory record")
     _sig, _disk, _cd_disk, _n_here, count, cd_size, cd_offset, _clen = _eocd.unpack_from(data, eocd)
-    zip64 = False
-    if count == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:
-        loc = eocd - _loc64.size
-        if loc >= start and bytes(data[loc : loc + 4]) == _LOC64:
-            _s, _d, rec, _t = _loc64.unpack_from(data, loc)
-            rec_pos = rec + start
-            if rec_pos + _eocd64.size > loc or bytes(data[rec_pos : rec_pos + 4]) != _EOCD64:
-                rec_pos = loc - _eocd64.size  # prepended data: the record sits just before
-            if rec_pos < start or bytes(data[rec_pos : rec_pos + 4]) != _EOCD64:
-                raise ZipError("bad ZIP64 end-of-central-directory record")
+    eocd_for_shift = eocd
+    loc = eocd - _loc64.size
+    if loc >= start and bytes(data[loc : loc + 4]) == _LOC64:
+        # A ZIP64 locator: the ZIP64 record is the real end of the directory
+        # (torch writes one into every archive).
+        _s, _d, rec, _t = _loc64.unpack_from(data, loc)
+        rec_pos = rec + start
+        if rec_pos + _eocd64.size > loc or bytes(data[rec_pos : rec_pos + 4]) != _EOCD64:
+            rec_pos = loc - _eocd64.size  # prepended data: the record sits just before
+        if rec_pos >= start and bytes(data[rec_pos : rec_pos + 4]) == _EOCD64:
             fields = _eocd64.unpack_from(data, rec_pos)
-            count, cd_size, cd_offset = fields[7], fields[8], fields[9]
-            zip64 = True
             eocd_for_shift = rec_pos
-        else:
-            eocd_for_shift = eocd
-    else:
-        eocd_for_shift = eocd
+            if count == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:
+                count, cd_size, cd_offset = fields[7], fields[8], fields[9]
+        elif count == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:
+            raise ZipError("bad ZIP64 end-of-central-directory record")
     if count > MAX_MEMBERS:
         raise ZipError(f"{count} members (more than {MAX_MEMBERS})")
     # zipfile-style: an archive appended to other bytes keeps offsets relative
@@ -129,8 +127,6 @@ def read_archive(data: Any, start: int, end: int) -> Archive:
         extra = bytes(data[pos + 46 + nlen : pos + 46 + nlen + xlen])
         if 0xFFFFFFFF in (csize, usize, lho):
             usize, csize, lho = _zip64_extra(extra, usize, csize, lho)
-        elif zip64:
-            pass
         pos += 46 + nlen + xlen + clen
         if pos > cd_end:
             raise ZipError("central directory truncated")
