@@ -596,3 +596,48 @@ def test_signing_commands_are_wired_in(
     files["safe"].write_bytes(benign_bytes() + b"\x00")
     assert main(["verify", str(files["safe"]), "--key", f"{key}.pub"]) == 1
     assert "not verified (digest mismatch)" in capsys.readouterr().err
+
+
+def _terminal_writes(source: str) -> list[tuple[int, str]]:
+    """Calls to print() and uses of sys.stdout / sys.stderr, outside any function named _child."""
+    import ast
+
+    found: list[tuple[int, str]] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.FunctionDef) and node.name == "_child":
+            return  # runs in a child process whose stdout is a pipe to the parent
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "print"
+        ):
+            found.append((node.lineno, "print()"))
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("stdout", "stderr")
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "sys"
+        ):
+            found.append((node.lineno, f"sys.{node.attr}"))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(source))
+    return found
+
+
+def test_only_the_command_line_modules_write_to_the_terminal() -> None:
+    package = Path(_cli.__file__).parent
+    terminal_modules = {"_cli.py", "_sigcli.py"}
+    offenders = {
+        str(path.relative_to(package)): writes
+        for path in sorted(package.rglob("*.py"))
+        if path.name not in terminal_modules
+        and (writes := _terminal_writes(path.read_text(encoding="utf-8")))
+    }
+    assert offenders == {}
+    assert _terminal_writes("import sys\nprint(1)\nsys.stderr.write('x')\n") == [
+        (2, "print()"),
+        (3, "sys.stderr"),
+    ]
