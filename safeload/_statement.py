@@ -420,6 +420,11 @@ def check(
                 f"{model.root}: content does not match {where}, which was made for "
                 f"{statement.subject!r}; use the signature that belongs to this file"
             )
+        if model.single:
+            raise DigestMismatchError(
+                f"{model.root} changed since it was signed ({where}); do not load it, "
+                "get the original file or sign it again"
+            )
         raise DigestMismatchError(
             f"{model.root}: {len(changed)} file(s) changed since signing: {_names(changed)}; "
             "do not load them, get the original files or sign the model again"

@@ -302,7 +302,7 @@ def test_flipped_bit_in_artifact(keypair: tuple[str, Signer, TrustStore], model_
     _, signer, trust = keypair
     sign(model_file, signer)
     model_file.write_bytes(flip_bit(model_file.read_bytes(), 100))
-    with pytest.raises(DigestMismatchError, match="changed since signing") as caught:
+    with pytest.raises(DigestMismatchError, match="changed since it was signed") as caught:
         verify(model_file, trust)
     assert type(caught.value) is DigestMismatchError
     assert str(model_file) in str(caught.value)
