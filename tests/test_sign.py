@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from safeload import _dsse, _statement
 from safeload._sigcli import add_parsers, run
@@ -973,3 +975,73 @@ def test_cli_hmac_env_and_signature_option(
         "verify", model_file, "--hmac-key-env", "SAFELOAD_TEST_KEYS", "--signature", sig
     )
     assert code == 1 and "not verified (invalid signature)" in err
+
+
+# -- property: any single change to a signed directory is caught, with its own error ------
+
+NAMES = st.text(alphabet="abcXYZ019-_.", min_size=1, max_size=6).filter(
+    lambda n: n not in (".", "..") and not n.startswith(".git")
+)
+TREES = st.dictionaries(
+    st.lists(NAMES, min_size=1, max_size=3).map("/".join),
+    st.binary(max_size=64),
+    min_size=1,
+    max_size=8,
+)
+
+
+def _write_tree(root: Path, tree: dict[str, bytes]) -> bool:
+    """Write the tree; False when a name is both a file and a directory."""
+    for name, content in tree.items():
+        path = root / name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            return False
+    return True
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    tree=TREES,
+    action=st.sampled_from(["flip", "append", "remove", "add", "rename"]),
+    pick=st.integers(0, 100),
+)
+def test_every_single_change_is_caught(
+    tmp_path_factory: pytest.TempPathFactory, tree: dict[str, bytes], action: str, pick: int
+) -> None:
+    base = tmp_path_factory.mktemp("tree")
+    root = base / "model"
+    assume(_write_tree(root, tree))
+    key = HmacKey("prop", b"k" * 32)
+    trust = TrustStore([], [key])
+    sign(root, HmacSigner(key))
+    assert verify(root, trust).files == tuple(sorted(tree))
+    name = sorted(tree)[pick % len(tree)]
+    target = root / name
+    expected: type[SignatureError]
+    if action == "flip":
+        assume(tree[name])
+        target.write_bytes(flip_bit(tree[name], pick % len(tree[name])))
+        expected = DigestMismatchError
+    elif action == "append":
+        target.write_bytes(tree[name] + b"\0")
+        expected = DigestMismatchError
+    elif action == "remove":
+        target.unlink()
+        expected = MissingFileError
+    elif action == "add":
+        extra = target.with_name(target.name + "~")
+        assume(not extra.exists())
+        extra.write_bytes(b"")
+        expected = UnsignedFileError
+    else:
+        moved = target.with_name(target.name + ".renamed")
+        assume(not moved.exists())
+        target.rename(moved)
+        expected = MissingFileError
+    with pytest.raises(expected):
+        verify(root, trust)
