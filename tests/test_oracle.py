@@ -451,6 +451,45 @@ def mutated_streams(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+MEMO_TEXTS = ["os", "system", "builtins", "set", "collections", "OrderedDict", "__builtin__"]
+
+
+@st.composite
+def memo_streams(draw: st.DrawFn) -> bytes:
+    """Strings stored and fetched through every memo opcode, then used as global names.
+
+    Aimed at memo bookkeeping (MEMOIZE uses the number of stored values, PUT
+    overwrites, indices past 255 need LONG_BINPUT, text PUT/GET): if safeload
+    fetched the wrong value, the names C imports would not be among its globals.
+    """
+    out = bytearray(proto(draw(st.integers(0, 5))))
+    for _ in range(draw(st.integers(1, 12))):
+        out += sbu(draw(st.sampled_from(MEMO_TEXTS)))
+        for _ in range(draw(st.integers(0, 2))):
+            i = draw(st.sampled_from([0, 1, 2, 3, 255, 256, 1000]))
+            kind = draw(st.integers(0, 3))
+            if kind == 0 and i < 256:
+                out += binput(i)
+            elif kind == 1:
+                out += long_binput(i)
+            elif kind == 2:
+                out += put(i)
+            else:
+                out += memoize()
+        if draw(st.booleans()):
+            out += dup() + memoize() + pop()
+        out += pop()
+    for _ in range(draw(st.integers(1, 3))):
+        for _ in range(2):
+            i = draw(st.sampled_from([0, 1, 2, 3, 4, 5, 255, 256, 1000]))
+            kind = draw(st.integers(0, 2))
+            out += binget(i) if kind == 0 and i < 256 else long_binget(i) if kind == 1 else get(i)
+        out += stack_global()
+        if draw(st.booleans()):
+            out += proto(draw(st.integers(0, 5)))
+    return bytes(out + stop())
+
+
 SETTINGS = settings(
     max_examples=int(os.environ.get("SAFELOAD_ORACLE_EXAMPLES", "40")),
     phases=[Phase.explicit, Phase.generate],  # a failing batch prints its streams; no shrinking
@@ -473,12 +512,22 @@ def test_oracle_mutations(worker: Worker, streams: list[bytes]) -> None:
     check_batch(worker, streams)
 
 
+@SETTINGS
+@given(streams=st.lists(memo_streams(), min_size=BATCH, max_size=BATCH))
+def test_oracle_memo(worker: Worker, streams: list[bytes]) -> None:
+    check_batch(worker, streams)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not os.environ.get("SAFELOAD_SLOW"), reason="set SAFELOAD_SLOW=1 for the long run"
 )
 @settings(SETTINGS, max_examples=1000)
-@given(streams=st.lists(st.one_of(grammar_streams, mutated_streams()), min_size=50, max_size=50))
+@given(
+    streams=st.lists(
+        st.one_of(grammar_streams, mutated_streams(), memo_streams()), min_size=50, max_size=50
+    )
+)
 def test_oracle_long(worker: Worker, streams: list[bytes]) -> None:
     check_batch(worker, streams)
 
