@@ -28,6 +28,7 @@ from picklebuild import (
     append,
     binbytes,
     binget,
+    binint,
     binint1,
     binint2,
     binpersid,
@@ -970,5 +971,69 @@ def test_nul_text_argument_runs_in_cpython(op: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("op", sorted(NUL_PREFIXES))
 def test_nul_text_argument_payload_is_named(op: str) -> None:
     report = safeload.scan_bytes(_nul_sample(NUL_PREFIXES[op]))
+    assert report.verdict is Verdict.DANGEROUS
+    assert "os.system" in {f.global_name for f in report.findings}
+
+
+# -- a joblib array whose raw bytes are opcodes to pickle.load ---------------------------
+
+
+def _joblib_array_polyglot(payload: bytes) -> bytes:
+    """A `NumpyArrayWrapper` for a uint8 array whose raw bytes are `payload`.
+
+    `joblib.load` reads the array bytes straight from the file after the
+    wrapper's BUILD (no alignment key in the state, so no padding byte), then
+    unpickles the final STOP.  `pickle.load` / `pickle.loads` (and `numpy.load`'s
+    pickle fallback) read the very same bytes as opcodes.
+    """
+    dtype = (
+        sglobal("numpy", "dtype") + sbu("u1") + newfalse() + newtrue() + tuple3() + reduce()
+        + mark() + binint1(3) + sbu("|") + none() + none() + none() + binint(-1) + binint(-1)
+        + binint1(0) + tuple_() + build()
+    )  # fmt: skip
+    state = (
+        empty_dict() + mark()
+        + sbu("subclass") + sglobal("numpy", "ndarray")
+        + sbu("shape") + binint1(len(payload)) + tuple1()
+        + sbu("order") + sbu("C")
+        + sbu("dtype") + dtype
+        + sbu("allow_mmap") + newtrue()
+        + setitems()
+    )  # fmt: skip
+    wrapper = sglobal("joblib.numpy_pickle", "NumpyArrayWrapper") + empty_tuple() + newobj()
+    return proto(4) + wrapper + state + build() + payload + stop()
+
+
+JOBLIB_POLYGLOT = _joblib_array_polyglot(C01)  # C01 ends with its own STOP
+
+
+def test_joblib_polyglot_runs_under_pickle_load_only(tmp_path: Path) -> None:
+    """The sample is real: pickle.loads runs the payload; joblib.load returns the array."""
+    run_real_loader(JOBLIB_POLYGLOT, "loads", tmp_path)
+    assert (tmp_path / "canary").exists()
+    (tmp_path / "canary").unlink()
+    sample = tmp_path / "model.joblib"
+    sample.write_bytes(JOBLIB_POLYGLOT)
+    code = (
+        "import joblib, sys; a = joblib.load(sys.argv[1]); assert bytes(a) == sys.argv[2].encode()"
+    )
+    subprocess.run(
+        [sys.executable, "-I", "-c", code, str(sample), C01.decode("ascii")],
+        cwd=tmp_path,
+        timeout=60,
+        check=True,
+        capture_output=True,
+    )
+    assert not (tmp_path / "canary").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the walker reads every stream with a NumpyArrayWrapper the way joblib.load does and "
+    "skips the array bytes; pickle.load reads them as opcodes and runs os.system, yet the "
+    "verdict is `safe` (both readings must be walked)",
+)
+def test_joblib_polyglot_is_not_safe() -> None:
+    report = safeload.scan_bytes(JOBLIB_POLYGLOT)
     assert report.verdict is Verdict.DANGEROUS
     assert "os.system" in {f.global_name for f in report.findings}
