@@ -11,11 +11,11 @@ from __future__ import annotations
 import fnmatch
 import os
 import pickletools
-import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from ._formats import container_kind
 from ._walker import DEFAULT_MAX_OPCODES
 from .errors import ScanInputError
 from .policy import Policy
@@ -36,6 +36,8 @@ MODEL_SUFFIXES = frozenset(
         ".npy", ".npz", ".dat", ".data", ".model", ".sav",
         # compressed or archived pickles
         ".gz", ".bz2", ".xz", ".lzma", ".zip", ".tar", ".tgz", ".zst", ".lz4", ".7z",
+        # no code, but checked (header, offsets, polyglots)
+        ".safetensors",
     }
 )  # fmt: skip
 
@@ -45,21 +47,6 @@ _HEAD = 64 * 1024
 """Bytes read to sniff a file: tar's `ustar` sits at offset 257, and a stream
 without PROTO may open with a long string before its first global."""
 
-_MAGICS: tuple[tuple[bytes, str], ...] = (
-    (b"PK\x03\x04", "zip"),
-    (b"PK\x05\x06", "zip"),
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bz2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"]\x00\x00", "lzma"),
-    (b"\x04\x22\x4d\x18", "lz4"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"\x93NUMPY", "npy"),
-    (b"7z\xbc\xaf\x27\x1c", "7z"),
-    (b"ZF0x", "joblib-zlib"),
-)
-_ZLIB = re.compile(rb"\x78[\x01\x5e\x9c\xda]")
-
 _OPCODE_BYTES = frozenset(op.code.encode("latin-1")[0] for op in pickletools.opcodes)
 """Bytes that are pickle opcodes: a stream without PROTO may start with any of them."""
 
@@ -67,17 +54,17 @@ _TRUNCATION = ("not enough data", "no newline found", "but only", "exhausted bef
 """pickletools' messages for a stream that simply ends too early."""
 
 
-def sniff(head: bytes) -> str | None:
-    """What `head` (a file's first bytes) looks like, or None for neither pickle nor container."""
+def sniff(head: bytes, size: int | None = None) -> str | None:
+    """What a file starting with `head` holds: `pickle`, a container kind, or None.
+
+    Containers are recognised exactly as `safeload.scan` opens them. A Git
+    LFS pointer is only a model when its name says so, so it is not sniffed.
+    """
     if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
         return "pickle"
-    for magic, kind in _MAGICS:
-        if head.startswith(magic):
-            return kind
-    if _ZLIB.match(head):
-        return "zlib"
-    if head[257:262] == b"ustar":
-        return "tar"
+    kind = container_kind(head, len(head) if size is None else size)
+    if kind is not None and kind != "lfs":
+        return kind
     if head and head[0] in _OPCODE_BYTES and _decodes_as_pickle(head):
         return "pickle"
     return None
@@ -108,9 +95,10 @@ def _wanted(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
             head = fh.read(_HEAD)
+            size = os.fstat(fh.fileno()).st_size
     except OSError:
         return True  # let the scan report why it cannot be read
-    return sniff(head) is not None
+    return sniff(head, size) is not None
 
 
 def _excluded(path: Path, base: str, patterns: Sequence[str]) -> bool:

@@ -6,9 +6,11 @@ import bz2
 import collections
 import gzip
 import io
+import json
 import lzma
 import os
 import pickle
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -71,6 +73,9 @@ def real_containers() -> dict[str, bytes]:
     out["lz4"] = lz4_frame.compress(payload)
     zstandard = pytest.importorskip("zstandard")
     out["zstd"] = zstandard.ZstdCompressor().compress(payload)
+    # safetensors as the spec lays it out: u64 header length, JSON header, tensor bytes.
+    header = json.dumps({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}}).encode()
+    out["safetensors"] = struct.pack("<Q", len(header)) + header + bytes(12)
     return out
 
 
@@ -124,10 +129,14 @@ def test_sniff_finds_containers() -> None:
         "tar": "tar",
         "joblib-zlib": "zlib",
         "joblib-lz4": "lz4",
+        "safetensors": "safetensors",
         "lz4": "lz4",
         "zstd": "zstd",
     }
     assert sniff(b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(24)) == "7z"
+    # A Git LFS pointer stands in for any kind of file: only its name can say "model".
+    pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 9\n"
+    assert sniff(pointer) is None
 
 
 @pytest.mark.parametrize("name", sorted(TEXTS))
@@ -268,3 +277,13 @@ def test_named_fifo_is_an_error_not_a_hang(tmp_path: Path) -> None:
     assert files == []
     assert errors == {str(fifo): "not a regular file"}
     assert skipped == [str(fifo)]  # met again in the walk: skipped, never opened
+
+
+def test_safetensors_are_checked_in_walks(tmp_path: Path, policy: Policy) -> None:
+    (tmp_path / "model.safetensors").write_bytes(real_containers()["safetensors"])
+    (tmp_path / "weights").write_bytes(real_containers()["safetensors"])  # found by content
+    report = scan_paths([tmp_path], policy, jobs=1)
+    assert [(Path(f.path).name, f.format, f.verdict) for f in report.files] == [
+        ("model.safetensors", "safetensors", Verdict.SAFE),
+        ("weights", "safetensors", Verdict.SAFE),
+    ]

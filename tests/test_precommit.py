@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shlex
 import shutil
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from safeload._batch import MODEL_SUFFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sysconfig.get_path("scripts")
@@ -39,6 +42,11 @@ def test_manifest() -> None:
     assert hook["language"] == "python"
     assert hook["pass_filenames"] is True
     assert hook["require_serial"] is False
+    # The hook's regex and the directory walk agree on what a model file is called.
+    for suffix in MODEL_SUFFIXES:
+        assert re.search(hook["files"], f"models/net{suffix}"), suffix
+        assert re.search(hook["files"], f"models/NET{suffix.upper()}"), suffix
+    assert not re.search(hook["files"], "README.md")
     strict = manifest_hook("safeload-scan-all")
     assert strict["entry"] == "safeload scan --sniff --quiet"
     assert "files" not in strict
