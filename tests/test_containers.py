@@ -64,14 +64,49 @@ def assert_payload_found(report: safeload.FileReport, location: str) -> None:
     assert [f.rule_name for f in hits if f.location == location] == ["file-system-access"], hits
 
 
+_SERVER = """
+import json, os, sys
+import joblib, numpy, pandas, torch  # imported once; every proof runs in a fork
+for line in sys.stdin:
+    job = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.chdir(job["cwd"])
+            exec(job["code"], {})
+        except BaseException:
+            pass
+        os._exit(0)
+    os.waitpid(pid, 0)
+    print("done", flush=True)
+"""
+_server: list[subprocess.Popen[str]] = []
+
+
 def runs_payload(tmp_path: Path, code: str) -> bool:
-    """Run `code` (which loads a file by its name) in a child with cwd = tmp_path."""
+    """Run `code` (which loads a file by its name) in a fresh child with cwd = tmp_path.
+
+    The child is forked from a helper process that imported the loaders once,
+    so a proof costs milliseconds instead of a torch import.
+    """
     canary = tmp_path / CANARY
     if canary.exists():
         canary.unlink()
-    subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, timeout=120, check=False
-    )
+    if not _server or _server[0].poll() is not None:
+        _server[:] = [
+            subprocess.Popen(
+                [sys.executable, "-c", _SERVER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        ]
+    proc = _server[0]
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps({"cwd": str(tmp_path), "code": code}) + "\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "done"
     return canary.exists()
 
 
