@@ -272,23 +272,12 @@ def exit_code(report: ScanReport, fail_on: str = "unknown") -> int:
 
 
 def _with_explanations(report: ScanReport, jobs: int | None) -> ScanReport:
-    from ._explain import DEFAULT_MAX_INPUT, explain
+    from ._explain import explain_file
 
     def one(file: FileReport) -> FileReport:
         if file.safe:
             return file
-        if file.format != "pickle":
-            note = f"(not decompiled: only plain pickle files are decompiled, not {file.format})"
-            return dataclasses.replace(file, explanation=note)
-        try:
-            size = os.path.getsize(file.path)
-            if size > DEFAULT_MAX_INPUT:
-                note = f"(not decompiled: {size} bytes is over the {DEFAULT_MAX_INPUT}-byte limit)"
-            else:
-                note = explain(Path(file.path).read_bytes())
-        except OSError as exc:
-            note = f"(not decompiled: cannot read the file: {exc.strerror or exc})"
-        return dataclasses.replace(file, explanation=note)
+        return dataclasses.replace(file, explanation=explain_file(Path(file.path), file.format))
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
         files = tuple(pool.map(one, report.files))

@@ -10,10 +10,19 @@ changes a verdict.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
-__all__ = ["DEFAULT_MAX_INPUT", "DEFAULT_MAX_OUTPUT", "DEFAULT_TIMEOUT", "explain"]
+__all__ = [
+    "DEFAULT_MAX_INPUT",
+    "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_TIMEOUT",
+    "explain",
+    "explain_file",
+]
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds the decompiler may run."""
@@ -60,6 +69,51 @@ def explain(
     if not text:
         return "(not decompiled: fickling found no complete pickle to decompile)"
     return _truncate(text, max_output)
+
+
+_RAW_PICKLE_FORMATS = frozenset({"pickle", "joblib", "pytorch-legacy"})
+"""Formats whose file bytes are themselves the pickle stream(s)."""
+_MAX_MEMBERS = 4
+
+
+def explain_file(path: Path, fmt: str, *, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Decompiled text for a scanned file of format `fmt` (see `FileReport.format`).
+
+    Plain pickle files are decompiled whole; for zip archives (PyTorch and
+    others) the `.pkl` members are. Other containers are not unpacked here.
+    """
+    try:
+        if fmt in _RAW_PICKLE_FORMATS:
+            size = os.path.getsize(path)
+            if size > DEFAULT_MAX_INPUT:
+                return f"(not decompiled: {size} bytes is over the {DEFAULT_MAX_INPUT}-byte limit)"
+            return explain(path.read_bytes(), timeout=timeout)
+        if any(part == "zip" or part.endswith("-zip") for part in fmt.split("+")):
+            return _explain_zip(path, timeout)
+    except OSError as exc:
+        return f"(not decompiled: cannot read the file: {exc.strerror or exc})"
+    return f"(not decompiled: only pickles and the pickles in zip archives are, not {fmt})"
+
+
+def _explain_zip(path: Path, timeout: float) -> str:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [i for i in archive.infolist() if i.filename.endswith(".pkl")]
+            parts = []
+            for info in members[:_MAX_MEMBERS]:
+                if info.file_size > DEFAULT_MAX_INPUT:
+                    text = f"(not decompiled: {info.file_size} bytes is over the limit)"
+                else:
+                    with archive.open(info) as member:
+                        text = explain(member.read(DEFAULT_MAX_INPUT + 1), timeout=timeout)
+                parts.append(f"# {info.filename}\n{text}")
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
+        return f"(not decompiled: the zip archive does not open: {exc})"
+    if not parts:
+        return "(not decompiled: the zip archive has no .pkl member)"
+    if len(members) > _MAX_MEMBERS:
+        parts.append(f"# ... {len(members) - _MAX_MEMBERS} more .pkl members not decompiled")
+    return "\n".join(parts)
 
 
 def _truncate(text: str, limit: int) -> str:

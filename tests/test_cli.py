@@ -482,15 +482,13 @@ def test_colour_needs_a_terminal_and_no_no_color(monkeypatch: pytest.MonkeyPatch
     assert not _cli._use_color(FakeTerminal())
 
 
-def test_explain_skips_containers(
+def test_explain_skips_containers_it_cannot_open(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = ScanReport(
-        files=(FileReport(str(files["invalid"]), Verdict.INVALID, "pickle+zip", ()),)
-    )
+    report = ScanReport(files=(FileReport(str(files["invalid"]), Verdict.INVALID, "gzip", ()),))
     (explained,) = _cli._with_explanations(report, 1).files
     assert explained.explanation == (
-        "(not decompiled: only plain pickle files are decompiled, not pickle+zip)"
+        "(not decompiled: only pickles and the pickles in zip archives are, not gzip)"
     )
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
+import zipfile
 from pathlib import Path
 
 import pytest
 
 import safeload
 from safeload import _explain
-from safeload._explain import explain
+from safeload._explain import explain, explain_file
 
 
 def binunicode(text: str) -> bytes:
@@ -83,3 +85,44 @@ def test_explanation_never_changes_the_verdict(tmp_path: Path) -> None:
     before = safeload.scan(path).files[0]
     assert before.verdict is safeload.Verdict.DANGEROUS
     assert before.explanation is None
+
+
+def torch_zip_with(data_pkl: bytes) -> bytes:
+    """A real torch.save archive whose data.pkl is replaced by `data_pkl`."""
+    torch = pytest.importorskip("torch")
+    saved = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, saved)
+    out = io.BytesIO()
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = data_pkl if info.filename.endswith("/data.pkl") else src.read(info)
+            dst.writestr(info.filename, body)
+    return out.getvalue()
+
+
+def test_explains_the_pickle_inside_a_pytorch_zip(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    path = tmp_path / "model.pt"
+    path.write_bytes(torch_zip_with(exec_payload(canary)))
+    report = safeload.scan(path).files[0]
+    assert (report.verdict, report.format) == (safeload.Verdict.DANGEROUS, "pytorch-zip")
+    text = explain_file(path, report.format)
+    assert text.startswith("# archive/data.pkl\nfrom builtins import exec\n")
+    assert not canary.exists()
+
+
+def test_explain_file_formats(tmp_path: Path) -> None:
+    plain = tmp_path / "m.pkl"
+    plain.write_bytes(exec_payload(tmp_path / "c"))
+    assert "from builtins import exec" in explain_file(plain, "pickle")
+    assert explain_file(plain, "zip").startswith("(not decompiled: the zip archive does not open")
+    assert explain_file(plain, "gzip") == (
+        "(not decompiled: only pickles and the pickles in zip archives are, not gzip)"
+    )
+    assert explain_file(tmp_path / "gone.pkl", "pickle").startswith(
+        "(not decompiled: cannot read the file: "
+    )
+    empty_zip = tmp_path / "e.zip"
+    with zipfile.ZipFile(empty_zip, "w") as archive:
+        archive.writestr("readme.txt", "hi")
+    assert explain_file(empty_zip, "zip") == "(not decompiled: the zip archive has no .pkl member)"
