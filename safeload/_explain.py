@@ -10,10 +10,12 @@ changes a verdict.
 
 from __future__ import annotations
 
+import lzma
 import os
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 __all__ = [
@@ -107,7 +109,15 @@ def _explain_zip(path: Path, timeout: float) -> str:
                     with archive.open(info) as member:
                         text = explain(member.read(DEFAULT_MAX_INPUT + 1), timeout=timeout)
                 parts.append(f"# {info.filename}\n{text}")
-    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
+    except (
+        zipfile.BadZipFile,
+        NotImplementedError,  # unsupported compression method
+        RuntimeError,  # encrypted member
+        EOFError,
+        ValueError,
+        zlib.error,
+        lzma.LZMAError,
+    ) as exc:
         return f"(not decompiled: the zip archive does not open: {exc})"
     if not parts:
         return "(not decompiled: the zip archive has no .pkl member)"

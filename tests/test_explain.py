@@ -126,3 +126,15 @@ def test_explain_file_formats(tmp_path: Path) -> None:
     with zipfile.ZipFile(empty_zip, "w") as archive:
         archive.writestr("readme.txt", "hi")
     assert explain_file(empty_zip, "zip") == "(not decompiled: the zip archive has no .pkl member)"
+
+
+def test_corrupt_zip_member_is_a_reason_not_a_crash(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps(list(range(300))))
+    data = bytearray(buf.getvalue())
+    body = data.index(b"archive/data.pkl") + len(b"archive/data.pkl")
+    data[body + 2 : body + 6] = b"\xff\xff\xff\xff"  # garbage inside the deflate stream
+    path = tmp_path / "bad.zip"
+    path.write_bytes(bytes(data))
+    assert explain_file(path, "zip").startswith("(not decompiled: the zip archive does not open: ")
