@@ -434,7 +434,8 @@ def _write(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
     except OSError as exc:
         raise KeyFileError(f"cannot write {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), mode)
+        if hasattr(os, "fchmod"):  # an existing file keeps its mode on O_TRUNC
+            os.fchmod(handle.fileno(), mode)
         handle.write(data)
 
 

@@ -465,6 +465,8 @@ def dump(
         except ImportError:
             raise SigningError("format='joblib' needs joblib: pip install joblib") from None
         dumper = joblib.dump
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; dump() writes a single file")
     sig_path = signature_path(path)
     temp = _temp_name(path)
     sig_temp: Path | None = None

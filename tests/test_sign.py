@@ -800,6 +800,8 @@ def test_dump_pickle(tmp_path: Path) -> None:
     verify(tmp_path / "m.pkl", trust)
     with pytest.raises(ValueError, match="does not compress"):
         dump(obj, tmp_path / "x.pkl", signer=signer, format="pickle", compress=3)
+    with pytest.raises(IsADirectoryError):
+        dump(obj, tmp_path, signer=signer, format="pickle")
     with pytest.raises(ValueError, match="format must be"):
         dump(obj, tmp_path / "x.pkl", signer=signer, format="yaml")  # type: ignore[arg-type]
 
