@@ -199,8 +199,13 @@ def test_torch_zip_bad_crc(tmp_path: Path) -> None:
     assert runs_payload(tmp_path, "import torch; torch.load('evil.pt', weights_only=False)")
 
 
-@pytest.mark.parametrize("bit", [0x0001, 0x0040, 0x2000])
-def test_torch_zip_flag_bits(tmp_path: Path, bit: int) -> None:
+@pytest.mark.parametrize(
+    ("bit", "torch_loads"),
+    [(0x0008, True), (0x0006, True), (0x0001, False), (0x0040, False), (0x2000, False)],
+    ids=["data-descriptor", "deflate-options", "encrypted", "strong-encryption", "masked-dir"],
+)
+def test_torch_zip_flag_bits(tmp_path: Path, bit: int, torch_loads: bool) -> None:
+    """Flag bits never stop the scan; torch ignores most of them (not the encryption ones)."""
     path, raw = _evil_torch_zip(tmp_path)
 
     def set_flag(buf: bytearray, cd: int, local: int) -> None:
@@ -209,6 +214,8 @@ def test_torch_zip_flag_bits(tmp_path: Path, bit: int) -> None:
 
     path.write_bytes(_patch_member(raw, "evil/data.pkl", set_flag))
     assert_payload_found(scan(path), "evil.pt:evil/data.pkl")
+    code = "import torch; torch.load('evil.pt', weights_only=False)"
+    assert runs_payload(tmp_path, code) is torch_loads
 
 
 def test_torch_zip_renamed_local_header(tmp_path: Path) -> None:
