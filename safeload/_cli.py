@@ -24,6 +24,7 @@ from ._walker import DEFAULT_MAX_OPCODES
 from .errors import SafeloadError
 from .policy import Policy, UserConfig
 from .report import FileReport, ScanReport, Verdict
+from .scan import scan_bytes
 
 if TYPE_CHECKING:
     from ._demo import Demo
@@ -33,6 +34,9 @@ __all__ = ["entry", "main"]
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
+
+STDIN = "<stdin>"
+"""How standard input (`safeload scan -`) is named in reports."""
 
 PROGRESS_MIN_FILES = 20
 """A progress bar is drawn (on a terminal) only for at least this many files."""
@@ -97,7 +101,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 all files safe, 1 a file is not safe (see --fail-on), "
         "2 usage, configuration or I/O error",
     )
-    scan.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+    scan.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        type=Path,
+        help="file or directory; - reads standard input",
+    )
     scan.add_argument(
         "--format", choices=FORMATS, default="text", help="output format (default: text)"
     )
@@ -209,8 +219,10 @@ def _policy(args: argparse.Namespace) -> tuple[Policy, UserConfig | None]:
 def _cmd_scan(args: argparse.Namespace) -> int:
     policy, config = _policy(args)
     fail_on = args.fail_on or (config.fail_on if config else None) or "unknown"
+    paths = [p for p in args.paths if str(p) != "-"]
+    piped = _scan_stdin(policy, args) if len(paths) != len(args.paths) else None
     report = scan_paths(
-        list(args.paths),
+        paths,
         policy,
         max_opcodes=args.max_opcodes,
         jobs=args.jobs,
@@ -221,6 +233,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     )
     if args.explain:
         report = _with_explanations(report, args.jobs)
+    if piped is not None:
+        report = dataclasses.replace(report, files=(piped, *report.files))
     to_terminal = args.output is None
     if args.format == "text":
         rendered = text.render(
@@ -261,6 +275,21 @@ def source_root(start: Path) -> Path:
         if (folder / ".git").exists():
             return folder
     return start
+
+
+def _scan_stdin(policy: Policy, args: argparse.Namespace) -> FileReport:
+    data = sys.stdin.buffer.read()
+    file = scan_bytes(data, policy, location=STDIN, max_opcodes=args.max_opcodes)
+    if args.explain and not file.safe:
+        from ._explain import explain
+
+        note = (
+            explain(data)
+            if file.format == "pickle"
+            else f"(not decompiled: standard input holds {file.format})"
+        )
+        file = dataclasses.replace(file, explanation=note)
+    return file
 
 
 def exit_code(report: ScanReport, fail_on: str = "unknown") -> int:

@@ -639,3 +639,22 @@ def test_only_the_command_line_modules_write_to_the_terminal() -> None:
         (2, "print()"),
         (3, "sys.stderr"),
     ]
+
+
+def test_dash_reads_standard_input(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(SYSTEM)))
+    code, report = run_json(capsys, "--explain", "-", str(files["safe"]))
+    assert code == 1
+    assert [(f["path"], f["verdict"]) for f in report["files"]] == [
+        ("<stdin>", "dangerous"),
+        (str(files["safe"]), "safe"),
+    ]
+    stdin_file = report["files"][0]
+    assert stdin_file["findings"][0]["location"] == "<stdin>"
+    assert stdin_file["findings"][0]["offset"] == SYSTEM_OFFSET
+    assert "system('echo hi')" in stdin_file["explanation"]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(benign_bytes())))
+    assert main(["scan", "-"]) == 0
+    assert capsys.readouterr().out.startswith("<stdin>: SAFE (pickle, 1 pickle, ")
