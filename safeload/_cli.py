@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
 from ._batch import scan_paths
+from ._names import canonical
 from ._render import FORMATS, text
 from ._sigcli import add_parsers as add_signing_parsers
 from ._walker import DEFAULT_MAX_OPCODES
 from .errors import SafeloadError
-from .policy import Policy, UserConfig
+from .policy import Policy, Rule, UserConfig
 from .report import FileReport, ScanReport, Verdict
 from .scan import scan_bytes
 
@@ -153,6 +154,12 @@ def _parser() -> argparse.ArgumentParser:
 
     rules = commands.add_parser(
         "rules", help="list the rules", description="List every rule: ID, name, severity, summary."
+    )
+    rules.add_argument(
+        "rule_ids",
+        nargs="*",
+        metavar="RULE",
+        help="show the full entry of these rules (ID or name, e.g. SL101)",
     )
     rules.add_argument("--format", choices=("text", "json"), default="text")
     _policy_arguments(rules)
@@ -338,6 +345,15 @@ def _progress_bar(stream: TextIO) -> Callable[[int, int], None]:
 def _cmd_rules(args: argparse.Namespace) -> int:
     policy, _config = _policy(args)
     rules = sorted(policy.rules.values(), key=lambda r: r.id)
+    if args.rule_ids:
+        try:
+            rules = [policy.rule(name) for name in args.rule_ids]
+        except KeyError as exc:
+            sys.stderr.write(f"safeload: no rule {exc.args[0]!r} (see `safeload rules`)\n")
+            return EXIT_ERROR
+        if args.format == "text":
+            sys.stdout.write("\n".join(_rule_entry(r) for r in rules))
+            return EXIT_OK
     if args.format == "json":
         import json
 
@@ -362,6 +378,23 @@ def _cmd_rules(args: argparse.Namespace) -> int:
             f"{r.id:<8} {r.name:<{name_width}}  {r.severity.value:<8}  {verdict:<9}  {r.summary}\n"
         )
     return EXIT_OK
+
+
+def _rule_entry(rule: Rule) -> str:
+    verdict = rule.verdict.value if rule.verdict else "none (note)"
+    lines = [
+        f"{rule.id} {rule.name}",
+        f"  severity: {rule.severity.value}; verdict: {verdict}; since {rule.since or '-'}",
+        f"  what: {rule.summary}",
+        f"  why: {rule.why}",
+        f"  fix: {rule.fix}",
+    ]
+    if rule.globals:
+        names = sorted(canonical(m, q) for m, q in rule.globals)
+        lines.append(f"  globals: {', '.join(names)}")
+    if rule.modules:
+        lines.append(f"  modules (and submodules): {', '.join(sorted(rule.modules))}")
+    return "\n".join(lines) + "\n"
 
 
 # -- demo -----------------------------------------------------------------------

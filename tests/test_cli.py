@@ -87,7 +87,7 @@ def test_dangerous_file_names_file_offset_global_rule_and_fix(
     assert f"  {path} @ offset {SYSTEM_OFFSET}: SL101 command-execution [critical]" in out
     assert "posix.system called with ('echo hi',)" in out
     assert "    fix: Do not load this file." in out
-    assert "docs/rules.md#sl101" in out
+    assert "    docs: safeload rules SL101" in out
     assert out.splitlines()[-1] == "summary: 1 file: 1 dangerous (0 skipped, 0 errors)"
 
 
@@ -658,3 +658,15 @@ def test_dash_reads_standard_input(
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(benign_bytes())))
     assert main(["scan", "-"]) == 0
     assert capsys.readouterr().out.startswith("<stdin>: SAFE (pickle, 1 pickle, ")
+
+
+def test_rules_shows_one_full_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    from safeload._cli import main
+
+    assert main(["rules", "SL101"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("SL101 command-execution\n")
+    assert "why: " in out and "fix: " in out and "os.system" in out
+    assert main(["rules", "command-execution"]) == 0
+    assert capsys.readouterr().out == out
+    assert main(["rules", "SL999"]) == 2

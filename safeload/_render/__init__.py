@@ -5,17 +5,15 @@ Nothing here prints; `safeload._cli` decides where the text goes.
 
 from __future__ import annotations
 
-PROJECT_URL = "https://github.com/safeload/safeload"
-"""Where the project lives; rule documentation is `docs/rules.md` in it."""
 
-RULES_DOC_URL = f"{PROJECT_URL}/blob/main/docs/rules.md"
+def rule_help(rule_id: str) -> str:
+    """Where a user reads a rule's full entry, offline: `safeload rules SL101`.
 
-
-def rule_url(rule_id: str) -> str:
-    """The documentation anchor of one rule, e.g. `.../docs/rules.md#sl101`."""
-    return f"{RULES_DOC_URL}#{rule_id.lower()}"
+    The same entries are in `docs/rules.md`, generated from `rules/rules.toml`.
+    """
+    return f"safeload rules {rule_id}"
 
 
 FORMATS = ("text", "json", "sarif")
 
-__all__ = ["FORMATS", "PROJECT_URL", "RULES_DOC_URL", "rule_url"]
+__all__ = ["FORMATS", "rule_help"]

@@ -18,7 +18,6 @@ from urllib.parse import quote
 from .. import __version__
 from ..policy import Policy, Rule
 from ..report import FileReport, Finding, ScanReport, Severity
-from . import PROJECT_URL, rule_url
 
 __all__ = ["SCHEMA_URI", "SECURITY_SEVERITY", "render"]
 
@@ -67,7 +66,6 @@ def render(report: ScanReport, policy: Policy, *, root: Path | None = None) -> s
                         "name": "safeload",
                         "version": __version__,
                         "semanticVersion": __version__,
-                        "informationUri": PROJECT_URL,
                         "rules": [_rule(rule) for rule in rules],
                     }
                 },
@@ -101,8 +99,6 @@ def _rule(rule: Rule) -> dict[str, Any]:
             "precision": "high",
         },
     }
-    if rule.id.startswith("SL"):  # built-in rules are documented in docs/rules.md
-        out["helpUri"] = rule_url(rule.id)
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..report import FileReport, Finding, ScanReport, Verdict
-from . import rule_url
+from . import rule_help
 
 __all__ = ["render", "summary_line"]
 
@@ -88,5 +88,5 @@ def _finding_lines(f: Finding, paint: Paint, docs: bool) -> list[str]:
     if f.fix:
         lines.append(f"    fix: {f.fix}")
     if docs and f.rule.startswith("SL"):
-        lines.append(paint(f"    docs: {rule_url(f.rule)}", _DIM))
+        lines.append(paint(f"    docs: {rule_help(f.rule)}", _DIM))
     return lines
