@@ -86,7 +86,7 @@ def _global_finding(agg: _Agg, policy: Policy, location: str) -> Finding | None:
     usage = _usage(agg.uses)
     how = _describe(g, usage, agg.args)
     if rule is not None:
-        message = f"{how}: {rule.summary.lower()}"
+        message = f"{how}: {rule.summary[:1].lower()}{rule.summary[1:]}"
         fix = rule.fix
     else:
         rule = policy.rule("unknown-global")
