@@ -32,6 +32,10 @@ def test_wheel_contains_rules_and_every_allow_pack(wheel: Path) -> None:
     for pack in packs:
         assert f"safeload/rules/allow/{pack}" in names
     assert "safeload/py.typed" in names
+    # Every module of the source tree is shipped (the package list is explicit).
+    for source in (ROOT / "safeload").rglob("*.py"):
+        rel = source.relative_to(ROOT).as_posix()
+        assert rel in names, f"{rel} is missing from the wheel: add its package to pyproject.toml"
 
 
 def test_installed_wheel_loads_its_policy(wheel: Path, tmp_path: Path) -> None:
