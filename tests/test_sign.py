@@ -1047,3 +1047,44 @@ def test_every_single_change_is_caught(
         expected = MissingFileError
     with pytest.raises(expected):
         verify(root, trust)
+
+
+def test_directory_files_are_hashed_concurrently(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two workers, two files are being hashed at the same moment (a barrier proves it)."""
+    import threading
+
+    real = _statement.digest_file
+    barrier = threading.Barrier(2, timeout=30)
+    threads: set[int] = set()
+    calls = iter(range(1_000))
+
+    def rendezvous(*args: Any) -> str:
+        threads.add(threading.get_ident())
+        if next(calls) < 2:  # the first two files meet here, so they are hashed at once
+            barrier.wait()  # raises BrokenBarrierError if the other worker never arrives
+        return real(*args)
+
+    monkeypatch.setattr(_statement, "digest_file", rendezvous)
+    signer, trust = make_key(tmp_path, "hmac")
+    sign(model_dir, signer, workers=2)
+    assert len(threads) == 2
+    monkeypatch.setattr(_statement, "digest_file", real)
+    verify(model_dir, trust)
+
+
+def test_dump_never_reads_the_artifact_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest comes from the bytes as they are written, not from re-reading the file."""
+
+    def no_reading(*args: Any) -> str:
+        raise AssertionError("dump() read the file back")
+
+    signer, trust = make_key(tmp_path, "ecdsa-p256")
+    monkeypatch.setattr(_statement, "digest_file", no_reading)
+    monkeypatch.setattr(hashlib, "file_digest", no_reading)
+    dump({"w": list(range(100))}, tmp_path / "m.pkl", signer=signer, format="pickle")
+    monkeypatch.undo()
+    verify(tmp_path / "m.pkl", trust)
