@@ -157,6 +157,10 @@ class PickleWalk:
     persids: list[tuple[int, object]] = field(default_factory=list)
     opcodes: int = 0
     protocol: int = 0
+    unpadded: list[int] = field(default_factory=list)
+    """Offsets of joblib raw arrays with no padding byte before them: there a
+    plain `pickle.load` (e.g. `pandas.read_pickle` of a gzipped joblib file)
+    would read the array bytes as opcodes."""
 
 
 @dataclass
@@ -935,12 +939,14 @@ def _joblib_array(
             )
         return nested.end
     align_item = fields.get("numpy_array_alignment_bytes")
-    if align_item is not None:
-        align = const_value(data, align_item) if type(align_item) is int else "?"
-        if align is not None:
-            if pos >= n:
-                raise _Fail("truncated-pickle", pos, f"joblib array at offset {pos} is truncated")
-            pos += 1 + data[pos]
+    if align_item is not None and type(align_item) is not int:
+        raise bad("alignment is not a constant")
+    padded = align_item is not None and const_value(data, align_item) is not None
+    if padded:
+        # joblib reads a length byte and skips that many bytes, whatever they are.
+        if pos >= n:
+            raise _Fail("truncated-pickle", pos, f"joblib array at offset {pos} is truncated")
+        pos += 1 + data[pos]
     count = 1
     for d in dims:
         count *= d
@@ -951,6 +957,8 @@ def _joblib_array(
             pos,
             f"joblib array at offset {pos} needs {nbytes} bytes, {max(0, n - pos)} remain",
         )
+    if not padded and nbytes:
+        out.unpadded.append(pos)
     return pos + nbytes
 
 
@@ -1391,7 +1399,41 @@ def analyze(
             break
         pos = resumed
         first = False
+    for walk in list(out.pickles):
+        if walk.unpadded:
+            _plain_reading(data, walk, n, max(budget, 0), out)
     return out
+
+
+def _plain_reading(data: Any, walk: PickleWalk, n: int, budget: int, out: StreamAnalysis) -> None:
+    """Walk a joblib pickle again as plain `pickle.load` would, past its arrays.
+
+    The two readings agree up to the first unpadded raw array; after it,
+    plain unpickling treats the array bytes as opcodes.  Whatever that
+    reading would import there is reported; if it simply breaks, the plain
+    loader stops with an error and runs nothing more, so a parse error of
+    this reading is not itself a finding.
+    """
+    plain = walk_one(data, walk.start, n, budget, joblib=False)
+    cut = walk.unpadded[0]
+    extra = PickleWalk(start=cut, end=plain.end, complete=plain.complete)
+    extra.globals = [g for g in plain.globals if g.offset >= cut]
+    extra.events = [
+        e
+        for e in plain.events
+        if e.offset >= cut
+        and e.rule not in ("malformed-pickle", "truncated-pickle", "resource-limit")
+    ]
+    extra.persids = [p for p in plain.persids if p[0] >= cut]
+    if extra.globals or extra.events or extra.persids:
+        extra.events.append(
+            Event(
+                "polyglot-file",
+                cut,
+                f"read as a plain pickle (pickle.load, pandas.read_pickle), the joblib array bytes at offset {cut} are opcodes",
+            )
+        )
+        out.pickles.append(extra)
 
 
 def _fail_offset(walk: PickleWalk) -> int:

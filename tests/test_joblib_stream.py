@@ -134,3 +134,36 @@ def test_plain_pickle_of_a_wrapper_is_not_misread() -> None:
     data = pickle.dumps([w, 1, 2, 3], protocol=4)
     report = safeload.scan_bytes(data)
     assert report.verdict is not safeload.Verdict.SAFE
+
+
+def test_unpadded_array_bytes_are_also_read_as_opcodes(tmp_path: Path) -> None:
+    """Files from joblib < 1.2 (or written to a handle without tell()) have no padding
+    byte before their arrays: joblib.load reads the array bytes as data, while a plain
+    pickle.load (or pandas.read_pickle) runs them as opcodes."""
+    import struct
+
+    payload = b"cos\nsystem\n(S'touch canary'\ntR."
+    arr = np.frombuffer(payload, dtype=np.uint8).copy()
+    data = dump(arr, 4)
+    i = data.index(b"K\x10ub")  # numpy_array_alignment_bytes=16, BUILD, then padding
+    assert data[i + 4 : i + 8] == b"\x03\xff\xff\xff"
+    unpadded = data[:i] + b"Nub" + data[i + 8 :]  # alignment None: no padding byte
+    frame = struct.unpack("<Q", unpadded[3:11])[0] - 1
+    unpadded = unpadded[:3] + struct.pack("<Q", frame) + unpadded[11:]
+    path = tmp_path / "old.joblib"
+    path.write_bytes(unpadded)
+    code = (
+        "import joblib, pickle, sys; a = joblib.load(sys.argv[1]); assert a.tobytes() == %r; "
+        "pickle.load(open(sys.argv[1], 'rb'))" % payload
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=tmp_path, capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "canary").exists()
+    report = safeload.scan_bytes(unpadded)
+    rules = [f.rule for f in report.findings]
+    assert "SL101" in rules and "SL207" in rules, rules
+    # With its padding byte (never an opcode) pickle.load stops before the array,
+    # so the same array bytes in a padded file are just data.
+    assert safeload.scan_bytes(data).verdict is safeload.Verdict.SAFE
