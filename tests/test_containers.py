@@ -751,7 +751,9 @@ def test_corrupt_zip_directory(tmp_path: Path) -> None:
     struct.pack_into("<I", raw, eocd + 16, 7)  # central directory offset
     raw[7 + 0 : 7 + 4] = b"XXXX"
     path.write_bytes(bytes(raw))
-    assert ("corrupt-container", "m.pt") in bad(scan(path))
+    report = scan(path)
+    assert report.verdict is Verdict.INVALID
+    assert {rule for rule, _ in bad(report)} == {"corrupt-container"}
 
 
 def test_in_memory_scan_uses_the_same_dispatch(tmp_path: Path) -> None:
@@ -760,3 +762,16 @@ def test_in_memory_scan_uses_the_same_dispatch(tmp_path: Path) -> None:
     report = safeload.scan_bytes(buf.getvalue(), location="mem.pt")
     assert report.format == "pytorch-zip"
     assert_payload_found(report, "mem.pt:archive/data.pkl")
+
+
+def test_one_unreadable_member_does_not_hide_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "b.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("first.pkl", pickle.dumps([1, 2], protocol=2))
+        zf.writestr("second.pkl", payload())
+    raw = bytearray(path.read_bytes())
+    raw[0:4] = b"XK\x03\x04"  # first member's local header signature
+    path.write_bytes(b"\x00" + bytes(raw[1:]))
+    report = scan(path)
+    assert ("corrupt-container", "b.zip:first.pkl") in bad(report)
+    assert_payload_found(report, "b.zip:second.pkl")

@@ -10,6 +10,7 @@ never copies; compressed ones are expanded with a hard output limit.
 from __future__ import annotations
 
 import dataclasses
+import struct
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -177,7 +178,12 @@ def scan_blob(
     kind = container_kind(head, size)
     formats: list[str] = []
     if kind is not None:
-        formats.append(_HANDLERS[kind](ctx, data, start, end, location, depth, head))
+        try:
+            formats.append(_HANDLERS[kind](ctx, data, start, end, location, depth, head))
+        except (ValueError, IndexError, KeyError, OSError, EOFError, struct.error) as exc:
+            # A parser met bytes it did not expect: unverifiable, never a crash.
+            ctx.add("corrupt-container", f"{kind} cannot be read: {exc}", location)
+            formats.append(kind)
         if pickle_candidate(head):
             second = pickle_if_real(ctx, data, start, end, location)
             if second is not None:
@@ -216,7 +222,7 @@ def _tail_zip(data: Any, start: int, end: int) -> zipread.Archive | None:
         return None
     try:
         archive = zipread.read_archive(data, start, end)
-    except (zipread.ZipError, ValueError, IndexError):
+    except (zipread.ZipError, ValueError, IndexError, struct.error):
         return None
     return archive if archive.members else None
 
@@ -229,7 +235,7 @@ Handler = Callable[[Ctx, Any, int, int, str, int, bytes], str]
 def _zip(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes) -> str:
     try:
         archive = zipread.read_archive(data, start, end)
-    except (zipread.ZipError, ValueError, IndexError) as exc:
+    except (zipread.ZipError, ValueError, IndexError, struct.error) as exc:
         ctx.add("corrupt-container", f"zip archive cannot be read: {exc}", location, 0)
         return "zip"
     return _scan_zip_archive(ctx, data, archive, location, depth)
@@ -259,6 +265,9 @@ def member_bytes(
 ) -> tuple[Any, int, int] | None:
     """A member's bytes: a range of `data` when stored, else expanded (bounded)."""
     where = f"{location}:{m.name}"
+    if m.error is not None:
+        ctx.add("corrupt-container", f"zip member cannot be read: {m.error}", where)
+        return None
     if m.method == 0:
         return data, m.data_offset, m.data_end
     if m.method != 8:

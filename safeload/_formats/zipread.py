@@ -49,6 +49,8 @@ class Member:
     data_offset: int
     """Offset of the member's (possibly compressed) bytes, in the underlying buffer."""
     local_name: str
+    error: str | None = None
+    """Why this member's bytes cannot be located (the others may still be fine)."""
 
     @property
     def data_end(self) -> int:
@@ -132,18 +134,23 @@ def read_archive(data: Any, start: int, end: int) -> Archive:
             raise ZipError("central directory truncated")
         name = _decode(raw_name, flags)
         hdr = shift + lho
+        error = None
+        local_name = name
+        data_offset = hdr
         if hdr + _lfh.size > end:
-            raise ZipError(f"member {name!r}: local header outside the file")
-        lf = _lfh.unpack_from(data, hdr)
-        if lf[0] != _LFH:
-            raise ZipError(f"member {name!r}: bad local header signature")
-        lnlen, lxlen = lf[9], lf[10]
-        local_name = _decode(bytes(data[hdr + 30 : hdr + 30 + lnlen]), lf[2])
-        data_offset = hdr + 30 + lnlen + lxlen
-        if data_offset + csize > end:
-            raise ZipError(f"member {name!r}: data runs past the end of the file")
+            error = "local header outside the file"
+        else:
+            lf = _lfh.unpack_from(data, hdr)
+            if lf[0] != _LFH:
+                error = "bad local header signature"
+            else:
+                lnlen, lxlen = lf[9], lf[10]
+                local_name = _decode(bytes(data[hdr + 30 : hdr + 30 + lnlen]), lf[2])
+                data_offset = hdr + 30 + lnlen + lxlen
+                if data_offset + csize > end:
+                    error = "data runs past the end of the file"
         members.append(
-            Member(name, index, method, flags, csize, usize, hdr, data_offset, local_name)
+            Member(name, index, method, flags, csize, usize, hdr, data_offset, local_name, error)
         )
     return Archive(tuple(members), eocd, shift - start)
 
