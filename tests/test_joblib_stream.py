@@ -153,8 +153,8 @@ def test_unpadded_array_bytes_are_also_read_as_opcodes(tmp_path: Path) -> None:
     path = tmp_path / "old.joblib"
     path.write_bytes(unpadded)
     code = (
-        "import joblib, pickle, sys; a = joblib.load(sys.argv[1]); assert a.tobytes() == %r; "
-        "pickle.load(open(sys.argv[1], 'rb'))" % payload
+        "import joblib, pickle, sys; a = joblib.load(sys.argv[1]); "
+        f"assert a.tobytes() == {payload!r}; pickle.load(open(sys.argv[1], 'rb'))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(path)], cwd=tmp_path, capture_output=True, timeout=120
