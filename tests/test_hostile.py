@@ -939,7 +939,12 @@ def test_budget_keeps_findings_before_the_limit() -> None:
     assert report.verdict is Verdict.DANGEROUS
 
 
-# -- NUL-terminated number lines: the C unpickler reads them only up to the NUL ---------
+# -- number lines only the C unpickler accepts -------------------------------------------
+#
+# `_pickle.c` parses INT/LONG/FLOAT/PUT/GET lines with C string functions, so
+# `I1\x00junk` is the int 1 to it; and the 4300-digit limit of int() does not
+# apply to power-of-two bases, so a 5000-digit hex INT loads.  The walker calls
+# both malformed and stops, so the payload behind them is never named.
 
 NUL_PREFIXES = {
     "INT": b"I1\x00junk\n" + pop(),
@@ -947,6 +952,10 @@ NUL_PREFIXES = {
     "FLOAT": b"F1.5\x00junk\n" + pop(),
     "PUT": none() + b"p0\x00junk\n" + pop(),
     "GET": none() + put(0) + pop() + b"g0\x00junk\n" + pop(),
+    "INT-hex-5000-digits": int_("0x" + "f" * 5000) + pop(),
+    "LONG-hex-5000-digits": long_("0x" + "f" * 5000 + "L") + pop(),
+    "INT-octal-5000-digits": int_("0o" + "7" * 5000) + pop(),
+    "INT-binary-20000-digits": int_("0b" + "1" * 20000) + pop(),
 }
 
 
@@ -956,7 +965,7 @@ def _nul_sample(prefix: bytes) -> bytes:
 
 @pytest.mark.parametrize("op", sorted(NUL_PREFIXES))
 def test_nul_text_argument_runs_in_cpython(op: str, tmp_path: Path) -> None:
-    """`_pickle.c` parses these lines with C string functions: `I1\\x00junk` is 1."""
+    """CPython's C loader accepts the number line and runs the payload behind it."""
     data = _nul_sample(NUL_PREFIXES[op])
     run_real_loader(data, "loads", tmp_path)
     assert (tmp_path / "canary").exists()
@@ -965,8 +974,9 @@ def test_nul_text_argument_runs_in_cpython(op: str, tmp_path: Path) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="walker rejects a NUL inside INT/LONG/FLOAT/PUT/GET lines as malformed (SL301) and "
-    "stops; the C unpickler ignores the rest of the line and imports os.system",
+    reason="walker rejects number lines the C unpickler accepts (text after a NUL; more than "
+    "4300 digits in a power-of-two base) as malformed (SL301) and stops; CPython goes on to "
+    "import os.system",
 )
 @pytest.mark.parametrize("op", sorted(NUL_PREFIXES))
 def test_nul_text_argument_payload_is_named(op: str) -> None:
