@@ -775,3 +775,15 @@ def test_one_unreadable_member_does_not_hide_the_others(tmp_path: Path) -> None:
     report = scan(path)
     assert ("corrupt-container", "b.zip:first.pkl") in bad(report)
     assert_payload_found(report, "b.zip:second.pkl")
+
+
+def test_stored_member_sizes_disagree(tmp_path: Path) -> None:
+    path, raw = _evil_torch_zip(tmp_path)
+
+    def grow(buf: bytearray, cd: int, local: int) -> None:
+        struct.pack_into("<I", buf, cd + 24, struct.unpack_from("<I", buf, cd + 24)[0] + 5)
+
+    path.write_bytes(_patch_member(raw, "evil/data.pkl", grow))
+    report = scan(path)
+    assert ("corrupt-container", "evil.pt:evil/data.pkl") in bad(report)
+    assert any(f.global_name in OPENERS for f in report.findings)

@@ -75,7 +75,7 @@ def damaged(draw: st.DrawFn) -> bytes:
     return bytes(raw)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(damaged())
 def test_damaged_container_gets_a_verdict(data: bytes) -> None:
     report = safeload.scan_bytes(data, location="f")

@@ -269,6 +269,18 @@ def member_bytes(
         ctx.add("corrupt-container", f"zip member cannot be read: {m.error}", where)
         return None
     if m.method == 0:
+        if m.size != m.compressed_size:
+            # torch's reader refuses such an archive; other readers take either size.
+            ctx.add(
+                "corrupt-container",
+                f"stored zip member sizes disagree ({m.compressed_size} vs {m.size})",
+                where,
+            )
+            return (
+                data,
+                m.data_offset,
+                min(len(data), m.data_offset + max(m.size, m.compressed_size)),
+            )
         return data, m.data_offset, m.data_end
     if m.method != 8:
         ctx.add(
