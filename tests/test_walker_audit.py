@@ -208,3 +208,128 @@ def test_wrapper_made_by_copyreg_reconstructor(tmp_path: Path) -> None:
     report = safeload.scan_bytes(data)
     assert report.verdict is not Verdict.SAFE
     assert "os.system" in names_of(data)
+
+
+def _dtype(typestr: str, elsize: int, flags: int) -> bytes:
+    """`numpy.dtype(typestr, False, True)` + BUILD of a version-3 state."""
+    return (
+        sg("numpy", "dtype")
+        + sbu(typestr)
+        + newfalse()
+        + newtrue()
+        + tuple3()
+        + reduce()
+        + mark()
+        + binint1(3)
+        + sbu("|")
+        + none() * 3
+        + b"J"
+        + elsize.to_bytes(4, "little", signed=True)
+        + b"J\xff\xff\xff\xff"
+        + b"J"
+        + flags.to_bytes(4, "little", signed=True)
+        + b"t"
+        + b"b"
+    )
+
+
+_WRAPPER = proto(4) + sg("joblib.numpy_pickle", "NumpyArrayWrapper") + b")\x81"
+
+
+def _state(dtype: bytes, extra: bytes = b"") -> bytes:
+    return (
+        empty_dict()
+        + mark()
+        + sbu("shape")
+        + binint1(5)
+        + tuple1()
+        + sbu("order")
+        + sbu("C")
+        + sbu("dtype")
+        + dtype
+        + sbu("allow_mmap")
+        + newfalse()
+        + extra
+        + b"u"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_dtype_layout trusts the state's elsize for every dtype; numpy ignores it for "
+    "fixed-size types, so joblib reads 5 bytes where the walker skips 500 (payload hidden)",
+)
+def test_wrapper_dtype_elsize_forged(tmp_path: Path) -> None:
+    # numpy's dtype.__setstate__ only takes elsize from the state for flexible
+    # types (S, U, V): dtype('u1') with elsize 100 still has itemsize 1.  joblib
+    # skips shape*itemsize = 5 bytes and then runs the payload.
+    body = b"\x00" * 5 + _PAYLOAD + stop()
+    data = _WRAPPER + _state(_dtype("u1", 100, 0)) + b"b" + body + b"\x00" * (500 - len(body))
+    data += stop()
+    seen = joblib_reader(tmp_path, data)
+    assert ["os", "system"] in seen["names"], seen
+    assert safeload.scan_bytes(data).verdict is not Verdict.SAFE
+
+
+def test_wrapper_dtype_elsize_of_flexible_type_is_used(tmp_path: Path) -> None:
+    # For a flexible type numpy does take elsize from the state: 'V4' with elsize
+    # 100 has itemsize 100, so joblib skips 500 bytes and resumes at the STOP;
+    # the walker must agree (any other skip lands in zeros: not a pickle).
+    data = _WRAPPER + _state(_dtype("V4", 100, 0)) + b"b" + b"\x01" * 500 + stop()
+    seen = joblib_reader(tmp_path, data)
+    assert seen["error"] is None, seen
+    assert safeload.scan_bytes(data).verdict is Verdict.SAFE
+
+
+def test_wrapper_dtype_flags_forged_hasobject(tmp_path: Path) -> None:
+    # numpy takes the flags from the state: dtype('u1') with flags 1 has
+    # hasobject=True, so joblib reads a nested pickle where the array would be.
+    nested = _PAYLOAD.replace(b"0", b"") + stop()
+    data = _WRAPPER + _state(_dtype("u1", -1, 1)) + b"b" + nested + stop()
+    seen = joblib_reader(tmp_path, data)
+    assert ["os", "system"] in seen["names"], seen
+    report = safeload.scan_bytes(data)
+    assert report.verdict is Verdict.DANGEROUS
+    assert "os.system" in names_of(data)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SETITEMS with more than 64 items is not recorded for joblib states, so a later "
+    "'shape' override is missed: joblib skips 200 bytes, the walker 5 (payload hidden)",
+)
+def test_wrapper_state_shape_overridden_by_big_setitems(tmp_path: Path) -> None:
+    # dict keys set later win (BUILD updates __dict__ from the final dict): the
+    # second SETITEMS (66 stack items) sets shape=(200,).
+    override = (
+        mark()
+        + b"".join(sbu(f"k{i}") + none() for i in range(32))
+        + sbu("shape")
+        + binint1(200)
+        + tuple1()
+        + b"u"
+    )
+    tail = b"\x00" * 190 + _PAYLOAD
+    body = b"\x00" * 5 + binunicode_header(len(tail)) + tail
+    data = _WRAPPER + _state(_dtype("u1", -1, 0)) + override + b"b" + body + stop()
+    seen = joblib_reader(tmp_path, data)
+    assert ["os", "system"] in seen["names"], seen
+    assert safeload.scan_bytes(data).verdict is not Verdict.SAFE
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_const_dict/_dtype_layout decode keys/typestr with const_value and let "
+    "UnicodeDecodeError escape: scan_bytes raises (the CLI dies with a traceback)",
+)
+@pytest.mark.parametrize("where", ["key", "typestr"])
+def test_wrapper_undecodable_string_does_not_crash(where: str) -> None:
+    # joblib itself fails with UnicodeDecodeError on these; the scanner must
+    # return a not-safe report, not raise.
+    if where == "key":
+        data = _WRAPPER + _state(_dtype("u1", -1, 0), b"\x8c\x01\xff" + none())
+    else:
+        data = _WRAPPER + _state(_dtype("u1", -1, 0).replace(b"\x8c\x02u1", b"\x8c\x02\xff1"))
+    data += b"b" + b"\x00" * 5 + stop()
+    report = safeload.scan_bytes(data)
+    assert report.verdict is not Verdict.SAFE
