@@ -98,17 +98,18 @@ def _ignored(name: str, ignores: frozenset[str]) -> bool:
     return any("/".join(parts[:i]) in ignores for i in range(1, len(parts)))
 
 
-def list_files(path: Path, ignore: Iterable[str] = ()) -> ModelFiles:
+def list_files(path: Path, ignore: Iterable[str] = (), *, ignore_git: bool = True) -> ModelFiles:
     """List a model's regular files; links and special files raise `LayoutError`.
 
     `ignore` holds exact relative paths (a directory ignores what it holds);
-    `GIT_PATHS` are always ignored at the root.
+    with `ignore_git`, `GIT_PATHS` are ignored at the root too. (A verifier
+    passes False and relies on the ignore list recorded in the signature.)
     """
     if not path.is_dir():
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file or directory")
         return ModelFiles(path, True, {".": path})
-    ignores = normalize_ignores((*GIT_PATHS, *ignore))
+    ignores = normalize_ignores((*(GIT_PATHS if ignore_git else ()), *ignore))
     files: dict[str, Path] = {}
 
     def walk(folder: Path, prefix: str) -> None:

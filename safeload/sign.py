@@ -328,7 +328,7 @@ def verify(
         if inner is not None:
             ignores.append(inner)
     try:
-        model = _statement.list_files(path, ignores)
+        model = _statement.list_files(path, ignores, ignore_git=False)
     except _statement.LayoutError as exc:
         raise UnsignedFileError(
             f"{path}: {exc.name} is a {exc.kind}, which a signed model may not contain; remove it"

@@ -214,6 +214,13 @@ def test_git_files_are_ignored(tmp_path: Path, model_dir: Path) -> None:
     (model_dir / ".git" / "index").write_bytes(b"changed")
     (model_dir / ".gitignore").write_text("*.tmp\n")
     verify(model_dir, trust)
+    # The verifier follows the signed ignore list: without git paths, git files are unsigned.
+    sig = model_dir.parent / "model.sig"
+    statement = statement_of(sig)
+    statement["predicate"]["serialization"]["ignore_paths"] = []
+    sign_payload(json.dumps(statement).encode(), signer, sig)
+    with pytest.raises(UnsignedFileError, match=re.escape(".git/HEAD")):
+        verify(model_dir, trust)
 
 
 def test_several_signers_in_one_bundle(tmp_path: Path, model_file: Path) -> None:

@@ -174,6 +174,25 @@ def test_safeload_verifies_model_signing_directory(
         verify(model_dir, trust)
 
 
+def test_safeload_honours_model_signing_git_setting(
+    ecdsa_key: tuple[Path, Path], model_dir: Path, tmp_path: Path
+) -> None:
+    """Git files are skipped only when the signature's ignore list says so."""
+    private, public = ecdsa_key
+    (model_dir / ".gitattributes").write_text("*.bin filter=lfs\n")
+    sig = tmp_path / "model.sig"
+    done = model_signing_cli(
+        "sign", "key", model_dir, "--private_key", private, "--signature", sig,
+        "--no-ignore-git-paths",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    trust = TrustStore.load(keys=[public])
+    assert ".gitattributes" in verify(model_dir, trust).files
+    (model_dir / ".gitattributes").write_text("changed\n")
+    with pytest.raises(DigestMismatchError, match=re.escape(".gitattributes")):
+        verify(model_dir, trust)
+
+
 def test_safeload_verifies_model_signing_shards(
     ecdsa_key: tuple[Path, Path], model_dir: Path, tmp_path: Path
 ) -> None:
