@@ -333,3 +333,72 @@ def test_wrapper_undecodable_string_does_not_crash(where: str) -> None:
     data += b"b" + b"\x00" * 5 + stop()
     report = safeload.scan_bytes(data)
     assert report.verdict is not Verdict.SAFE
+
+
+def _padding_trap() -> bytes:
+    """Array bytes read with a 20-byte padding by joblib, without padding by the walker.
+
+    joblib: padding length 20, 20 bytes, 5 array bytes, then the payload runs.
+    walker: 5 array bytes, then a BINUNICODE that swallows the payload.
+    """
+    tail = b"\x00" * 16 + _PAYLOAD
+    return bytes([20]) + b"\x00" * 4 + binunicode_header(len(tail)) + tail
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a wrapper made by REDUCE runs __init__, whose numpy_array_alignment_bytes defaults "
+    "to 16; the walker only reads BUILD's dict, so it misses joblib's padding byte",
+)
+def test_wrapper_alignment_from_init_args(tmp_path: Path) -> None:
+    # NumpyArrayWrapper(subclass, shape, order, dtype) sets
+    # numpy_array_alignment_bytes=16; BUILD's dict (no such key) only updates
+    # __dict__, so joblib still reads a padding byte before the array.
+    data = (
+        proto(4)
+        + sg("joblib.numpy_pickle", "NumpyArrayWrapper")
+        + mark()
+        + sg("numpy", "ndarray")
+        + binint1(5)
+        + tuple1()
+        + sbu("C")
+        + _dtype("u1", -1, 0)
+        + b"t"
+        + reduce()
+        + _state(_dtype("u1", -1, 0))
+        + b"b"
+        + _padding_trap()
+        + stop()
+    )
+    seen = joblib_reader(tmp_path, data)
+    assert ["os", "system"] in seen["names"], seen
+    assert safeload.scan_bytes(data).verdict is not Verdict.SAFE
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUILD updates the wrapper's __dict__, so numpy_array_alignment_bytes from a first "
+    "BUILD persists into a second one (via memo); the walker reads each dict alone",
+)
+def test_wrapper_built_twice_keeps_alignment(tmp_path: Path) -> None:
+    # joblib's load_build reads an array after *every* BUILD on a wrapper
+    # instance; the second BUILD's dict has no alignment key but the instance
+    # still has numpy_array_alignment_bytes=16 from the first.
+    first = _state(_dtype("u1", -1, 0), sbu("numpy_array_alignment_bytes") + binint1(16))
+    data = (
+        _WRAPPER
+        + b"q\x00"  # BINPUT 0: the wrapper instance
+        + first
+        + b"b"
+        + b"\x00"  # padding length 0
+        + b"\x01" * 5
+        + b"0"  # POP the first array
+        + b"h\x00"  # BINGET 0
+        + _state(_dtype("u1", -1, 0))
+        + b"b"
+        + _padding_trap()
+        + stop()
+    )
+    seen = joblib_reader(tmp_path, data)
+    assert ["os", "system"] in seen["names"], seen
+    assert safeload.scan_bytes(data).verdict is not Verdict.SAFE
