@@ -787,3 +787,27 @@ def test_stored_member_sizes_disagree(tmp_path: Path) -> None:
     report = scan(path)
     assert ("corrupt-container", "evil.pt:evil/data.pkl") in bad(report)
     assert any(f.global_name in OPENERS for f in report.findings)
+
+
+def test_member_pickle_without_proto_is_scanned(tmp_path: Path) -> None:
+    """A pickle need not start with PROTO: a member starting with any opcode is tried."""
+    body = sbu("builtins") + sbu("open") + b"\x93" + sbu(CANARY) + sbu("w") + tuple2() + reduce()
+    path = tmp_path / "df.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("df.pkl", body + stop())
+    report = scan(path)
+    assert_payload_found(report, "df.zip:df.pkl")
+    assert runs_payload(
+        tmp_path, "import pandas as pd; pd.read_pickle('df.zip', compression='zip')"
+    )
+
+
+def test_text_members_that_start_like_opcodes_are_not_pickles(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("LICENSE", "MIT License\n\nCopyright (c) ...\n")
+        zf.writestr("INFO", "Introduction: a model\n")
+        zf.writestr("weights.npy", _npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}\n", bytes(8)))  # fmt: skip
+    report = scan(path)
+    assert report.verdict is Verdict.SAFE, report.findings
+    assert [f.location for f in report.findings] == ["bundle.zip:INFO", "bundle.zip:LICENSE"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._findings import findings_for, structural
+from .._opcodes import BY_CODE, HIGHEST_PROTOCOL
 from .._walker import StreamAnalysis, analyze
 from ..policy import Policy
 from ..report import Finding
@@ -32,9 +33,9 @@ MAX_EXPANDED = 8 << 30
 HEAD = 1024
 _TAR_SUFFIX = {"gzip": "gz"}
 
-_PROTO01_FIRST = frozenset(b"(]})cINLFSVKJMGXUT")
-"""First opcodes of a plausible protocol 0/1 pickle (PERSID `P` excluded: it fails
-at once without a `persistent_load`, and zips start with it)."""
+_ANY_OPCODE = frozenset(BY_CODE) - {ord("P")}
+"""Bytes a pickle can start with (PERSID `P` excluded: without a `persistent_load`
+it fails at once, and every zip starts with it)."""
 
 
 @dataclass
@@ -103,23 +104,23 @@ def scan_pickle(
 
 
 def pickle_if_real(ctx: Ctx, data: Any, start: int, end: int, location: str) -> str | None:
-    """A second reading as a pickle: counted only if a pickle completes or imports something."""
+    """A second reading as a pickle: counted only if the pickle at `start` completes or imports."""
     from . import torch as torch_fmt
 
     if torch_fmt.is_legacy_stacked(data, start, end):
         return torch_fmt.scan_legacy_stacked(ctx, data, start, end, location)
     analysis = analyze(data, start, end, max_opcodes=ctx.opcodes_left)
-    if not (analysis.globals or any(p.complete for p in analysis.pickles)):
+    # Only the pickle at `start` counts: a loader fails at its first bad opcode
+    # and never reaches pickles found further on.
+    first = analysis.pickles[0] if analysis.pickles else None
+    if first is None or first.start != start or not (first.complete or first.globals):
         return None
     report_analysis(ctx, analysis, data, start, location)
     return _format_of(analysis)
 
 
-def pickle_candidate(head: bytes) -> bool:
-    """`head` could start a pickle (protocol 2+ PROTO, or a protocol 0/1 opcode)."""
-    if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
-        return True
-    return bool(head) and head[0] in _PROTO01_FIRST
+def _has_proto(head: bytes) -> bool:
+    return len(head) >= 2 and head[0] == 0x80 and head[1] <= HIGHEST_PROTOCOL
 
 
 def container_kind(head: bytes, size: int) -> str | None:
@@ -184,12 +185,16 @@ def scan_blob(
             # A parser met bytes it did not expect: unverifiable, never a crash.
             ctx.add("corrupt-container", f"{kind} cannot be read: {exc}", location)
             formats.append(kind)
-        if pickle_candidate(head):
-            second = pickle_if_real(ctx, data, start, end, location)
-            if second is not None:
-                formats.append(second)
-    elif pickle_candidate(head) or not member:
+    if kind is None and (not member or _has_proto(head)):
+        # pickle.load's reading; for a top-level file also the fallback that
+        # says why it is no pickle.
         formats.append(scan_pickle(ctx, data, start, end, location))
+    elif head[0] in _ANY_OPCODE:
+        # Bytes that merely start with an opcode (a pickle need not start with
+        # PROTO): a reading only if a pickle completes or imports something.
+        second = pickle_if_real(ctx, data, start, end, location)
+        if second is not None:
+            formats.append(second)
     if kind != "zip":
         tail = _tail_zip(data, start, end)
         if tail is not None:
