@@ -147,7 +147,6 @@ def test_render_is_a_valid_pack() -> None:
     assert pack.versions == {"python": "3.11", "scikit-learn": "1"}
 
 
-@pytest.mark.slow
 def test_regenerated_packs_match_the_committed_ones(tmp_path: Path) -> None:
     installed = gen.versions()
     recorded = {path.stem: dict(_raw(path)["versions"]) for path in PACK_FILES}

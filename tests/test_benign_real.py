@@ -99,6 +99,10 @@ def _fitted() -> dict[str, tuple[Any, str | None]]:
     return {name: (est, err) for name, est, err in corpus.sklearn_estimators()}
 
 
+def _binary() -> dict[str, tuple[Any, str | None]]:
+    return {name: (est, err) for name, est, err in corpus.sklearn_binary_estimators()}
+
+
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_fitted_estimator_scans_safe(name: str) -> None:
     if name in corpus.SKLEARN_SKIP:
@@ -107,6 +111,10 @@ def test_fitted_estimator_scans_safe(name: str) -> None:
     assert error is None, f"{name} did not fit on toy data: {error}"
     assert type(estimator).__name__ == name
     _assert_safe(estimator, name)
+    if name in _binary():
+        binary, error = _binary()[name]
+        assert error is None, f"{name} did not fit on a binary target: {error}"
+        _assert_safe(binary, f"{name}-binary")
 
 
 def test_skip_list_is_short_and_exact() -> None:

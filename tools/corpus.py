@@ -343,8 +343,12 @@ def _instance(cls: type) -> Any:
     return est
 
 
-def fit_estimator(cls: type) -> Any:
-    """`cls` instantiated and fitted on toy data suited to its tags."""
+def fit_estimator(cls: type, *, binary: bool = False) -> Any:
+    """`cls` instantiated and fitted on toy data suited to its tags.
+
+    Classifiers see three classes, or two with `binary` (binary losses, links
+    and calibrators are other types than the multiclass ones).
+    """
     from sklearn.utils import get_tags
     from sklearn.utils.estimator_checks import _enforce_estimator_tags_X, _enforce_estimator_tags_y
 
@@ -353,6 +357,8 @@ def fit_estimator(cls: type) -> Any:
     tags = get_tags(est)
     inputs = tags.input_tags
     y = d["y_reg"] if tags.estimator_type == "regressor" else d["y_class"]
+    if binary:
+        y = d["y_class"] % 2
     y = _enforce_estimator_tags_y(est, y)
     if inputs.two_d_array:
         x: Any = _enforce_estimator_tags_X(est, d["X"].copy())
@@ -395,14 +401,61 @@ def sklearn_estimators() -> tuple[tuple[str, Any, str | None], ...]:
 
 
 @functools.cache
+def sklearn_binary_estimators() -> tuple[tuple[str, Any, str | None], ...]:
+    """Every classifier of `all_estimators()` fitted on a binary target."""
+    from sklearn.utils import all_estimators
+
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, cls in all_estimators(type_filter="classifier"):
+            try:
+                out.append((name, fit_estimator(cls, binary=True), None))
+            except Exception as exc:
+                out.append((name, None, f"{type(exc).__name__}: {exc}"))
+    return tuple(out)
+
+
+def _sklearn_internals() -> Objects:
+    """Every loss, link and distance metric, and both neighbor trees.
+
+    Fitted estimators hold these; which ones depends on parameters (`loss=`,
+    `metric=`, `algorithm=`), so each is built and pickled on its own too.
+    """
+    import numpy as np
+    import sklearn._loss.loss as losses
+    from sklearn.metrics import DistanceMetric
+    from sklearn.metrics._dist_metrics import METRIC_MAPPING64
+    from sklearn.neighbors import BallTree, KDTree
+
+    x = _sklearn_data()["X"]
+    out: Objects = []
+    loss_classes = [
+        c
+        for c in vars(losses).values()
+        if isinstance(c, type) and issubclass(c, losses.BaseLoss) and c is not losses.BaseLoss
+    ]
+    for cls in sorted(loss_classes, key=lambda c: c.__name__):
+        out.append((f"loss-{cls.__name__}", cls()))
+    metric_args = {"mahalanobis": {"VI": np.eye(4)}, "seuclidean": {"V": np.ones(4)}}
+    for metric in sorted(METRIC_MAPPING64):
+        if metric == "pyfunc":  # wraps a user function: that function is the global
+            continue
+        out.append(
+            (f"metric-{metric}", DistanceMetric.get_metric(metric, **metric_args.get(metric, {})))
+        )
+    out.append(("ball-tree", BallTree(x)))
+    out.append(("ball-tree-manhattan", BallTree(x, metric="manhattan")))
+    out.append(("kd-tree", KDTree(x)))
+    out.append(("kd-tree-chebyshev", KDTree(x, metric="chebyshev")))
+    return out
+
+
+@functools.cache
 def sklearn_extra_objects() -> Objects:
     """Compositions and internals that the defaults above do not reach."""
-    import numpy as np
     import pandas as pd
     from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     d = _sklearn_data()
@@ -413,27 +466,91 @@ def sklearn_extra_objects() -> Objects:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return [
-            (
-                "pipeline",
-                make_pipeline(StandardScaler(), LogisticRegression()).fit(d["X"], d["y_class"]),
-            ),
-            (
-                "column-transformer-frame",
-                make_pipeline(column, LogisticRegression()).fit(frame, d["y_class"]),
-            ),
-            (
-                "forest-random-state",
-                RandomForestClassifier(
-                    n_estimators=3, random_state=np.random.RandomState(SEED)
-                ).fit(d["X"], d["y_class"]),
-            ),
-            (
-                "hgb-categorical",
-                HistGradientBoostingClassifier(max_iter=5, categorical_features=[0]).fit(
-                    np.c_[np.arange(N_SAMPLES) % 3, d["X"]], d["y_class"]
-                ),
-            ),
+            *_sklearn_compositions(d, frame, column),
+            *_sklearn_loss_fits(d),
+            *_sklearn_internals(),
         ]
+
+
+def _sklearn_loss_fits(d: dict[str, Any]) -> Objects:
+    """Estimators whose fitted types depend on `loss=` / `power=` / `link=`."""
+    import numpy as np
+    from sklearn.ensemble import (
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        HistGradientBoostingRegressor,
+    )
+    from sklearn.linear_model import SGDClassifier, SGDRegressor, TweedieRegressor
+
+    x, y_pos, y_bin = d["X"], np.abs(d["y_reg"]) + 0.1, d["y_class"] % 2
+    out: Objects = []
+    for loss in ("absolute_error", "gamma", "poisson", "quantile"):
+        quantile = {"quantile": 0.5} if loss == "quantile" else {}
+        out.append(
+            (
+                f"hgb-{loss}",
+                HistGradientBoostingRegressor(loss=loss, max_iter=3, **quantile).fit(x, y_pos),
+            )
+        )
+    for loss in ("absolute_error", "huber", "quantile"):
+        out.append(
+            (f"gb-{loss}", GradientBoostingRegressor(loss=loss, n_estimators=3).fit(x, y_pos))
+        )
+    out.append(
+        (
+            "gb-exponential",
+            GradientBoostingClassifier(loss="exponential", n_estimators=3).fit(x, y_bin),
+        )
+    )
+    for power, link in (
+        (0, "auto"),
+        (0, "log"),
+        (1, "auto"),
+        (1.5, "auto"),
+        (1.5, "identity"),
+        (2, "auto"),
+        (3, "auto"),
+    ):
+        out.append(
+            (f"tweedie-{power}-{link}", TweedieRegressor(power=power, link=link).fit(x, y_pos))
+        )
+    for loss in ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron"):
+        out.append((f"sgd-{loss}", SGDClassifier(loss=loss, max_iter=5).fit(x, y_bin)))
+    for loss in ("squared_error", "huber", "epsilon_insensitive", "squared_epsilon_insensitive"):
+        out.append((f"sgd-reg-{loss}", SGDRegressor(loss=loss, max_iter=5).fit(x, y_pos)))
+    return out
+
+
+def _sklearn_compositions(d: dict[str, Any], frame: Any, column: Any) -> Objects:
+    """Pipelines, column transformers, an explicit RandomState."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return [
+        (
+            "pipeline",
+            make_pipeline(StandardScaler(), LogisticRegression()).fit(d["X"], d["y_class"]),
+        ),
+        (
+            "column-transformer-frame",
+            make_pipeline(column, LogisticRegression()).fit(frame, d["y_class"]),
+        ),
+        (
+            "forest-random-state",
+            RandomForestClassifier(n_estimators=3, random_state=np.random.RandomState(SEED)).fit(
+                d["X"], d["y_class"]
+            ),
+        ),
+        (
+            "hgb-categorical",
+            HistGradientBoostingClassifier(max_iter=5, categorical_features=[0]).fit(
+                np.c_[np.arange(N_SAMPLES) % 3, d["X"]], d["y_class"]
+            ),
+        ),
+    ]
 
 
 # -- PyTorch -------------------------------------------------------------------

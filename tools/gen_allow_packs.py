@@ -152,6 +152,9 @@ def observed() -> dict[str, set[str]]:
     groups["sklearn"] = [
         (name, est) for name, est, err in corpus.sklearn_estimators() if err is None
     ]
+    groups["sklearn-binary"] = [
+        (name, est) for name, est, err in corpus.sklearn_binary_estimators() if err is None
+    ]
     for group, objects in groups.items():
         for label, obj in objects:
             for proto, data in corpus.pickles(obj):
