@@ -357,10 +357,11 @@ def check(
     where: str,
     ignore_unsigned: bool = False,
     workers: int | None = None,
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
+) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]:
     """Compare a model on disk with a verified statement.
 
-    Returns `(verified file names, unsigned file names)`; raises
+    Returns `(verified file names, unsigned file names, {name: whole-file digest})`
+    (the digests are empty for shard manifests); raises
     `MissingFileError`, `UnsignedFileError`, `DigestMismatchError` or
     `SubjectMismatchError`. Names are compared before anything is hashed.
     """
@@ -430,4 +431,5 @@ def check(
             f"{model.root}: {len(changed)} file(s) changed since signing: {_names(changed)}; "
             "do not load them, get the original files or sign the model again"
         )
-    return tuple(sorted(listed)), tuple(sorted(set(actual) - set(listed)))
+    whole = {n: r[(0, None)] for n, r in listed.items() if statement.method == "files"}
+    return tuple(sorted(listed)), tuple(sorted(set(actual) - set(listed))), whole

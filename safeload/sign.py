@@ -27,9 +27,10 @@ import os
 import pickle
 import secrets
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from . import _dsse, _statement
@@ -129,6 +130,11 @@ class Verified:
     """Verified resource names (`"."` for a single file)."""
     unsigned: tuple[str, ...] = ()
     """Files present but not signed (only with `ignore_unsigned=True`): never load them."""
+    hash_type: str = "sha256"
+    digests: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """`{name: hex digest}` of each verified file (empty for shard manifests). A loader
+    that reads a file into memory can hash those bytes and compare, so the bytes it
+    loads are the bytes that were verified even if the file changes afterwards."""
 
 
 def signature_path(path: str | os.PathLike[str]) -> Path:
@@ -333,11 +339,20 @@ def verify(
         raise UnsignedFileError(
             f"{path}: {exc.name} is a {exc.kind}, which a signed model may not contain; remove it"
         ) from None
-    files, unsigned = _statement.check(
+    files, unsigned, digests = _statement.check(
         model, statement, where=where, ignore_unsigned=ignore_unsigned, workers=workers
     )
     return Verified(
-        path, sig_path, algorithm, key_id, statement.subject, statement.root_digest, files, unsigned
+        path,
+        sig_path,
+        algorithm,
+        key_id,
+        statement.subject,
+        statement.root_digest,
+        files,
+        unsigned,
+        statement.hash_type,
+        MappingProxyType(digests),
     )
 
 

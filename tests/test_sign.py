@@ -150,6 +150,7 @@ def test_round_trip_single_file(keypair: tuple[str, Signer, TrustStore], model_f
         {"name": ".", "algorithm": "sha256", "digest": digest}
     ]
     assert result.root_digest == hashlib.sha256(bytes.fromhex(digest)).hexdigest()
+    assert dict(result.digests) == {".": digest} and result.hash_type == "sha256"
 
 
 def test_round_trip_directory(keypair: tuple[str, Signer, TrustStore], model_dir: Path) -> None:
@@ -165,6 +166,7 @@ def test_round_trip_directory(keypair: tuple[str, Signer, TrustStore], model_dir
     for resource in resources:
         content = (model_dir / resource["name"]).read_bytes()
         assert resource["digest"] == hashlib.sha256(content).hexdigest()
+        assert result.digests[resource["name"]] == resource["digest"]
 
 
 def test_directory_given_as_dot(
@@ -636,6 +638,7 @@ def test_shard_manifests(tmp_path: Path, model_dir: Path, shard_size: float) -> 
     sign_payload(json.dumps(statement).encode(), signer, sig)
     result = verify(model_dir, trust)
     assert "sub/deeper/empty" not in result.files  # shard manifests cannot list empty files
+    assert dict(result.digests) == {}  # no whole-file digests in a shard manifest
     weights.write_bytes(flip_bit(weights.read_bytes(), 999))
     with pytest.raises(DigestMismatchError, match=re.escape("weights.bin")):
         verify(model_dir, trust)
