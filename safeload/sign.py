@@ -136,6 +136,20 @@ class Verified:
     that reads a file into memory can hash those bytes and compare, so the bytes it
     loads are the bytes that were verified even if the file changes afterwards."""
 
+    def check_bytes(self, data: bytes, name: str = ".") -> None:
+        """Raise `DigestMismatchError` unless `data` is the signed content of file `name`
+        (`"."` for a single-file model): use it on the bytes actually loaded."""
+        want = self.digests.get(name)
+        if want is None:
+            raise MissingFileError(f"{name!r} has no whole-file digest in {self.signature}")
+        hasher = hashlib.new(self.hash_type)
+        hasher.update(data)
+        if not hmac.compare_digest(hasher.hexdigest(), want):
+            shown = self.path if name == "." else f"{self.path}/{name}"
+            raise DigestMismatchError(
+                f"{shown} changed after it was verified; do not load it, verify again"
+            )
+
 
 def signature_path(path: str | os.PathLike[str]) -> Path:
     """The default sidecar: `<artifact>.sig`, or `DIR.sig` beside a directory."""

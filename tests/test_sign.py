@@ -151,6 +151,11 @@ def test_round_trip_single_file(keypair: tuple[str, Signer, TrustStore], model_f
     ]
     assert result.root_digest == hashlib.sha256(bytes.fromhex(digest)).hexdigest()
     assert dict(result.digests) == {".": digest} and result.hash_type == "sha256"
+    result.check_bytes(model_file.read_bytes())
+    with pytest.raises(DigestMismatchError, match="changed after it was verified"):
+        result.check_bytes(model_file.read_bytes() + b"\0")
+    with pytest.raises(MissingFileError):
+        result.check_bytes(b"", "other.pkl")
 
 
 def test_round_trip_directory(keypair: tuple[str, Signer, TrustStore], model_dir: Path) -> None:
