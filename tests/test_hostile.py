@@ -1069,3 +1069,47 @@ def test_protocol0_pickle_after_junk_is_named() -> None:
     report = safeload.scan_bytes(BENIGN + b"\x00" + C01)
     assert not report.safe
     assert "os.system" in {f.global_name for f in report.findings}
+
+
+# -- E5: constructs that crash the scanner after a payload --------------------------------
+
+_PAYLOAD_THEN = proto(4) + glob("os", "system") + sbu(CMD) + tuple1() + reduce() + pop()
+
+SCANNER_CRASHES = {
+    # STACK_GLOBAL with one non-string operand and one string that is not UTF-8
+    "stack-global-bad-utf8-name": _PAYLOAD_THEN
+    + none()
+    + b"\x8c\x01\xfc"
+    + stack_global()
+    + stop(),
+    "stack-global-bad-utf8-module": _PAYLOAD_THEN
+    + b"\x8c\x01\xfc"
+    + none()
+    + stack_global()
+    + stop(),
+    # a joblib wrapper whose state has a key that is not UTF-8
+    "joblib-state-key": _PAYLOAD_THEN.replace(proto(4), b"")
+    + JOBLIB_POLYGLOT.replace(sbu("order"), b"\x8c\x05\xfcrder"),
+    # a joblib wrapper whose dtype string is not UTF-8
+    "joblib-dtype": _PAYLOAD_THEN.replace(proto(4), b"")
+    + JOBLIB_POLYGLOT.replace(sbu("u1"), b"\x8c\x02\xfc1"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCANNER_CRASHES))
+def test_scanner_crash_samples_run_the_payload(name: str, tmp_path: Path) -> None:
+    run_real_loader(SCANNER_CRASHES[name], "loads", tmp_path)
+    assert (tmp_path / "canary").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeDecodeError,
+    reason="const_value decodes a SHORT_BINUNICODE that was never UTF-8-checked: scan_bytes "
+    "raises UnicodeDecodeError (no verdict, the os.system before it is lost)",
+)
+@pytest.mark.parametrize("name", sorted(SCANNER_CRASHES))
+def test_scanner_does_not_crash(name: str) -> None:
+    report = safeload.scan_bytes(SCANNER_CRASHES[name])
+    assert report.verdict is Verdict.DANGEROUS
+    assert "os.system" in {f.global_name for f in report.findings}
