@@ -1103,3 +1103,23 @@ def test_dump_never_reads_the_artifact_back(
     dump({"w": list(range(100))}, tmp_path / "m.pkl", signer=signer, format="pickle")
     monkeypatch.undo()
     verify(tmp_path / "m.pkl", trust)
+
+
+def test_cli_trust_dir_ignore_paths_and_several_keys(tmp_path: Path, model_dir: Path) -> None:
+    trust_dir = tmp_path / "trusted"
+    trust_dir.mkdir()
+    for name, kind in (("a", "ed25519"), ("b", "ecdsa-p256")):
+        assert cli("keygen", "--type", kind, "--out", tmp_path / name)[0] == 0
+        (trust_dir / f"{name}.pub").write_bytes((tmp_path / f"{name}.pub").read_bytes())
+    code, out, _ = cli(
+        "sign", model_dir, "--key", tmp_path / "a", "--key", tmp_path / "b", "--ignore-paths", "sub"
+    )
+    assert code == 0 and "ed25519 key" in out and "ecdsa-p256 key" in out
+    assert (
+        "sub" in statement_of(tmp_path / "model.sig")["predicate"]["serialization"]["ignore_paths"]
+    )
+    (model_dir / "sub" / "unsigned-but-ignored.bin").write_bytes(b"1")
+    code, out, err = cli("verify", model_dir, "--trust-dir", trust_dir)
+    assert (code, err) == (0, "") and "3 files" in out
+    code, _, err = cli("verify", model_dir, "--trust-dir", tmp_path / "nowhere")
+    assert code == 2 and "does not exist" in err
