@@ -677,3 +677,38 @@ def test_agrees_with_cpython(name: str, agree_results: dict[str, dict[str, Any]]
         for module, qualname, protocol in seen["py_names"]:
             assert POLICY.is_allowed(*map_name(module, qualname, protocol))
         assert len(seen["names"]) == len(seen["py_names"])
+
+
+# -- getattr folding ---------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a builtins.getattr GRef whose uses are only {'folded'} is skipped by _findings even "
+    "when the same object (via memo) is also stored or returned: getattr escapes, scan is safe",
+)
+@pytest.mark.parametrize("escape", ["returned", "in-defaultdict", "in-list"])
+def test_folded_getattr_that_escapes_is_not_safe(escape: str) -> None:
+    # The first use of getattr is a legitimate fold (zoneinfo:ZoneInfo._unpickle,
+    # allowlisted); BINGET 0 then hands the getattr builtin itself to the caller.
+    # CPython imported builtins.getattr (an SL104 name) and the loaded object
+    # graph contains it, so the stream is not "every global allowlisted".
+    fold = (
+        sg("builtins", "getattr")
+        + binput(0)
+        + sg("zoneinfo", "ZoneInfo")
+        + sbu("_unpickle")
+        + tuple2()
+        + reduce()
+        + pop()
+    )
+    tail = {
+        "returned": binget(0),
+        "in-defaultdict": sg("collections", "defaultdict") + binget(0) + tuple1() + reduce(),
+        "in-list": empty_list() + binget(0) + append(),
+    }[escape]
+    data = proto(4) + fold + tail + stop()
+    seen = cpython(data)
+    assert ["builtins", "getattr"] in seen["names"], seen
+    assert seen["error"] is None, seen
+    assert safeload.scan_bytes(data).verdict is not Verdict.SAFE
