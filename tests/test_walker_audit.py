@@ -712,3 +712,25 @@ def test_folded_getattr_that_escapes_is_not_safe(escape: str) -> None:
     assert ["builtins", "getattr"] in seen["names"], seen
     assert seen["error"] is None, seen
     assert safeload.scan_bytes(data).verdict is not Verdict.SAFE
+
+
+# -- frames ---------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a FRAME declaring more bytes than remain fails the walk before its contents are "
+    "read; pickle._Unpickler (joblib, pandas) reads the short frame and runs the payload",
+)
+def test_overlong_frame_is_walked(tmp_path: Path) -> None:
+    # _Unframer.load_frame does BytesIO(file_read(size)) without checking the
+    # length, so every opcode inside the short frame runs; only the C unpickler
+    # refuses.  The walker should name os.system (the verdict is already not safe).
+    data = proto(4) + frame(1000) + _SP + stop()
+    seen = cpython(data)
+    assert seen["error"] is not None, seen  # C: truncated
+    assert [n[:2] for n in seen["py_names"]] == [["os", "system"]], seen
+    assert seen["py_error"] is None, seen
+    assert ["os", "system"] in joblib_reader(tmp_path, data)["names"]
+    assert safeload.scan_bytes(data).verdict is not Verdict.SAFE
+    assert "os.system" in names_of(data)
