@@ -167,6 +167,9 @@ def _numpy_objects() -> Objects:
             scalars.append(t(1) if t is not np.str_ else t("s"))
     out.append(("scalars", scalars))
     out.append(("scalar-types", scalar_types))
+    # ufuncs, as FunctionTransformer(np.log1p) and TransformedTargetRegressor store them
+    ufuncs = {getattr(np, n) for n in dir(np) if isinstance(getattr(np, n), np.ufunc)}
+    out.append(("ufuncs", sorted(ufuncs, key=lambda u: u.__name__)))
     out.append(("dtype-classes", sorted({type(np.dtype(t)) for t in scalar_types}, key=str)))
     bit_generators = [np.random.MT19937, np.random.PCG64, np.random.PCG64DXSM]
     bit_generators += [np.random.Philox, np.random.SFC64]
@@ -522,14 +525,18 @@ def _sklearn_loss_fits(d: dict[str, Any]) -> Objects:
 
 
 def _sklearn_compositions(d: dict[str, Any], frame: Any, column: Any) -> Objects:
-    """Pipelines, column transformers, an explicit RandomState."""
+    """Pipelines, column transformers, an explicit RandomState, stored ufuncs."""
     import numpy as np
+    from sklearn.compose import TransformedTargetRegressor
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+    log_target = TransformedTargetRegressor(Ridge(), func=np.log1p, inverse_func=np.expm1)
     return [
+        ("log-target", log_target.fit(d["X"], np.abs(d["y_reg"]))),
+        ("function-transformer", FunctionTransformer(np.sqrt).fit(d["X"])),
         (
             "pipeline",
             make_pipeline(StandardScaler(), LogisticRegression()).fit(d["X"], d["y_class"]),
@@ -708,9 +715,15 @@ def xgboost_objects() -> Objects:
 
     d = _sklearn_data()
     params = {"n_estimators": 3, "max_depth": 2, "n_jobs": 1, "random_state": SEED}
+    group = [10, 10, 10]
     return [
         ("XGBClassifier", xgboost.XGBClassifier(**params).fit(d["X"], d["y_class"])),
+        ("XGBClassifier-binary", xgboost.XGBClassifier(**params).fit(d["X"], d["y_class"] % 2)),
         ("XGBRegressor", xgboost.XGBRegressor(**params).fit(d["X"], d["y_reg"])),
+        ("XGBRFClassifier", xgboost.XGBRFClassifier(**params).fit(d["X"], d["y_class"])),
+        ("XGBRFRegressor", xgboost.XGBRFRegressor(**params).fit(d["X"], d["y_reg"])),
+        ("XGBRanker", xgboost.XGBRanker(**params).fit(d["X"], d["y_class"], group=group)),
+        ("Booster", xgboost.XGBRegressor(**params).fit(d["X"], d["y_reg"]).get_booster()),
     ]
 
 
@@ -724,7 +737,10 @@ def lightgbm_objects() -> Objects:
     params |= {"random_state": SEED, "verbose": -1}
     return [
         ("LGBMClassifier", lightgbm.LGBMClassifier(**params).fit(d["X"], d["y_class"])),
+        ("LGBMClassifier-binary", lightgbm.LGBMClassifier(**params).fit(d["X"], d["y_class"] % 2)),
         ("LGBMRegressor", lightgbm.LGBMRegressor(**params).fit(d["X"], d["y_reg"])),
+        ("LGBMRanker", lightgbm.LGBMRanker(**params).fit(d["X"], d["y_class"], group=[10, 10, 10])),
+        ("Booster", lightgbm.LGBMRegressor(**params).fit(d["X"], d["y_reg"]).booster_),
     ]
 
 
