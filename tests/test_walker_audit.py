@@ -131,7 +131,7 @@ try:
     Recording("x", fh, True).load()
 except Exception as exc:
     error = type(exc).__name__
-print(json.dumps({"names": names, "error": error}))
+print(json.dumps({"names": names, "error": error, "end": fh.tell()}))
 """
 
 
@@ -734,3 +734,28 @@ def test_overlong_frame_is_walked(tmp_path: Path) -> None:
     assert ["os", "system"] in joblib_reader(tmp_path, data)["names"]
     assert safeload.scan_bytes(data).verdict is not Verdict.SAFE
     assert "os.system" in names_of(data)
+
+
+_ALIGN = sbu("numpy_array_alignment_bytes")
+
+
+@pytest.mark.parametrize(
+    ("extra", "array"),
+    [
+        (b"", b"\x01" * 5),  # joblib <= 1.1: no attribute, no padding byte
+        (_ALIGN + binint1(16) + b"", b"\x00" + b"\x01" * 5),  # padding length 0
+        (_ALIGN + none(), b"\x01" * 5),  # None: no padding byte
+        (_ALIGN + newfalse(), b"\x00" + b"\x01" * 5),  # False is not None: padding byte
+        (_ALIGN + sbu("x"), b"\x03\xff\xff\xff" + b"\x01" * 5),  # any non-None value
+        (_ALIGN + empty_list(), b"\x02\xff\xff" + b"\x01" * 5),
+    ],
+    ids=["absent", "pad-0", "none", "false", "str", "list"],
+)
+def test_wrapper_alignment_forms_agree(tmp_path: Path, extra: bytes, array: bytes) -> None:
+    # joblib reads a padding byte iff getattr(wrapper, 'numpy_array_alignment_bytes',
+    # None) is not None, whatever its type.  Both readers must stop exactly at
+    # the final STOP (the array bytes 0x01 are no opcode, so a wrong skip fails).
+    data = _WRAPPER + _state(_dtype("u1", -1, 0), extra) + b"b" + array + stop()
+    seen = joblib_reader(tmp_path, data)
+    assert seen["error"] is None and seen["end"] == len(data), seen
+    assert safeload.scan_bytes(data).verdict is Verdict.SAFE
