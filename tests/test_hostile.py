@@ -1047,13 +1047,8 @@ def test_joblib_polyglot_runs_under_pickle_load_only(tmp_path: Path) -> None:
     assert not (tmp_path / "canary").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the walker reads every stream with a NumpyArrayWrapper the way joblib.load does and "
-    "skips the array bytes; pickle.load reads them as opcodes and runs os.system, yet the "
-    "verdict is `safe` (both readings must be walked)",
-)
 def test_joblib_polyglot_is_not_safe() -> None:
+    """Both readings are walked: the plain-pickle one names the payload."""
     report = safeload.scan_bytes(JOBLIB_POLYGLOT)
     assert report.verdict is Verdict.DANGEROUS
     assert "os.system" in {f.global_name for f in report.findings}
