@@ -349,22 +349,52 @@ def test_wrapper_state_shape_overridden_by_big_setitems(tmp_path: Path) -> None:
     assert safeload.scan_bytes(data).verdict is not Verdict.SAFE
 
 
+_BAD_UTF8 = b"\x8c\x01\xff"  # SHORT_BINUNICODE with an invalid UTF-8 body
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="_const_dict/_dtype_layout decode keys/typestr with const_value and let "
+    reason="_const_dict/_joblib_array/_dtype_layout decode strings with const_value and let "
     "UnicodeDecodeError escape: scan_bytes raises (the CLI dies with a traceback)",
 )
-@pytest.mark.parametrize("where", ["key", "typestr"])
+@pytest.mark.parametrize("where", ["key", "typestr", "shape", "alignment"])
 def test_wrapper_undecodable_string_does_not_crash(where: str) -> None:
     # joblib itself fails with UnicodeDecodeError on these; the scanner must
     # return a not-safe report, not raise.
+    dtype = _dtype("u1", -1, 0)
+    extra = b""
     if where == "key":
-        data = _WRAPPER + _state(_dtype("u1", -1, 0), b"\x8c\x01\xff" + none())
-    else:
-        data = _WRAPPER + _state(_dtype("u1", -1, 0).replace(b"\x8c\x02u1", b"\x8c\x02\xff1"))
-    data += b"b" + b"\x00" * 5 + stop()
+        extra = _BAD_UTF8 + none()
+    elif where == "typestr":
+        dtype = dtype.replace(b"\x8c\x02u1", b"\x8c\x02\xff1")
+    elif where == "alignment":
+        extra = sbu("numpy_array_alignment_bytes") + _BAD_UTF8
+    state = _state(dtype, extra)
+    if where == "shape":
+        state = state.replace(binint1(5) + tuple1(), _BAD_UTF8 + tuple1())
+    data = _WRAPPER + state + b"b" + b"\x00" * 5 + stop()
     report = safeload.scan_bytes(data)
     assert report.verdict is not Verdict.SAFE
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="STACK_GLOBAL's computed-name branch calls const_value on a str operand outside "
+    "the try: an undecodable operand raises UnicodeDecodeError out of scan_bytes",
+)
+@pytest.mark.parametrize("order", ["bad-module", "bad-name"])
+def test_stack_global_undecodable_operand_does_not_crash(order: str) -> None:
+    # os.system runs first in both unpicklers; then STACK_GLOBAL with one
+    # undecodable str operand and one non-str operand.  The scanner must still
+    # report os.system (the scan must not raise: a crash loses every finding and
+    # aborts a whole directory scan).
+    pair = _BAD_UTF8 + none() if order == "bad-module" else none() + _BAD_UTF8
+    data = proto(4) + _SP + b"0" + pair + stack_global() + stop()
+    seen = cpython(data)
+    assert ["os", "system"] in seen["names"], seen
+    report = safeload.scan_bytes(data)
+    assert report.verdict is Verdict.DANGEROUS
+    assert any(f.global_name == "os.system" for f in report.findings)
 
 
 def _padding_trap() -> bytes:
