@@ -558,6 +558,32 @@ AGREE: dict[str, bytes] = {
     + binget(1)
     + stack_global()
     + stop(),
+    # MEMOIZE uses len(memo): after PUT 1 alone that is 1, so it overwrites key 1
+    "memoize-overwrites-sparse-key": proto(4)
+    + sbu("os")
+    + put(1)
+    + pop()
+    + sbu("builtins")
+    + memoize()
+    + pop()
+    + get(1)
+    + sbu("len")
+    + stack_global()
+    + stop(),
+    "sparse-key-joins-dense": proto(4)
+    + sbu("os")
+    + put(1)
+    + pop()
+    + sbu("builtins")
+    + put(0)
+    + pop()
+    + sbu("posix")
+    + memoize()  # len(memo) == 2
+    + pop()
+    + get(2)
+    + sbu("system")
+    + stack_global()
+    + stop(),
     # MARK / POP / STOP
     "pop-eats-mark": mark() + pop() + _CALL + stop(),
     "pop-mark-without-mark": _CALL + pop_mark() + stop(),
