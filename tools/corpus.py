@@ -38,14 +38,9 @@ SEED = 0
 
 
 def pickles(obj: Any, protocols: range = PROTOCOLS) -> Iterator[tuple[int, bytes]]:
-    """`pickle.dumps(obj, protocol=p)` for every protocol the object supports."""
+    """`pickle.dumps(obj, protocol=p)` at every protocol (every corpus object supports all)."""
     for proto in protocols:
-        try:
-            data = pickle.dumps(obj, protocol=proto)
-        except (TypeError, ValueError, pickle.PicklingError, AttributeError):
-            # e.g. objects with __slots__ and no __getstate__ at protocols 0-1
-            continue
-        yield proto, data
+        yield proto, pickle.dumps(obj, protocol=proto)
 
 
 # -- the Python standard library ---------------------------------------------
