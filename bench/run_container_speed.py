@@ -1,6 +1,6 @@
 """Container scan speed and memory: a big PyTorch state dict and a big joblib RandomForest.
 
-    python bench/run_container_speed.py                   # 500 MB state dict, ~300 MB forest
+    python bench/run_container_speed.py                   # 500 MB state dict, ~310 MB forest
     python bench/run_container_speed.py --quick           # 50 MB / small forest, seconds
     python bench/run_container_speed.py --json out.json   # also write the numbers
 
@@ -118,8 +118,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small files (a smoke run)")
     parser.add_argument("--torch-mb", type=int, default=500)
-    parser.add_argument("--forest-samples", type=int, default=200_000)
-    parser.add_argument("--forest-trees", type=int, default=12)
+    parser.add_argument("--forest-samples", type=int, default=400_000)
+    parser.add_argument("--forest-trees", type=int, default=24)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()

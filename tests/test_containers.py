@@ -811,3 +811,34 @@ def test_text_members_that_start_like_opcodes_are_not_pickles(tmp_path: Path) ->
     report = scan(path)
     assert report.verdict is Verdict.SAFE, report.findings
     assert [f.location for f in report.findings] == ["bundle.zip:INFO", "bundle.zip:LICENSE"]
+
+
+def test_zip64_member(tmp_path: Path) -> None:
+    path = tmp_path / "z.zip"
+    with zipfile.ZipFile(path, "w") as zf, zf.open("m.pkl", "w", force_zip64=True) as fh:
+        fh.write(payload())
+    assert_payload_found(scan(path), "z.zip:m.pkl")
+
+
+def test_deflated_torch_archive(tmp_path: Path) -> None:
+    """torch writes stored members; a re-zipped, deflated archive is read the same way."""
+    _, raw = _evil_torch_zip(tmp_path)
+    path = tmp_path / "re.pt"
+    with (
+        zipfile.ZipFile(io.BytesIO(raw)) as src,
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    report = scan(path)
+    assert report.format == "pytorch-zip"
+    assert_payload_found(report, "re.pt:evil/data.pkl")
+
+
+@pytest.mark.parametrize(("mode", "fmt"), [("w:bz2", "tar.bz2"), ("w:xz", "tar.xz")])
+def test_compressed_tar_formats(tmp_path: Path, mode: str, fmt: str) -> None:
+    path = tmp_path / "a.tar"
+    with tarfile.open(path, mode) as tf:  # type: ignore[call-overload]
+        _tar_member(tf, "m.pkl", pickle.dumps({"a": 1}, protocol=4))
+    report = scan(path)
+    assert (report.verdict, report.format) == (Verdict.SAFE, fmt)
