@@ -8,7 +8,8 @@ reader in a subprocess (C `pickle.Unpickler` and pure-Python
 checks what safeload reports for the same bytes.  No named callable ever
 runs: the joblib reader returns the real object only for a handful of inert
 names (the wrapper class, `numpy.dtype`, `numpy.ndarray`, `builtins.object`,
-copyreg reconstructors) and a recording stub for everything else.
+copyreg reconstructors, `pandas.Float64Dtype`) and a recording stub for
+everything else.
 
 Tests marked `xfail(strict=True)` pin walker bugs found by the audit: they
 turn red once the walker is fixed.
@@ -317,7 +318,7 @@ def test_wrapper_dtype_elsize_of_flexible_type_is_used(tmp_path: Path) -> None:
 def test_wrapper_dtype_flags_forged_hasobject(tmp_path: Path) -> None:
     # numpy takes the flags from the state: dtype('u1') with flags 1 has
     # hasobject=True, so joblib reads a nested pickle where the array would be.
-    nested = _PAYLOAD.replace(b"0", b"") + stop()
+    nested = sg("os", "system") + sbu("touch canary") + tuple1() + reduce() + stop()
     data = _WRAPPER + _state(_dtype("u1", -1, 1)) + b"b" + nested + stop()
     seen = joblib_reader(tmp_path, data)
     assert ["os", "system"] in seen["names"], seen
