@@ -842,3 +842,20 @@ def test_compressed_tar_formats(tmp_path: Path, mode: str, fmt: str) -> None:
         _tar_member(tf, "m.pkl", pickle.dumps({"a": 1}, protocol=4))
     report = scan(path)
     assert (report.verdict, report.format) == (Verdict.SAFE, fmt)
+
+
+def test_big_compressed_numeric_npz_member_is_not_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the head of a numeric member is decompressed: its numbers need no parsing."""
+    monkeypatch.setattr(formats, "MAX_EXPANDED", 3 << 20)
+    path = tmp_path / "big.npz"
+    noise = np.random.default_rng(0).random(1 << 20)  # 8 MiB of float64
+    np.savez_compressed(path, a=noise, b=noise[:10])
+    report = scan(path)
+    assert (report.verdict, report.format, report.findings) == (Verdict.SAFE, "npz", ())
+    # an object member of the same size is expanded in full, and so hits the limit
+    objs = np.empty(1 << 19, dtype=object)
+    objs[:] = [float(x) for x in noise[: 1 << 19]]
+    np.savez_compressed(path, o=objs)
+    assert ("resource-limit", "big.npz:o.npy") in bad(scan(path))

@@ -31,6 +31,8 @@ MAX_DEPTH = 8
 MAX_EXPANDED = 8 << 30
 """Total bytes all decompression in one file may produce (a bomb is `resource-limit`)."""
 HEAD = 1024
+_PEEK = 1 << 20
+"""Bytes of a big deflated member expanded first, to see whether the rest is needed."""
 _TAR_SUFFIX = {"gzip": "gz"}
 
 _ANY_OPCODE = frozenset(BY_CODE) - {ord("P")}
@@ -294,7 +296,32 @@ def member_bytes(
             where,
         )
         return None
+    if m.size > _PEEK:
+        peek = _numeric_npy_head(ctx, data, m)
+        if peek is not None:
+            return peek
     return expand_into(ctx, "deflate", data, m.data_offset, m.data_end, where)
+
+
+def _numeric_npy_head(ctx: Ctx, data: Any, m: zipread.Member) -> tuple[Any, int, int] | None:
+    """The decompressed head of a big numeric `.npy` member: all a scan needs of it.
+
+    `np.savez_compressed` archives hold mostly numbers; their bytes need no
+    parsing, so only the head is expanded to read the header.
+    """
+    try:
+        out = compress.expand("deflate", data, m.data_offset, m.data_end, _PEEK, ctx.stack)
+    except compress.Unavailable:  # pragma: no cover - zlib is always there
+        return None
+    if out.error is not None or not bytes(out.data[:6]) == npy.MAGIC:
+        return None
+    try:
+        header = npy.read_header(out.data, 0, out.size)
+    except npy.NpyError:
+        return None
+    if header.has_object:
+        return None
+    return out.data, 0, out.size
 
 
 def expand_into(
