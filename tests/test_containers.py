@@ -859,3 +859,17 @@ def test_big_compressed_numeric_npz_member_is_not_expanded(
     objs[:] = [float(x) for x in noise[: 1 << 19]]
     np.savez_compressed(path, o=objs)
     assert ("resource-limit", "big.npz:o.npy") in bad(scan(path))
+
+
+def test_overlapping_members_are_flagged(tmp_path: Path) -> None:
+    """Two central entries pointing at one local header: the overlap is reported."""
+    path = tmp_path / "o.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a.pkl", pickle.dumps([1], protocol=2))
+        zf.writestr("b.pkl", pickle.dumps([2], protocol=2))
+    raw = bytearray(path.read_bytes())
+    second = raw.find(b"PK\x01\x02", raw.find(b"PK\x01\x02") + 4)
+    struct.pack_into("<I", raw, second + 42, 0)  # b.pkl's local header offset -> a.pkl's
+    path.write_bytes(bytes(raw))
+    report = scan(path)
+    assert ("corrupt-container", "o.zip") in bad(report)

@@ -253,6 +253,15 @@ def _scan_zip_archive(
 ) -> str:
     from . import torch as torch_fmt
 
+    pair = zipread.overlapping(archive)
+    if pair is not None:
+        ctx.add(
+            "corrupt-container",
+            f"zip members {pair[0].name!r} and {pair[1].name!r} share bytes (a zip bomb "
+            "construction)",
+            location,
+            pair[1].header_offset,
+        )
     if torch_fmt.is_torch_zip(archive):
         return torch_fmt.scan_zip(ctx, data, archive, location, depth)
     kinds = set()

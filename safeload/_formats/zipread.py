@@ -10,6 +10,7 @@ offset ranges of the underlying buffer.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ _CDH = b"PK\x01\x02"
 _LFH = b"PK\x03\x04"
 _EOCD_SIZE = 22
 _MAX_COMMENT = 0xFFFF
-MAX_MEMBERS = 1_000_000
+MAX_MEMBERS = 200_000
 
 _eocd = struct.Struct("<4sHHHHIIH")
 _cdh = struct.Struct("<4sHHHHHHIIIHHHHHII")
@@ -153,6 +154,18 @@ def read_archive(data: Any, start: int, end: int) -> Archive:
             Member(name, index, method, flags, csize, usize, hdr, data_offset, local_name, error)
         )
     return Archive(tuple(members), eocd, shift - start)
+
+
+def overlapping(archive: Archive) -> tuple[Member, Member] | None:
+    """Two members whose stored bytes overlap (how non-recursive zip bombs are built)."""
+    spans = sorted(
+        (m for m in archive.members if m.error is None and m.compressed_size),
+        key=lambda m: m.header_offset,
+    )
+    for a, b in itertools.pairwise(spans):
+        if b.header_offset < a.data_end:
+            return a, b
+    return None
 
 
 def _zip64_extra(extra: bytes, usize: int, csize: int, lho: int) -> tuple[int, int, int]:
