@@ -318,18 +318,51 @@ def test_torch_legacy_tar_payload(tmp_path: Path) -> None:
     assert runs_payload(tmp_path, "import torch; torch.load('old.pt', weights_only=False)")
 
 
-def test_torch_legacy_tar_payload_in_storages(tmp_path: Path) -> None:
-    path = tmp_path / "old.pt"
-    storage_rec = pickle.dumps(("0", "cpu", torch.FloatStorage), protocol=2)
+def _legacy_tar(path: Path, storage_views: bytes, top: bytes) -> None:
+    """torch < 0.4's tar layout: one float storage of 2 elements and one tensor on it."""
     storages = (
-        pickle.dumps(1, protocol=2) + storage_rec + struct.pack("<q", 2) + bytes(8) + payload()
+        pickle.dumps(1, protocol=2)
+        + pickle.dumps((0, "cpu", torch.FloatStorage), protocol=2)
+        + struct.pack("<q2f", 2, 1.5, 2.5)
+        + storage_views
     )
+    tensors = (
+        pickle.dumps(1, protocol=2)
+        + pickle.dumps((1, 0, torch.FloatTensor), protocol=2)
+        + struct.pack("<i4xqqq", 1, 2, 1, 0)
+    )
+    sys_info = {"protocol_version": 1001, "little_endian": True}
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
-        _tar_member(tf, "sys_info", pickle.dumps({"protocol_version": 1001}, protocol=2))
+        _tar_member(tf, "sys_info", pickle.dumps(sys_info, protocol=2))
         _tar_member(tf, "storages", storages)
-        _tar_member(tf, "tensors", pickle.dumps(0, protocol=2))
-        _tar_member(tf, "pickle", pickle.dumps({}, protocol=2))
+        _tar_member(tf, "tensors", tensors)
+        _tar_member(tf, "pickle", top)
+
+
+def test_torch_legacy_tar_is_parsed_exactly(tmp_path: Path) -> None:
+    class Ids(pickle.Pickler):
+        def persistent_id(self, obj: object) -> str | None:
+            return "1" if obj == "TENSOR" else None
+
+    buf = io.BytesIO()
+    Ids(buf, protocol=2).dump({"w": "TENSOR"})
+    path = tmp_path / "old.pt"
+    _legacy_tar(path, pickle.dumps([], protocol=2), buf.getvalue())
+    report = scan(path)
+    assert report.format == "pytorch-tar"
+    assert [f for f in report.findings if f.verdict in (Verdict.INVALID, Verdict.DANGEROUS)] == []
+    assert report.pickles == 7
+    code = (
+        "import torch; assert torch.load('old.pt', weights_only=False)['w'].tolist() == [1.5, 2.5]"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=120)
+
+
+def test_torch_legacy_tar_payload_after_storage_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "old.pt"
+    _legacy_tar(path, payload(), pickle.dumps({}, protocol=2))
     assert_payload_found(scan(path), "old.pt:storages")
+    assert runs_payload(tmp_path, "import torch; torch.load('old.pt', weights_only=False)")
 
 
 # -- numpy ---------------------------------------------------------------------------
