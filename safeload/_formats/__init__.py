@@ -187,20 +187,24 @@ def scan_blob(
             # A parser met bytes it did not expect: unverifiable, never a crash.
             ctx.add("corrupt-container", f"{kind} cannot be read: {exc}", location)
             formats.append(kind)
+    tail = _tail_zip(data, start, end) if kind != "zip" else None
+    # A pickle reading stops where an appended zip begins: loaders that read on
+    # fail at its first local header (`PK`: PERSID without a persistent_load),
+    # and the zip's own members are scanned as members below.
+    zip_begin = min((m.header_offset for m in tail.members), default=end) if tail else end
+    pickle_end = zip_begin if start < zip_begin < end else end
     if kind is None and (not member or _has_proto(head)):
         # pickle.load's reading; for a top-level file also the fallback that
         # says why it is no pickle.
-        formats.append(scan_pickle(ctx, data, start, end, location))
+        formats.append(scan_pickle(ctx, data, start, pickle_end, location))
     elif head[0] in _ANY_OPCODE:
         # Bytes that merely start with an opcode (a pickle need not start with
         # PROTO): a reading only if a pickle completes or imports something.
-        second = pickle_if_real(ctx, data, start, end, location)
+        second = pickle_if_real(ctx, data, start, pickle_end, location)
         if second is not None:
             formats.append(second)
-    if kind != "zip":
-        tail = _tail_zip(data, start, end)
-        if tail is not None:
-            formats.append(_scan_zip_archive(ctx, data, tail, location, depth))
+    if tail is not None:
+        formats.append(_scan_zip_archive(ctx, data, tail, location, depth))
     if len(formats) >= 2:
         ctx.add(
             "polyglot-file",
