@@ -20,14 +20,10 @@ stream:
    when both unpicklers asked for the same names; otherwise the name must
    be allowed under both readings), nor when it called `persistent_load`.
 
-Known divergences, excluded from (1) and pinned by strict xfails:
-
-* a stream with an argument that crosses its FRAME is read differently by
-  the C unpickler over a file object; safeload reports SL206 (dangerous) but
-  names only the globals of the buffered reading (tests/test_hostile.py, E3);
-* INT/LONG/FLOAT/PUT/GET lines are parsed by `_pickle.c` only up to a NUL
-  byte; safeload reports the line as malformed (SL301, invalid) and does not
-  name the globals the C unpickler goes on to import (tests/test_hostile.py).
+Known divergence, excluded from (1) and pinned by a strict xfail in
+tests/test_hostile.py (E3): a stream with an argument that crosses its FRAME
+is read differently by the C unpickler over a file object; safeload reports
+SL206 (dangerous) but names only the globals of the buffered reading.
 """
 
 from __future__ import annotations
@@ -187,25 +183,6 @@ def cpython_mapping(module: str, name: str, proto: int) -> tuple[str, str]:
     return module, name
 
 
-_TEXT_NUMBER_OPS = b"ILFpg"  # INT LONG FLOAT PUT GET
-
-
-def nul_in_text_argument(data: bytes, report: safeload.FileReport) -> bool:
-    """The walker stopped at a number line that the C unpickler reads only up to a NUL.
-
-    `_pickle.c` parses INT/LONG/FLOAT/PUT/GET lines with C string functions, so
-    `I1\x00junk\n` is the int 1 to it; safeload calls such a line malformed
-    (SL301) and stops.  Pinned by strict xfails in tests/test_hostile.py.
-    """
-    for f in report.findings:
-        if f.rule == "SL301" and f.offset is not None and f.offset < len(data):
-            if data[f.offset] in _TEXT_NUMBER_OPS:
-                end = data.find(b"\n", f.offset)
-                if b"\x00" in data[f.offset : end if end >= 0 else len(data)]:
-                    return True
-    return False
-
-
 def disagreements(data: bytes, seen: dict[str, Any]) -> list[str]:
     """Everything safeload got wrong about `data` compared with the C unpickler."""
     problems: list[str] = []
@@ -214,7 +191,7 @@ def disagreements(data: bytes, seen: dict[str, Any]) -> list[str]:
     report = safeload.scan_bytes(data)
     rules = {f.rule for f in report.findings}
     asked = [tuple(x) for x in seen["names"]]
-    if "SL206" not in rules and not nul_in_text_argument(data, report):
+    if "SL206" not in rules:
         for pair in asked:
             if pair not in raw:
                 problems.append(
