@@ -909,3 +909,13 @@ def test_overlapping_members_are_flagged(tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     report = scan(path)
     assert ("corrupt-container", "o.zip") in bad(report)
+
+
+def test_torchscript_archive(tmp_path: Path) -> None:
+    path = tmp_path / "ts.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), path)
+    report = scan(path)
+    assert report.format == "pytorch-zip"
+    assert report.verdict is not Verdict.DANGEROUS, report.findings
+    assert not any(f.location.endswith(".debug_pkl") for f in report.findings)
+    assert {f.location for f in report.findings} <= {"ts.pt:ts/data.pkl", "ts.pt:ts/constants.pkl"}

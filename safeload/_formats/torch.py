@@ -52,7 +52,12 @@ def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth
     for m in archive.members:
         where = f"{location}:{m.name}"
         rel = m.name[len(prefix) + 1 :] if m.name.startswith(f"{prefix}/") else m.name
-        is_pickle = m.name.endswith((".pkl", ".debug_pkl"))
+        if m.name.endswith(".debug_pkl"):
+            # TorchScript source-range tables: only torch.jit.load's C++
+            # unpickler reads them, and it resolves TorchScript's own types,
+            # never Python globals.
+            continue
+        is_pickle = m.name.endswith(".pkl")
         if rel.startswith("data/") and not is_pickle:
             # Raw tensor bytes: never unpickled. np.load of the archive would
             # read a member that starts like an .npy file, so those are scanned.
