@@ -919,3 +919,12 @@ def test_torchscript_archive(tmp_path: Path) -> None:
     assert report.verdict is not Verdict.DANGEROUS, report.findings
     assert not any(f.location.endswith(".debug_pkl") for f in report.findings)
     assert {f.location for f in report.findings} <= {"ts.pt:ts/data.pkl", "ts.pt:ts/constants.pkl"}
+
+
+def test_tar_member_name_that_reads_as_a_harmless_pickle(tmp_path: Path) -> None:
+    """`N.txt` decodes as NONE, STOP: a pickle that imports nothing is no second reading."""
+    path = tmp_path / "t.tar"
+    with tarfile.open(path, "w") as tf:
+        _tar_member(tf, "N.txt", b"notes\n")
+    report = scan(path)
+    assert (report.verdict, report.format) == (Verdict.SAFE, "tar"), report.findings

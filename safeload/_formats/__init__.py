@@ -106,7 +106,11 @@ def scan_pickle(
 
 
 def pickle_if_real(ctx: Ctx, data: Any, start: int, end: int, location: str) -> str | None:
-    """A second reading as a pickle: counted only if the pickle at `start` completes or imports."""
+    """A second reading as a pickle: counted only if the pickle at `start` imports something.
+
+    Bytes that merely decode as a harmless pickle (a tar member named `N.txt`
+    reads as NONE, STOP) import nothing, so they are no second reading.
+    """
     from . import torch as torch_fmt
 
     if torch_fmt.is_legacy_stacked(data, start, end):
@@ -115,7 +119,7 @@ def pickle_if_real(ctx: Ctx, data: Any, start: int, end: int, location: str) -> 
     # Only the pickle at `start` counts: a loader fails at its first bad opcode
     # and never reaches pickles found further on.
     first = analysis.pickles[0] if analysis.pickles else None
-    if first is None or first.start != start or not (first.complete or first.globals):
+    if first is None or first.start != start or not first.globals:
         return None
     report_analysis(ctx, analysis, data, start, location)
     return _format_of(analysis)
