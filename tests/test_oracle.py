@@ -18,7 +18,8 @@ stream:
    (`_compat_pickle` while the protocol *current at that opcode* is < 3; the
    protocol comes from the pure-Python unpickler's `self.proto`, used only
    when both unpicklers asked for the same names; otherwise the name must
-   be allowed under both readings), nor when it called `persistent_load`.
+   be allowed at protocol 0 and at every PROTO argument found in the
+   stream), nor when it called `persistent_load`.
 
 Known divergence, excluded from (1) and pinned by a strict xfail in
 tests/test_hostile.py (E3): a stream with an argument that crosses its FRAME
@@ -204,8 +205,14 @@ def disagreements(data: bytes, seen: dict[str, Any]) -> list[str]:
             protos = [x[2] for x in py]
         else:
             protos = [None] * len(asked)
+        # Without the Python unpickler's protocols, every protocol the stream can
+        # be at: 0, and each PROTO argument that occurs anywhere in its bytes.
+        possible = sorted(
+            {0}
+            | {data[i + 1] for i in range(len(data) - 1) if data[i] == 0x80 and data[i + 1] <= 5}
+        )
         for (module, name), p in zip(asked, protos, strict=True):
-            readings = [p] if p is not None else [0, 4]
+            readings = [p] if p is not None else possible
             for q in readings:
                 if not POLICY.is_allowed(*cpython_mapping(module, name, q)):
                     problems.append(f"safe, but C imported {module}.{name} at protocol {q}")
