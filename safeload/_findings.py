@@ -48,8 +48,13 @@ def findings_for(
     for g in analysis.globals:
         if not g.resolved:
             continue  # reported through its event (computed name, EXT code)
-        if g.module == "builtins" and g.name == "getattr" and g.uses == {"folded"}:
-            continue  # every use was folded into the dotted name it reaches
+        if (
+            g.module == "builtins"
+            and g.name == "getattr"
+            and g.uses == {"folded"}
+            and g.refs == g.folds
+        ):
+            continue  # every reference was folded into the dotted name it reaches
         key = (g.module, g.name, g.kind if g.kind == "getattr" else "")
         agg = aggs.get(key)
         if agg is None:

@@ -33,6 +33,8 @@ DEFAULT_MAX_OPCODES = 200_000_000
 _TUPLE_KEEP = 64
 #: Bounds on attempts to find further pickles after unparseable bytes.
 _MAX_RESYNC = 32
+#: Memo indices further than this past the dense part are a loader DoS.
+_MEMO_GAP = 1 << 16
 
 _unpack_i4 = struct.Struct("<i").unpack_from
 _unpack_u4 = struct.Struct("<I").unpack_from
@@ -42,13 +44,25 @@ _unpack_f8 = struct.Struct(">d").unpack_from
 
 # Text integers: what int(x, 0) (pure Python) or strtol(x, 0) (C) accepts.
 _STRTOL_RE = re.compile(rb"[ \t\r\f\v]*[+-]?(0[0-7]*|[1-9][0-9]*|0[xX][0-9a-fA-F]+)")
-_MAX_TEXT_INT = 4300  # sys.int_info.default_max_str_digits
 
 
 class GRef:
     """A global: what `find_class` would import, and how the stream uses it."""
 
-    __slots__ = ("args", "base", "ext", "kind", "module", "name", "offset", "raw", "uses")
+    __slots__ = (
+        "args",
+        "base",
+        "canon",
+        "ext",
+        "folds",
+        "kind",
+        "module",
+        "name",
+        "offset",
+        "raw",
+        "refs",
+        "uses",
+    )
 
     def __init__(
         self, module: str, name: str, offset: int, kind: str, raw: tuple[str, str] | None = None
@@ -64,6 +78,12 @@ class GRef:
         self.args: list[str] = []
         self.ext: int | None = None
         self.base: GRef | None = None
+        self.refs = 1
+        """Times the object was pushed (its opcode, then memo GETs and DUPs)."""
+        self.folds = 0
+        """Times it was consumed as the callable of a folded getattr."""
+        self.canon = 0
+        """Times (a joblib wrapper class) it was instantiated the way joblib does."""
 
     @property
     def resolved(self) -> bool:
@@ -90,12 +110,14 @@ class GRef:
 class Res:
     """The object a call (REDUCE/NEWOBJ/OBJ/INST) would return."""
 
-    __slots__ = ("args", "fn", "offset", "state")
+    __slots__ = ("args", "fn", "offset", "state", "use")
 
-    def __init__(self, fn: object, offset: int, args: object = None):
+    def __init__(self, fn: object, offset: int, args: object = None, use: str = ""):
         self.fn = fn
         self.offset = offset
         self.args = args
+        self.use = use
+        """'called' (REDUCE/INST/OBJ: __init__ or the function runs) or 'instantiated'."""
         self.state: object = None
         """What BUILD gave it (kept for joblib's dtype and wrapper states)."""
 
@@ -197,17 +219,19 @@ class _Memo:
     that size.  `len()` is the number of keys, as MEMOIZE needs.
     """
 
-    __slots__ = ("nodes", "sparse", "vals")
+    __slots__ = ("events", "flagged", "nodes", "sparse", "vals")
 
-    def __init__(self) -> None:
+    def __init__(self, events: list[Event]) -> None:
         self.vals = array("q")
         self.nodes: list[Any] = []
         self.sparse: dict[int, int] = {}
+        self.events = events
+        self.flagged = False
 
     def __len__(self) -> int:
         return len(self.vals) + len(self.sparse)
 
-    def put(self, idx: int, item: Any) -> None:
+    def put(self, idx: int, item: Any, at: int) -> None:
         if type(item) is int:
             v = item
         else:
@@ -225,6 +249,18 @@ class _Memo:
                 while len(vals) in sparse:
                     vals.append(sparse.pop(len(vals)))
         else:
+            if idx - n > _MEMO_GAP and not self.flagged:
+                self.flagged = True
+                # CPython 3.11's C unpickler sizes its memo array by the
+                # largest index: this one line would cost it gigabytes.
+                self.events.append(
+                    Event(
+                        "resource-limit",
+                        at,
+                        f"memo index {idx} at offset {at} makes the C unpickler allocate "
+                        f"about {(idx * 16) >> 20} MiB",
+                    )
+                )
             self.sparse[idx] = v
 
     def get(self, idx: int) -> Any:
@@ -232,7 +268,12 @@ class _Memo:
             v = self.vals[idx]
         else:
             v = self.sparse[idx]  # KeyError: a memo miss
-        return v if v >= 0 else self.nodes[~v]
+        if v >= 0:
+            return v
+        node = self.nodes[~v]
+        if type(node) is GRef:
+            node.refs += 1
+        return node
 
 
 class _Fail(Exception):
@@ -322,6 +363,24 @@ def const_value(data: Any, pos: int) -> object:
     raise ValueError(f"opcode {op:#x} at {pos} does not push a constant")
 
 
+def _const(data: Any, item: int) -> object:
+    """`const_value` for the walker's own consumers: a string that does not
+    decode is where the real unpickler would have failed, so fail there."""
+    try:
+        return const_value(data, item)
+    except (UnicodeDecodeError, ValueError, IndexError, struct.error):
+        raise _Fail("malformed-pickle", item, f"undecodable constant at offset {item}") from None
+
+
+def _str_or_empty(data: Any, item: object) -> str:
+    if type(item) is not int or not is_str_const(data, item):
+        return ""
+    try:
+        return str(const_value(data, item))
+    except (UnicodeDecodeError, ValueError):
+        return ""
+
+
 def _string_bytes(data: Any, pos: int) -> bytes:
     op = data[pos]
     if op == O.SHORT_BINSTRING:
@@ -387,6 +446,23 @@ def _line(data: Any, at: int, limit: int, n: int, start: int) -> tuple[bytes, in
     return bytes(data[at:nl]), nl + 1
 
 
+def _global_at_eof(data: Any, at: int, n: int, start: int, proto: int, out: PickleWalk) -> None:
+    """A GLOBAL cut by EOF: pickle.py's readline returns the rest without a
+    newline and `[:-1]` drops its last byte, so pickle._Unpickler (joblib,
+    pandas) imports that name before it notices the end."""
+    nl = data.find(b"\n", at, n)
+    if nl < 0:
+        module, name = bytes(data[at:n])[:-1], b""
+    elif data.find(b"\n", nl + 1, n) >= 0:
+        return  # not cut by EOF (a frame problem): reported elsewhere
+    else:
+        module, name = bytes(data[at:nl]), bytes(data[nl + 1 : n])[:-1]
+    try:
+        _new_global(out, module.decode("utf-8"), name.decode("utf-8"), start, "GLOBAL", proto)
+    except UnicodeDecodeError:
+        pass
+
+
 def _new_global(out: PickleWalk, module: str, name: str, at: int, kind: str, proto: int) -> GRef:
     mod2, name2 = map_name(module, name, proto)
     g = GRef(mod2, name2, at, kind, None if (mod2, name2) == (module, name) else (module, name))
@@ -394,8 +470,78 @@ def _new_global(out: PickleWalk, module: str, name: str, at: int, kind: str, pro
     return g
 
 
-def _is_wrapper(g: GRef) -> bool:
-    return g.name == "NumpyArrayWrapper" and g.module == "joblib.numpy_pickle"
+def _is_wrapper(g: object) -> bool:
+    return type(g) is GRef and g.name == "NumpyArrayWrapper" and g.module == "joblib.numpy_pickle"
+
+
+def _maybe_wrapper(inst: Res) -> bool:
+    """Could this object be a joblib NumpyArrayWrapper instance?
+
+    True when the wrapper class is the callable, or is handed to the callable
+    (`copyreg._reconstructor(NumpyArrayWrapper, object, None)`, `__newobj__`).
+    """
+    if _is_wrapper(inst.fn):
+        return True
+    args = inst.args
+    return type(args) is Tup and args.items is not None and any(_is_wrapper(x) for x in args.items)
+
+
+def _stray(wrappers: list[GRef]) -> bool:
+    return any(w.refs != w.canon for w in wrappers)
+
+
+def _count_canonical(data: Any, res: Res) -> None:
+    fn, args = res.fn, res.args
+    if type(fn) is not GRef:
+        return
+    if _is_wrapper(fn):
+        empty = (type(args) is int and data[args] == O.EMPTY_TUPLE) or (
+            type(args) is Tup and args.n == 0
+        )
+        if res.use == "instantiated" and empty:
+            fn.canon += 1
+    elif (
+        (fn.module, fn.name) == ("copyreg", "_reconstructor")
+        and type(args) is Tup
+        and args.items is not None
+        and args.n == 3
+    ):
+        cls = args.items[0]
+        if type(cls) is GRef and _is_wrapper(cls):
+            cls.canon += 1
+
+
+def _canonical_wrapper(data: Any, inst: Res, wrappers: list[GRef]) -> bool:
+    """The two shapes picklers give a wrapper, each BUILT exactly once.
+
+    `NEWOBJ(NumpyArrayWrapper, ())` (protocol >= 2) and
+    `copyreg._reconstructor(NumpyArrayWrapper, builtins.object, None)` (0, 1)
+    both skip `__init__`, so every attribute comes from the one BUILD state.
+    """
+    if inst.state is not None:
+        return False  # a second BUILD would merge into the first state
+    if any(w.refs != w.canon for w in wrappers):
+        # The class went somewhere else too (into a state dict, a list...):
+        # `__class__` assignment can then turn any object into a wrapper.
+        return False
+    fn, args = inst.fn, inst.args
+    if _is_wrapper(fn):
+        no_args = (type(args) is int and data[args] == O.EMPTY_TUPLE) or (
+            type(args) is Tup and args.n == 0
+        )
+        return inst.use == "instantiated" and no_args
+    if type(args) is not Tup or args.items is None:
+        return False
+    if type(fn) is GRef and (fn.module, fn.name) == ("copyreg", "_reconstructor") and args.n == 3:
+        cls, base, state = args.items
+        return (
+            _is_wrapper(cls)
+            and type(base) is GRef
+            and (base.module, base.name) == ("builtins", "object")
+            and type(state) is int
+            and data[state] == O.NONE
+        )
+    return False
 
 
 def _call(data: Any, out: PickleWalk, fn: object, args: object, at: int, use: str) -> Any:
@@ -408,7 +554,10 @@ def _call(data: Any, out: PickleWalk, fn: object, args: object, at: int, use: st
         fn.uses.add(use)
         if len(fn.args) < 3 and type(args) is Tup:
             fn.args.append(render(data, args))
-        return Res(fn, at, args)
+        res = Res(fn, at, args, use)
+        if fn.name == "NumpyArrayWrapper" or fn.name == "_reconstructor":
+            _count_canonical(data, res)
+        return res
     out.events.append(
         Event(
             "computed-callable", at, f"{use} object is {render(data, fn)}, not an imported global"
@@ -441,7 +590,10 @@ def walk_one(data: Any, pos: int, end: int, budget: int, *, joblib: bool = True)
     try:
         _walk(data, pos, end, budget, result, joblib)
     except _Fail as fail:
-        result.events.append(Event(fail.rule, fail.offset, fail.message))
+        if not (
+            fail.rule == "truncated-pickle" and any(e.rule == fail.rule for e in result.events)
+        ):
+            result.events.append(Event(fail.rule, fail.offset, fail.message))
         result.end = max(result.end, fail.offset)
         _finish(result)
     except (IndexError, struct.error):
@@ -457,7 +609,7 @@ def walk_one(data: Any, pos: int, end: int, budget: int, *, joblib: bool = True)
 def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: bool) -> None:
     stack: list[Any] = []
     marks: list[int] = []
-    memo = _Memo()
+    memo = _Memo(out.events)
     vals = memo.vals
     vals_append = vals.append
     nodes = memo.nodes
@@ -473,7 +625,8 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
     start = pos
     nops = 0
     fused = 0
-    dicts: dict[int, list[Any]] | None = None
+    dicts: dict[int, list[Any] | None] | None = None
+    wrappers: list[GRef] = []  # joblib NumpyArrayWrapper classes seen
 
     try:
         for nops in range(budget):
@@ -511,7 +664,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 append(start)
                 if data[pos] == 0x94:  # MEMOIZE right after: one step
                     if sparse:
-                        memo.put(len(memo), start)
+                        memo.put(len(memo), start, start)
                     else:
                         vals_append(start)
                     pos += 1
@@ -528,7 +681,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     if idx == len(vals) and not sparse:
                         vals_append(start)
                     else:
-                        memo.put(idx, start)
+                        memo.put(idx, start, start)
                     pos += 2
                     fused += 1
                 elif nxt == 0x72:  # LONG_BINPUT right after
@@ -536,7 +689,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     if idx == len(vals) and not sparse:
                         vals_append(start)
                     else:
-                        memo.put(idx, start)
+                        memo.put(idx, start, start)
                     pos += 5
                     fused += 1
             elif op == 0x4A:  # BININT
@@ -545,7 +698,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
             elif op == 0x94:  # MEMOIZE
                 if len(stack) <= fence:
                     raise _underflow(start)
-                memo.put(len(memo), stack[-1])
+                memo.put(len(memo), stack[-1], start)
                 pos += 1
             elif op == 0x4B:  # BININT1
                 append(start)
@@ -556,13 +709,19 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
             elif op == 0x71:  # BINPUT
                 if len(stack) <= fence:
                     raise _underflow(start)
-                memo.put(data[pos + 1], stack[-1])
+                memo.put(data[pos + 1], stack[-1], start)
                 pos += 2
             elif op == 0x68:  # BINGET
                 idx = data[pos + 1]
                 if idx < len(vals):
                     v = vals[idx]
-                    append(v if v >= 0 else nodes[~v])
+                    if v >= 0:
+                        append(v)
+                    else:
+                        v = nodes[~v]
+                        if type(v) is GRef:
+                            v.refs += 1
+                        append(v)
                     pos += 2
                     continue
                 try:
@@ -586,13 +745,13 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 if k <= fence:
                     raise _underflow(start)
                 target = stack[k - 1]
-                if (
-                    dicts is not None
-                    and op == 0x75
-                    and type(target) is int
-                    and len(stack) - k <= 64
-                ):
-                    dicts.setdefault(target, []).extend(stack[k:])
+                if dicts is not None and op == 0x75 and type(target) is int:
+                    kept = dicts.setdefault(target, [])
+                    if kept is not None:
+                        if len(stack) - k <= 64:
+                            kept.extend(stack[k:])
+                        else:
+                            dicts[target] = None  # too big to keep: never a wrapper state
                 del stack[k:]
                 if type(target) is not int:
                     _mutate(out, target, start, "SETITEMS" if op == 0x75 else "APPENDS")
@@ -611,7 +770,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     raise _Fail(
                         "truncated-pickle", start, f"pickle data was truncated at offset {start}"
                     )
-                memo.put(_unpack_u4(data, pos + 1)[0], stack[-1])
+                memo.put(_unpack_u4(data, pos + 1)[0], stack[-1], start)
                 pos += 5
             elif op == 0x6A:  # LONG_BINGET
                 if pos + 5 > n:
@@ -661,7 +820,9 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     raise _underflow(start)
                 target = stack[-3]
                 if dicts is not None and type(target) is int:
-                    dicts.setdefault(target, []).extend(stack[-2:])
+                    kept = dicts.setdefault(target, [])
+                    if kept is not None:
+                        kept.extend(stack[-2:])
                 del stack[-2:]
                 if type(target) is not int:
                     _mutate(out, target, start, "SETITEM")
@@ -697,38 +858,51 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         )
                     )
                 elif t is Res:
-                    inst.state = state
                     fn = inst.fn
                     if type(fn) is GRef:
                         fn.uses.add("state")
-                        if joblib and _is_wrapper(fn):
-                            if dicts is None:
-                                # Made by INST/OBJ/EXT: its state was not kept.
+                    if wrappers and not _maybe_wrapper(inst) and _stray(wrappers):
+                        # A wrapper class was pushed without being instantiated the
+                        # way joblib does: a BUILD (e.g. `__class__` in slot state)
+                        # may turn this object into a wrapper.
+                        raise _Fail(
+                            "malformed-pickle",
+                            start,
+                            f"joblib wrapper class referenced oddly before BUILD at offset {start}",
+                        )
+                    if joblib and _maybe_wrapper(inst):
+                        # joblib's load_build reads an array after *any* BUILD
+                        # whose target is a wrapper instance; only the form
+                        # joblib writes can be sized statically.
+                        if dicts is None or not _canonical_wrapper(data, inst, wrappers):
+                            raise _Fail(
+                                "malformed-pickle",
+                                start,
+                                f"joblib wrapper at offset {start} is built in a way safeload "
+                                "cannot follow",
+                            )
+                        inst.state = state
+                        # joblib reads the array from the file itself, past
+                        # the frame, which its pickler always ends here.
+                        if in_frame:
+                            if pos + 1 != limit:
+                                events.append(
+                                    Event(
+                                        "frame-boundary-violation",
+                                        start,
+                                        f"joblib array at offset {start} starts inside a FRAME",
+                                    )
+                                )
                                 raise _Fail(
                                     "malformed-pickle",
                                     start,
-                                    f"joblib wrapper at offset {start} built in an unexpected way",
+                                    f"joblib array at offset {start} inside a FRAME",
                                 )
-                            # joblib reads the array from the file itself, past
-                            # the frame, which its pickler always ends here.
-                            if in_frame:
-                                if pos + 1 != limit:
-                                    events.append(
-                                        Event(
-                                            "frame-boundary-violation",
-                                            start,
-                                            f"joblib array at offset {start} starts inside a FRAME",
-                                        )
-                                    )
-                                    raise _Fail(
-                                        "malformed-pickle",
-                                        start,
-                                        f"joblib array at offset {start} inside a FRAME",
-                                    )
-                                in_frame = False
-                                limit = n
-                            pos = _joblib_array(data, pos + 1, n, state, dicts, out, budget - nops)
-                            continue
+                            in_frame = False
+                            limit = n
+                        pos = _joblib_array(data, pos + 1, n, state, dicts, out, budget - nops)
+                        continue
+                    inst.state = state
                 pos += 1
             elif op == 0x93:  # STACK_GLOBAL
                 if len(stack) - fence < 2:
@@ -736,25 +910,21 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 name_item = pop()
                 mod_item = pop()
                 if is_str_const(data, mod_item) and is_str_const(data, name_item):
-                    try:
-                        module = str(const_value(data, mod_item))
-                        name = str(const_value(data, name_item))
-                    except (UnicodeDecodeError, ValueError):
-                        raise _Fail(
-                            "malformed-pickle",
-                            start,
-                            f"undecodable STACK_GLOBAL operand at {start}",
-                        ) from None
+                    module = str(_const(data, mod_item))
+                    name = str(_const(data, name_item))
                     g = _new_global(out, module, name, start, "STACK_GLOBAL", proto)
-                    if joblib and dicts is None and _is_wrapper(g):
-                        dicts = {}  # from now on small dicts are kept for BUILD states
+                    if joblib and _is_wrapper(g):
+                        wrappers.append(g)
+                        if dicts is None:
+                            dicts = {}  # from now on small dicts are kept for BUILD states
                     append(g)
                 else:
-                    cmod = str(const_value(data, mod_item)) if is_str_const(data, mod_item) else ""
-                    cname = (
-                        str(const_value(data, name_item)) if is_str_const(data, name_item) else ""
+                    g = GRef(
+                        _str_or_empty(data, mod_item),
+                        _str_or_empty(data, name_item),
+                        start,
+                        "computed",
                     )
-                    g = GRef(cmod, cname, start, "computed")
                     globs.append(g)
                     events.append(
                         Event(
@@ -768,8 +938,12 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     append(g)
                 pos += 1
             elif op == 0x63:  # GLOBAL
-                raw_mod, p2 = _line(data, pos + 1, limit, n, start)
-                raw_name, pos = _line(data, p2, limit, n, start)
+                try:
+                    raw_mod, p2 = _line(data, pos + 1, limit, n, start)
+                    raw_name, pos = _line(data, p2, limit, n, start)
+                except _Fail:
+                    _global_at_eof(data, pos + 1, n, start, proto, out)
+                    raise
                 try:
                     module = raw_mod.decode("utf-8")
                     name = raw_name.decode("utf-8")
@@ -778,8 +952,10 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         "malformed-pickle", start, f"GLOBAL name is not UTF-8 at offset {start}"
                     ) from None
                 g = _new_global(out, module, name, start, "GLOBAL", proto)
-                if joblib and dicts is None and _is_wrapper(g):
-                    dicts = {}  # from now on small dicts are kept for BUILD states
+                if joblib and _is_wrapper(g):
+                    wrappers.append(g)
+                    if dicts is None:
+                        dicts = {}  # from now on small dicts are kept for BUILD states
                 append(g)
             elif op == 0x81:  # NEWOBJ
                 if len(stack) - fence < 2:
@@ -812,13 +988,21 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         )
                     )
                 if size > n - pos:
-                    raise _Fail(
-                        "truncated-pickle",
-                        start,
-                        f"FRAME at offset {start} declares {size} bytes, {n - pos} remain",
+                    # The C unpickler stops here, but pickle._Unpickler (joblib,
+                    # pandas) reads the short frame and runs what is in it: keep
+                    # walking the rest as unframed bytes.
+                    events.append(
+                        Event(
+                            "truncated-pickle",
+                            start,
+                            f"FRAME at offset {start} declares {size} bytes, {n - pos} remain",
+                        )
                     )
-                limit = pos + size
-                in_frame = True
+                    limit = n
+                    in_frame = False
+                else:
+                    limit = pos + size
+                    in_frame = True
             elif op == 0x80:  # PROTO
                 if pos + 2 > n:
                     raise _Fail(
@@ -880,7 +1064,8 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
 _DTYPE_NAMES = frozenset(
     {("numpy", "dtype"), ("numpy.core.multiarray", "dtype"), ("numpy._core.multiarray", "dtype")}
 )
-_TYPESTR_RE = re.compile(r"[|<>=]?([?bBhHiIlLqQpPefdgFDGSUVOMmuca]|[biufcmMOSUV])(\d*)")
+_FIXED_TYPESTR = re.compile(r"[biufcmMO]([1-9][0-9]*)")
+_FLEXIBLE_TYPESTR = re.compile(r"[SUV][0-9]*")
 _NPY_ITEM_HASOBJECT = 0x01
 
 
@@ -889,7 +1074,7 @@ def _joblib_array(
     pos: int,
     n: int,
     state: object,
-    dicts: dict[int, list[Any]],
+    dicts: dict[int, list[Any] | None],
     out: PickleWalk,
     budget: int,
 ) -> int:
@@ -910,15 +1095,11 @@ def _joblib_array(
         raise bad("wrapper state is not a constant dict")
     shape_item = fields.get("shape")
     if type(shape_item) is int:
-        try:
-            shape_value = const_value(data, shape_item)
-        except ValueError:
-            shape_value = None
-        dims: list[int] | None = [] if shape_value == () else None
+        dims: list[int] | None = [] if _const(data, shape_item) == () else None
     elif type(shape_item) is Tup and shape_item.items is not None:
         dims = []
         for d in shape_item.items:
-            value = const_value(data, d) if type(d) is int else None
+            value = _const(data, d) if type(d) is int else None
             if type(value) is not int or value < 0:
                 dims = None
                 break
@@ -941,7 +1122,7 @@ def _joblib_array(
     align_item = fields.get("numpy_array_alignment_bytes")
     if align_item is not None and type(align_item) is not int:
         raise bad("alignment is not a constant")
-    padded = align_item is not None and const_value(data, align_item) is not None
+    padded = align_item is not None and _const(data, align_item) is not None
     if padded:
         # joblib reads a length byte and skips that many bytes, whatever they are.
         if pos >= n:
@@ -962,49 +1143,59 @@ def _joblib_array(
     return pos + nbytes
 
 
-def _const_dict(data: Any, item: object, dicts: dict[int, list[Any]]) -> dict[str, Any] | None:
+def _const_dict(
+    data: Any, item: object, dicts: dict[int, list[Any] | None]
+) -> dict[str, Any] | None:
     if type(item) is not int or data[item] != O.EMPTY_DICT:
         return None
     items = dicts.get(item, [])
+    if items is None:
+        return None
     out: dict[str, Any] = {}
     for i in range(0, len(items) - 1, 2):
         key = items[i]
         if not is_str_const(data, key):
             return None
-        out[str(const_value(data, key))] = items[i + 1]
+        out[str(_const(data, key))] = items[i + 1]
     return out
 
 
 def _dtype_layout(data: Any, item: object) -> tuple[int, bool]:
-    """(itemsize, hasobject) of a pickled `numpy.dtype(typestr, align, copy)` + BUILD state."""
-    fail = _Fail(
-        "malformed-pickle",
-        item.offset if type(item) is Res else 0,
-        "joblib array dtype cannot be derived statically",
-    )
+    """(itemsize, hasobject) of `numpy.dtype(typestr, align, copy)` + its BUILD state.
+
+    Mirrors numpy's `arraydescr_setstate`: the state's elsize counts only for
+    flexible types (S, U, V); fixed types keep the size their typestr names;
+    the flags (hence hasobject) always come from the state.  Only the forms
+    numpy itself writes are accepted; anything else fails closed.
+    """
+    where = item.offset if type(item) is Res else 0
+    fail = _Fail("malformed-pickle", where, "joblib array dtype cannot be derived statically")
     if (
         type(item) is not Res
         or type(item.fn) is not GRef
         or (item.fn.module, item.fn.name) not in _DTYPE_NAMES
+        or item.use != "called"
     ):
         raise fail
     args, state = item.args, item.state
     if type(args) is not Tup or not args.items or not is_str_const(data, args.items[0]):
         raise fail
-    if type(state) is not Tup or state.items is None or len(state.items) < 8:
+    if type(state) is not Tup or state.items is None or len(state.items) not in (8, 9):
         raise fail
-    elsize_item, flags_item = state.items[5], state.items[7]
-    elsize = const_value(data, elsize_item) if type(elsize_item) is int else None
-    flags = const_value(data, flags_item) if type(flags_item) is int else None
-    if type(elsize) is not int or type(flags) is not int:
+    version, elsize, flags = (
+        _const(data, x) if type(x) is int else None
+        for x in (state.items[0], state.items[5], state.items[7])
+    )
+    if version not in (3, 4) or type(elsize) is not int or type(flags) is not int:
         raise fail
     hasobject = bool(flags & _NPY_ITEM_HASOBJECT)
-    if elsize > 0:
+    typestr = str(_const(data, args.items[0]))
+    fixed = _FIXED_TYPESTR.fullmatch(typestr)
+    if fixed is not None:
+        return int(fixed.group(1)), hasobject
+    if _FLEXIBLE_TYPESTR.fullmatch(typestr) is not None and elsize >= 0:
         return elsize, hasobject
-    m = _TYPESTR_RE.fullmatch(str(const_value(data, args.items[0])))
-    if m is None or not m.group(2):
-        raise fail
-    return int(m.group(2)), hasobject
+    raise fail
 
 
 def _finish(out: PickleWalk) -> None:
@@ -1025,6 +1216,7 @@ def _fold_getattr(data: Any, fn: GRef, args: object, at: int) -> GRef | None:
     except (UnicodeDecodeError, ValueError):
         return None
     fn.uses.add("folded")
+    fn.folds += 1
     target.uses.add("getattr-base")
     folded = GRef(target.module, f"{target.name}.{name}", at, "getattr")
     folded.base = target
@@ -1148,7 +1340,10 @@ def _slow(
                 raise _Fail("malformed-pickle", start, f"stack underflow at offset {start}")
         elif op == O.DUP:
             need(1)
-            stack.append(stack[-1])
+            top = stack[-1]
+            if type(top) is GRef:
+                top.refs += 1
+            stack.append(top)
         elif op == O.POP_MARK:
             k = pop_mark()
             del stack[k:]
@@ -1160,10 +1355,10 @@ def _slow(
             idx = _text_index(text, start)
             if idx < 0:
                 raise _Fail("malformed-pickle", start, f"negative PUT argument at offset {start}")
-            memo.put(idx, stack[-1])
+            memo.put(idx, stack[-1], start)
             return new
         if op == O.MEMOIZE:
-            memo.put(len(memo), stack[-1])
+            memo.put(len(memo), stack[-1], start)
             return pos + 1
         raise AssertionError(info.name)  # BINPUT/LONG_BINPUT are on the hot path
     if e is O.Effect.MEMO_GET:  # GET (BINGET/LONG_BINGET are on the hot path)
@@ -1290,37 +1485,50 @@ def _slow(
     raise AssertionError(f"no handler for {info.name}")  # pragma: no cover
 
 
+def _c_str(text: bytes) -> bytes:
+    """The line as the C unpickler parses it: a C string ends at its first NUL."""
+    nul = text.find(b"\0")
+    return text if nul < 0 else text[:nul]
+
+
+def _parse_int(text: bytes, base: int) -> int | None:
+    """What the C unpickler or pickle.py would read; the C reading first."""
+    for candidate in (_c_str(text), text):
+        try:
+            return int(candidate, base)
+        except ValueError:
+            continue
+    return None
+
+
 def _text_index(text: bytes, at: int) -> int:
-    if len(text) > _MAX_TEXT_INT:
-        raise _Fail("malformed-pickle", at, f"memo index at offset {at} is too long")
-    try:
-        return int(text)
-    except ValueError:
-        raise _Fail(
-            "malformed-pickle", at, f"bad memo index {text[:40]!r} at offset {at}"
-        ) from None
+    idx = _parse_int(text, 10)
+    if idx is None:
+        raise _Fail("malformed-pickle", at, f"bad memo index {text[:40]!r} at offset {at}")
+    return idx
 
 
 def _check_text_const(op: int, text: bytes, at: int) -> None:
-    """Validate INT/LONG/FLOAT/STRING/UNICODE/PERSID lines as the loaders would."""
+    """Validate INT/LONG/FLOAT/STRING/UNICODE lines as the loaders would.
+
+    A line either implementation accepts is accepted: int()'s digit limit
+    only binds decimal, and the C unpickler reads up to a NUL.
+    """
     try:
         if op == O.INT:
-            if text in (b"00", b"01"):
+            if text in (b"00", b"01") or _parse_int(text, 0) is not None:
                 return
-            if len(text) > _MAX_TEXT_INT:
-                raise ValueError("too many digits")
-            try:
-                int(text, 0)
-            except ValueError:
-                if not _STRTOL_RE.fullmatch(text):
-                    raise
+            if not _STRTOL_RE.fullmatch(_c_str(text)):  # strtol's octal "010"
+                raise ValueError("not an integer")
         elif op == O.LONG:
-            body = text[:-1] if text.endswith(b"L") else text
-            if len(body) > _MAX_TEXT_INT:
-                raise ValueError("too many digits")
-            int(body, 0)
+            py_body = text[:-1] if text.endswith(b"L") else text
+            if _parse_int(py_body, 0) is None and _parse_int(_c_str(py_body), 0) is None:
+                raise ValueError("not an integer")
         elif op == O.FLOAT:
-            float(text)
+            try:
+                float(text)
+            except ValueError:
+                float(_c_str(text))
         elif op == O.STRING:
             if len(text) < 2 or text[0] != text[-1] or text[0] not in b"\"'":
                 raise ValueError("the STRING opcode argument must be quoted")
@@ -1450,11 +1658,17 @@ def _resync(
     attempts and bytes walked so far), so hostile inputs full of PROTO-like
     byte pairs cannot make the scan quadratic.
     """
+    # First the byte right after the failure (junk then a protocol-0
+    # pickle), then every PROTO opcode further on.
+    direct = pos if pos < n and data[pos] in O.BY_CODE else None
     while spent[0] < _MAX_RESYNC and spent[1] <= 2 * n + (1 << 20) and budget > 0:
-        m = _PROTO_START.search(data, pos, n)
-        if m is None:
-            return None
-        cand = m.start()
+        if direct is not None:
+            cand, direct = direct, None
+        else:
+            m = _PROTO_START.search(data, pos, n)
+            if m is None:
+                return None
+            cand = m.start()
         spent[0] += 1
         walk = walk_one(data, cand, n, budget)
         budget -= walk.opcodes

@@ -11,8 +11,7 @@ names (the wrapper class, `numpy.dtype`, `numpy.ndarray`, `builtins.object`,
 copyreg reconstructors, `pandas.Float64Dtype`) and a recording stub for
 everything else.
 
-Tests marked `xfail(strict=True)` pin walker bugs found by the audit: they
-turn red once the walker is fixed.
+Every divergence the audit found is fixed; each test pins the fixed behaviour.
 """
 
 from __future__ import annotations
@@ -213,11 +212,6 @@ _PAYLOAD = sg("os", "system") + sbu("touch canary") + tuple1() + reduce() + b"0"
 # -- joblib wrapper path ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a NumpyArrayWrapper made by copyreg._reconstructor is not recognised as a wrapper: "
-    "joblib skips its array bytes, the walker parses them, a hidden os.system scans safe",
-)
 def test_wrapper_made_by_copyreg_reconstructor(tmp_path: Path) -> None:
     # joblib's load_build checks isinstance(stack[-1], NumpyArrayWrapper), whatever
     # callable made the instance; copyreg._reconstructor(cls, object, None) makes one.
@@ -288,11 +282,6 @@ def _state(dtype: bytes, extra: bytes = b"") -> bytes:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_dtype_layout trusts the state's elsize for every dtype; numpy ignores it for "
-    "fixed-size types, so joblib reads 5 bytes where the walker skips 500 (payload hidden)",
-)
 def test_wrapper_dtype_elsize_forged(tmp_path: Path) -> None:
     # numpy's dtype.__setstate__ only takes elsize from the state for flexible
     # types (S, U, V): dtype('u1') with elsize 100 still has itemsize 1.  joblib
@@ -327,11 +316,6 @@ def test_wrapper_dtype_flags_forged_hasobject(tmp_path: Path) -> None:
     assert "os.system" in names_of(data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SETITEMS with more than 64 items is not recorded for joblib states, so a later "
-    "'shape' override is missed: joblib skips 200 bytes, the walker 5 (payload hidden)",
-)
 def test_wrapper_state_shape_overridden_by_big_setitems(tmp_path: Path) -> None:
     # dict keys set later win (BUILD updates __dict__ from the final dict): the
     # second SETITEMS (66 stack items) sets shape=(200,).
@@ -354,11 +338,6 @@ def test_wrapper_state_shape_overridden_by_big_setitems(tmp_path: Path) -> None:
 _BAD_UTF8 = b"\x8c\x01\xff"  # SHORT_BINUNICODE with an invalid UTF-8 body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_const_dict/_joblib_array/_dtype_layout decode strings with const_value and let "
-    "UnicodeDecodeError escape: scan_bytes raises (the CLI dies with a traceback)",
-)
 @pytest.mark.parametrize("where", ["key", "typestr", "shape", "alignment"])
 def test_wrapper_undecodable_string_does_not_crash(where: str) -> None:
     # joblib itself fails with UnicodeDecodeError on these; the scanner must
@@ -379,11 +358,6 @@ def test_wrapper_undecodable_string_does_not_crash(where: str) -> None:
     assert report.verdict is not Verdict.SAFE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="STACK_GLOBAL's computed-name branch calls const_value on a str operand outside "
-    "the try: an undecodable operand raises UnicodeDecodeError out of scan_bytes",
-)
 @pytest.mark.parametrize("order", ["bad-module", "bad-name"])
 def test_stack_global_undecodable_operand_does_not_crash(order: str) -> None:
     # os.system runs first in both unpicklers; then STACK_GLOBAL with one
@@ -409,11 +383,6 @@ def _padding_trap() -> bytes:
     return bytes([20]) + b"\x00" * 4 + binunicode_header(len(tail)) + tail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a wrapper made by REDUCE runs __init__, whose numpy_array_alignment_bytes defaults "
-    "to 16; the walker only reads BUILD's dict, so it misses joblib's padding byte",
-)
 def test_wrapper_alignment_from_init_args(tmp_path: Path) -> None:
     # NumpyArrayWrapper(subclass, shape, order, dtype) sets
     # numpy_array_alignment_bytes=16; BUILD's dict (no such key) only updates
@@ -439,11 +408,6 @@ def test_wrapper_alignment_from_init_args(tmp_path: Path) -> None:
     assert safeload.scan_bytes(data).verdict is not Verdict.SAFE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUILD updates the wrapper's __dict__, so numpy_array_alignment_bytes from a first "
-    "BUILD persists into a second one (via memo); the walker reads each dict alone",
-)
 def test_wrapper_built_twice_keeps_alignment(tmp_path: Path) -> None:
     # joblib's load_build reads an array after *every* BUILD on a wrapper
     # instance; the second BUILD's dict has no alignment key but the instance
@@ -473,11 +437,6 @@ def test_wrapper_built_twice_keeps_alignment(tmp_path: Path) -> None:
 _CALL = glob("os", "system") + string("touch canary") + tuple1() + reduce()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_check_text_const/_text_index reject any INT/LONG/PUT line longer than 4300 bytes; "
-    "int() only limits decimal digits (not 0x/0b/0o, whitespace or underscores)",
-)
 @pytest.mark.parametrize(
     "line",
     [
@@ -499,11 +458,6 @@ def test_long_text_argument_accepted_by_cpython(line: bytes) -> None:
     assert "os.system" in names_of(data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pickle._Unpickler.readline at EOF returns the line without a newline and [:-1] "
-    "drops its last byte: find_class('builtins', 'eval') runs; the walker names nothing",
-)
 def test_global_line_without_newline_at_eof() -> None:
     # joblib and pandas' fallback use pickle._Unpickler: a final GLOBAL line
     # with no newline still imports (module import side effects happen) before
@@ -740,11 +694,6 @@ def test_agrees_with_cpython(name: str, agree_results: dict[str, dict[str, Any]]
 # -- getattr folding ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a builtins.getattr GRef whose uses are only {'folded'} is skipped by _findings even "
-    "when the same object (via memo) is also stored or returned: getattr escapes, scan is safe",
-)
 @pytest.mark.parametrize("escape", ["returned", "in-defaultdict", "in-list"])
 def test_folded_getattr_that_escapes_is_not_safe(escape: str) -> None:
     # The first use of getattr is a legitimate fold (zoneinfo:ZoneInfo._unpickle,
@@ -775,11 +724,6 @@ def test_folded_getattr_that_escapes_is_not_safe(escape: str) -> None:
 # -- frames ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a FRAME declaring more bytes than remain fails the walk before its contents are "
-    "read; pickle._Unpickler (joblib, pandas) reads the short frame and runs the payload",
-)
 def test_overlong_frame_is_walked(tmp_path: Path) -> None:
     # _Unframer.load_frame does BytesIO(file_read(size)) without checking the
     # length, so every opcode inside the short frame runs; only the C unpickler
@@ -819,11 +763,6 @@ def test_wrapper_alignment_forms_agree(tmp_path: Path, extra: bytes, array: byte
     assert safeload.scan_bytes(data).verdict is Verdict.SAFE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUILD slot state {'__class__': NumpyArrayWrapper} turns an allowlisted object into "
-    "a wrapper; joblib then skips its array bytes, the walker parses them: payload hidden",
-)
 def test_wrapper_made_by_class_assignment(tmp_path: Path) -> None:
     # pickle._Unpickler.load_build: state (dict, slotstate) updates __dict__ and
     # then setattr()s each slot item, so '__class__' is reassigned (pandas'
