@@ -12,6 +12,7 @@ from .errors import PolicyError, SafeloadError, ScanInputError, SignatureError, 
 from .policy import Policy
 from .report import FileReport, Finding, ScanReport, Severity, Verdict
 from .scan import scan, scan_bytes, scan_file
+from .sign import TrustStore, Verified, dump, load_signer, sign, verify
 
 __version__ = "0.1.0"
 
@@ -25,10 +26,16 @@ __all__ = [
     "ScanReport",
     "Severity",
     "SignatureError",
+    "TrustStore",
     "UnsafeFileError",
     "Verdict",
+    "Verified",
     "__version__",
+    "dump",
+    "load_signer",
     "scan",
     "scan_bytes",
     "scan_file",
+    "sign",
+    "verify",
 ]
