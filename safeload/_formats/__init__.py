@@ -18,7 +18,7 @@ from typing import Any
 
 from .._findings import findings_for, structural
 from .._opcodes import BY_CODE, HIGHEST_PROTOCOL
-from .._walker import StreamAnalysis, analyze
+from .._walker import StreamAnalysis, analyze, walk_one
 from ..policy import Policy
 from ..report import Finding
 from . import compress, lfs, safetensors, zipread
@@ -115,12 +115,12 @@ def pickle_if_real(ctx: Ctx, data: Any, start: int, end: int, location: str) -> 
 
     if torch_fmt.is_legacy_stacked(data, start, end):
         return torch_fmt.scan_legacy_stacked(ctx, data, start, end, location)
-    analysis = analyze(data, start, end, max_opcodes=ctx.opcodes_left)
     # Only the pickle at `start` counts: a loader fails at its first bad opcode
-    # and never reaches pickles found further on.
-    first = analysis.pickles[0] if analysis.pickles else None
-    if first is None or first.start != start or not first.globals:
+    # and never reaches pickles found further on (so random bytes cost one
+    # short walk, not a search through the whole range).
+    if not walk_one(data, start, end, ctx.opcodes_left).globals:
         return None
+    analysis = analyze(data, start, end, max_opcodes=ctx.opcodes_left)
     report_analysis(ctx, analysis, data, start, location)
     return _format_of(analysis)
 
