@@ -928,3 +928,15 @@ def test_tar_member_name_that_reads_as_a_harmless_pickle(tmp_path: Path) -> None
         _tar_member(tf, "N.txt", b"notes\n")
     report = scan(path)
     assert (report.verdict, report.format) == (Verdict.SAFE, "tar"), report.findings
+
+
+def test_zstd_missing_is_invalid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "df.pkl.zst"
+    pd.DataFrame({"a": [1]}).to_pickle(path, compression="zstd")
+    assert scan(path).verdict is Verdict.SAFE
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    report = scan(path)
+    assert (report.verdict, bad(report)) == (
+        Verdict.INVALID,
+        [("unsupported-container", "df.pkl.zst")],
+    )
