@@ -213,7 +213,10 @@ def test_torch_zip_flag_bits(tmp_path: Path, bit: int, torch_loads: bool) -> Non
             struct.pack_into("<H", buf, off, struct.unpack_from("<H", buf, off)[0] | bit)
 
     path.write_bytes(_patch_member(raw, "evil/data.pkl", set_flag))
-    assert_payload_found(scan(path), "evil.pt:evil/data.pkl")
+    report = scan(path)
+    assert_payload_found(report, "evil.pt:evil/data.pkl")
+    notes = [f.location for f in report.findings if f.rule_name == "zip-reader-disagreement"]
+    assert notes == ([] if bit & 0x0006 or bit == 0x0008 else ["evil.pt:evil/data.pkl"])
     code = "import torch; torch.load('evil.pt', weights_only=False)"
     assert runs_payload(tmp_path, code) is torch_loads
 
@@ -227,7 +230,11 @@ def test_torch_zip_renamed_local_header(tmp_path: Path) -> None:
     path.write_bytes(_patch_member(raw, "evil/data.pkl", rename))
     with zipfile.ZipFile(path) as zf, pytest.raises(zipfile.BadZipFile):
         zf.read("evil/data.pkl")
-    assert_payload_found(scan(path), "evil.pt:evil/data.pkl")
+    report = scan(path)
+    assert_payload_found(report, "evil.pt:evil/data.pkl")
+    note = next(f for f in report.findings if f.rule_name == "zip-reader-disagreement")
+    assert note.location == "evil.pt:evil/data.pkl"
+    assert "'evil/data.pkX'" in note.message
     assert runs_payload(tmp_path, "import torch; torch.load('evil.pt', weights_only=False)")
 
 

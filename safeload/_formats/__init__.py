@@ -292,6 +292,7 @@ def member_bytes(
     if m.error is not None:
         ctx.add("corrupt-container", f"zip member cannot be read: {m.error}", where)
         return None
+    _note_disagreement(ctx, m, where)
     if m.method == 0:
         if m.size != m.compressed_size:
             # torch's reader refuses such an archive; other readers take either size.
@@ -318,6 +319,21 @@ def member_bytes(
         if peek is not None:
             return peek
     return expand_into(ctx, "deflate", data, m.data_offset, m.data_end, where)
+
+
+def _note_disagreement(ctx: Ctx, m: zipread.Member, where: str) -> None:
+    why = []
+    if m.local_name != m.name:
+        why.append(f"its local header names it {m.local_name!r}")
+    if m.flags & 0x2041:
+        why.append("an encryption flag is set")
+    if why:
+        ctx.add(
+            "zip-reader-disagreement",
+            f"{' and '.join(why)}: Python's zipfile refuses this member; it was read as "
+            "torch's reader does",
+            where,
+        )
 
 
 def _numeric_npy_head(ctx: Ctx, data: Any, m: zipread.Member) -> tuple[Any, int, int] | None:
