@@ -8,7 +8,8 @@ splices).  Each batch of streams is loaded in a persistent subprocess
 `find_class` that returns inert stubs, under a memory limit.  For every
 stream:
 
-1. every `(module, name)` the C unpickler asked for is among the globals
+1. every `(module, name)` the C unpickler asked for (and the pure-Python
+   `pickle._Unpickler` that joblib and pandas use) is among the globals
    safeload reported.  The comparison is on the raw names as written
    (`GRef.raw`, else `GRef.module/name`): an overridden `find_class`
    receives names before the `_compat_pickle` mapping, which CPython applies
@@ -198,6 +199,9 @@ def disagreements(data: bytes, seen: dict[str, Any]) -> list[str]:
                 problems.append(
                     f"C unpickler imported {pair} but safeload reported only {sorted(raw)}"
                 )
+        for module, name, _ in seen["py_names"]:
+            if (module, name) not in raw:
+                problems.append(f"pickle._Unpickler imported {(module, name)}, not reported")
     if report.safe:
         py = seen["py_names"]
         protos: list[int | None]
@@ -216,6 +220,9 @@ def disagreements(data: bytes, seen: dict[str, Any]) -> list[str]:
             for q in readings:
                 if not POLICY.is_allowed(*cpython_mapping(module, name, q)):
                     problems.append(f"safe, but C imported {module}.{name} at protocol {q}")
+        for module, name, q in seen["py_names"]:
+            if not POLICY.is_allowed(*cpython_mapping(module, name, q)):
+                problems.append(f"safe, but pickle._Unpickler imported {module}.{name} at {q}")
         if seen["persids"]:
             problems.append("safe, but the C unpickler called persistent_load")
     return problems
