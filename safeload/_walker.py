@@ -1501,6 +1501,17 @@ def _parse_int(text: bytes, base: int) -> int | None:
     return None
 
 
+def _fits_c_long(digits: bytes) -> bool:
+    if len(digits) > 64:
+        return False
+    value = (
+        int(digits, 16)
+        if digits[:2] in (b"0x", b"0X")
+        else int(digits, 8 if digits[:1] == b"0" else 10)
+    )
+    return value < 1 << 63
+
+
 def _text_index(text: bytes, at: int) -> int:
     idx = _parse_int(text, 10)
     if idx is None:
@@ -1518,7 +1529,10 @@ def _check_text_const(op: int, text: bytes, at: int) -> None:
         if op == O.INT:
             if text in (b"00", b"01") or _parse_int(text, 0) is not None:
                 return
-            if not _STRTOL_RE.fullmatch(_c_str(text)):  # strtol's octal "010"
+            # strtol's own forms (octal "010") count only if they fit in a C
+            # long; past that the C unpickler falls back to int() and fails.
+            m = _STRTOL_RE.fullmatch(_c_str(text))
+            if m is None or not _fits_c_long(m.group(1)):
                 raise ValueError("not an integer")
         elif op == O.LONG:
             py_body = text[:-1] if text.endswith(b"L") else text
