@@ -15,7 +15,9 @@ run, while safeload must say the file is not safe.
 
 from __future__ import annotations
 
+import io
 import marshal
+import pickle
 import subprocess
 import sys
 import zlib
@@ -1092,3 +1094,39 @@ def test_scanner_does_not_crash(name: str) -> None:
     report = safeload.scan_bytes(SCANNER_CRASHES[name])
     assert report.verdict is Verdict.DANGEROUS
     assert "os.system" in {f.global_name for f in report.findings}
+
+
+# -- pickle.py reads a line cut by EOF without its last byte, and imports it --------------
+
+TRUNCATED_INST = {
+    "name-cut": mark() + b"ios\nsystem",  # find_class('os', 'syste')
+    "name-missing": mark() + b"ios\n",  # find_class('os', '')
+    "module-cut": mark() + b"ios",  # find_class('o', '')
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRUNCATED_INST))
+def test_truncated_inst_imports_under_pure_python(name: str) -> None:
+    """`pickle._Unpickler` (joblib, pandas) imports the module named by a cut INST line."""
+    asked: list[tuple[str, str]] = []
+
+    class Recording(pickle._Unpickler):  # type: ignore[name-defined,misc]
+        def find_class(self, module: str, qualname: str) -> object:
+            asked.append((module, qualname))
+            raise pickle.UnpicklingError("stop")
+
+    with pytest.raises(pickle.UnpicklingError):
+        Recording(io.BytesIO(TRUNCATED_INST[name])).load()
+    assert len(asked) == 1
+    assert not safeload.scan_bytes(TRUNCATED_INST[name]).safe
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a GLOBAL line cut by EOF is reported the way pickle.py reads it (`os.syste`), an "
+    "INST line is not: only SL302 is reported, not the module pickle._Unpickler imports",
+)
+@pytest.mark.parametrize("name", sorted(TRUNCATED_INST))
+def test_truncated_inst_names_what_pure_python_imports(name: str) -> None:
+    report = safeload.scan_bytes(TRUNCATED_INST[name])
+    assert any(f.rule == "SL401" and f.global_name for f in report.findings)
