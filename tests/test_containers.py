@@ -653,8 +653,8 @@ def test_nesting_depth_limit(tmp_path: Path) -> None:
 
 
 def test_decompression_bomb_is_invalid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(formats, "MAX_EXPANDED", 4 << 20)
-    body = pickle.dumps(bytes(64 << 20), protocol=4)
+    monkeypatch.setattr(formats, "MAX_EXPANDED", 1 << 20)
+    body = pickle.dumps(bytes(16 << 20), protocol=4)
     path = tmp_path / "bomb.pkl.gz"
     path.write_bytes(gzip.compress(body, 1))
     report = scan(path)
