@@ -947,3 +947,33 @@ def test_zstd_missing_is_invalid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         Verdict.INVALID,
         [("unsupported-container", "df.pkl.zst")],
     )
+
+
+def _zip_of(name: str, body: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(name, body)
+    return buf.getvalue()
+
+
+def test_pickle_zip_polyglot_with_bytes_after_the_zip(tmp_path: Path) -> None:
+    """zipfile still finds the archive when bytes follow it, and so does pandas' zip reading."""
+    path = tmp_path / "poly.zip"
+    raw = pickle.dumps({"ok": 1}, protocol=2) + _zip_of("m.pkl", payload()) + b"junk" * 10
+    path.write_bytes(raw)
+    report = scan(path)
+    assert ("polyglot-file", "poly.zip") in bad(report)
+    assert_payload_found(report, "poly.zip:m.pkl")
+    assert runs_payload(
+        tmp_path, "import pandas as pd; pd.read_pickle('poly.zip', compression='zip')"
+    )
+
+
+def test_zip_held_as_bytes_inside_a_pickle_is_no_polyglot(tmp_path: Path) -> None:
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps({"vocab": _zip_of("vocab.txt", b"a\\nb\\n")}, protocol=4))
+    report = scan(path)
+    assert (report.verdict, report.format) == (Verdict.SAFE, "pickle"), report.findings
+    # what zipfile-based readers would see is still scanned
+    path.write_bytes(pickle.dumps({"vocab": _zip_of("v.pkl", payload())}, protocol=4))
+    assert_payload_found(scan(path), "m.pkl:v.pkl")

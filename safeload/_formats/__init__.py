@@ -191,12 +191,20 @@ def scan_blob(
             # A parser met bytes it did not expect: unverifiable, never a crash.
             ctx.add("corrupt-container", f"{kind} cannot be read: {exc}", location)
             formats.append(kind)
-    tail = _tail_zip(data, start, end) if kind != "zip" else None
+    found = _tail_zip(data, start, end, exact=kind is not None) if kind != "zip" else None
+    tail = found[0] if found else None
+    zip_begin = min((m.header_offset for m in tail.members), default=end) if tail else end
+    # `zipfile` (pandas' zip reading) also finds a zip that a pickle merely holds
+    # as a bytes value; its members are scanned, but that is no second reading
+    # of the file, so no polyglot finding.
+    embedded = False
+    if found is not None and not found[1] and kind is None:
+        first = walk_one(data, start, end, ctx.opcodes_left)
+        embedded = first.complete and first.end > zip_begin
     # A pickle reading stops where an appended zip begins: loaders that read on
     # fail at its first local header (`PK`: PERSID without a persistent_load),
     # and the zip's own members are scanned as members below.
-    zip_begin = min((m.header_offset for m in tail.members), default=end) if tail else end
-    pickle_end = zip_begin if start < zip_begin < end else end
+    pickle_end = zip_begin if not embedded and start < zip_begin < end else end
     if kind is None and (not member or _has_proto(head)):
         # pickle.load's reading; for a top-level file also the fallback that
         # says why it is no pickle.
@@ -208,7 +216,9 @@ def scan_blob(
         if second is not None:
             formats.append(second)
     if tail is not None:
-        formats.append(_scan_zip_archive(ctx, data, tail, location, depth))
+        zip_format = _scan_zip_archive(ctx, data, tail, location, depth)
+        if not embedded:
+            formats.append(zip_format)
     if len(formats) >= 2:
         ctx.add(
             "polyglot-file",
@@ -227,19 +237,27 @@ def scan_blob(
     return "+".join(formats)
 
 
-def _tail_zip(data: Any, start: int, end: int) -> zipread.Archive | None:
-    """A zip archive whose end record (and comment) ends exactly at `end`."""
+def _tail_zip(
+    data: Any, start: int, end: int, *, exact: bool
+) -> tuple[zipread.Archive, bool] | None:
+    """A zip archive found from the end, as `zipfile` finds one, and whether it ends at `end`.
+
+    With `exact`, only an end record (and comment) that ends exactly at `end`
+    counts: inside other containers a lenient search would find the archives
+    they merely hold.
+    """
     eocd = zipread.find_eocd(data, start, end)
     if eocd is None:
         return None
     (clen,) = memoryview(bytes(data[eocd + 20 : eocd + 22])).cast("H")
-    if eocd + 22 + clen != end:
+    at_end = eocd + 22 + clen == end
+    if exact and not at_end:
         return None
     try:
         archive = zipread.read_archive(data, start, end)
     except (zipread.ZipError, ValueError, IndexError, struct.error):
         return None
-    return archive if archive.members else None
+    return (archive, at_end) if archive.members else None
 
 
 # -- handlers ---------------------------------------------------------------------
