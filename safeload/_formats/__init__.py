@@ -34,6 +34,7 @@ HEAD = 1024
 _PEEK = 1 << 20
 """Bytes of a big deflated member expanded first, to see whether the rest is needed."""
 _TAR_SUFFIX = {"gzip": "gz"}
+_PARSE_ERRORS = (ValueError, IndexError, KeyError, OSError, EOFError, struct.error, RecursionError)
 
 _ANY_OPCODE = frozenset(BY_CODE) - {ord("P")}
 """Bytes a pickle can start with (PERSID `P` excluded: without a `persistent_load`
@@ -187,7 +188,7 @@ def scan_blob(
     if kind is not None:
         try:
             formats.append(_HANDLERS[kind](ctx, data, start, end, location, depth, head))
-        except (ValueError, IndexError, KeyError, OSError, EOFError, struct.error) as exc:
+        except _PARSE_ERRORS as exc:
             # A parser met bytes it did not expect: unverifiable, never a crash.
             ctx.add("corrupt-container", f"{kind} cannot be read: {exc}", location)
             formats.append(kind)
@@ -216,7 +217,11 @@ def scan_blob(
         if second is not None:
             formats.append(second)
     if tail is not None:
-        zip_format = _scan_zip_archive(ctx, data, tail, location, depth)
+        try:
+            zip_format = _scan_zip_archive(ctx, data, tail, location, depth)
+        except _PARSE_ERRORS as exc:
+            ctx.add("corrupt-container", f"zip cannot be read: {exc}", location)
+            zip_format = "zip"
         if not embedded:
             formats.append(zip_format)
     if len(formats) >= 2:
