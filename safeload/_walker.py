@@ -446,7 +446,9 @@ def _line(data: Any, at: int, limit: int, n: int, start: int) -> tuple[bytes, in
     return bytes(data[at:nl]), nl + 1
 
 
-def _global_at_eof(data: Any, at: int, n: int, start: int, proto: int, out: PickleWalk) -> None:
+def _global_at_eof(
+    data: Any, at: int, n: int, start: int, proto: int, out: PickleWalk, kind: str = "GLOBAL"
+) -> None:
     """A GLOBAL cut by EOF: pickle.py's readline returns the rest without a
     newline and `[:-1]` drops its last byte, so pickle._Unpickler (joblib,
     pandas) imports that name before it notices the end."""
@@ -457,8 +459,9 @@ def _global_at_eof(data: Any, at: int, n: int, start: int, proto: int, out: Pick
         return  # not cut by EOF (a frame problem): reported elsewhere
     else:
         module, name = bytes(data[at:nl]), bytes(data[nl + 1 : n])[:-1]
+    encoding = "utf-8" if kind == "GLOBAL" else "ascii"
     try:
-        _new_global(out, module.decode("utf-8"), name.decode("utf-8"), start, "GLOBAL", proto)
+        _new_global(out, module.decode(encoding), name.decode(encoding), start, kind, proto)
     except UnicodeDecodeError:
         pass
 
@@ -1370,8 +1373,12 @@ def _slow(
             raise _Fail("malformed-pickle", start, f"memo value not found at index {idx}") from None
         return new
     if e is O.Effect.IMPORT_CALL:  # INST
-        raw_mod, p2 = _line(data, pos + 1, limit, n, start)
-        raw_name, new = _line(data, p2, limit, n, start)
+        try:
+            raw_mod, p2 = _line(data, pos + 1, limit, n, start)
+            raw_name, new = _line(data, p2, limit, n, start)
+        except _Fail:
+            _global_at_eof(data, pos + 1, n, start, proto, out, "INST")
+            raise
         try:
             module = raw_mod.decode("ascii")
             name = raw_name.decode("ascii")
