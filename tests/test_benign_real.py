@@ -51,10 +51,6 @@ def _assert_safe(obj: Any, label: str = "obj") -> None:
 #: Objects the scanner flags although they are benign; each one is a known
 #: policy limitation reported to the lead (strict xfail turns red once fixed).
 KNOWN_NOT_SAFE = {
-    "sklearn-extra/hgb-categorical": (
-        "HistGradientBoosting with categorical features stores "
-        "functools.partial(sklearn.utils.validation.check_array, ...), flagged SL102"
-    ),
     "pandas/series-datetime-dateutil": (
         "a dateutil tz file pickles its class dateutil.tz._tzfile.tzfile, whose "
         "constructor opens a path: refused by tools/gen_allow_packs.py (unknown)"

@@ -229,3 +229,18 @@ def test_stop_inside_a_frame_with_bytes_left_is_reported() -> None:
     frame = b"\x95" + struct.pack("<Q", 4)
     data = b"\x80\x04" + frame + b"N.N."
     assert "SL206" in rules_of(data)
+
+
+def test_partial_is_judged_by_what_it_binds() -> None:
+    import functools
+    import os
+
+    assert (
+        safeload.scan_bytes(pickle.dumps(functools.partial(int, "7"))).verdict
+        is safeload.Verdict.SAFE
+    )
+    bound = safeload.scan_bytes(pickle.dumps(functools.partial(os.system, "id")))
+    assert [f.rule for f in bound.findings] == ["SL101"]
+    # Calling a partial while unpickling is a call of a computed callable.
+    called = b"\x80\x02cfunctools\npartial\ncbuiltins\nint\n\x85R)R."
+    assert "SL205" in rules_of(called)

@@ -108,6 +108,12 @@ EXPLICIT: dict[str, str] = {
     # joblib.dump writes each array as this wrapper followed by the raw array
     # bytes. Found also by walking the prefix of a real joblib.dump below.
     "joblib.numpy_pickle.NumpyArrayWrapper": "joblib array wrapper",
+    # A partial only binds a function to arguments: the function and every
+    # global in its arguments are judged as globals of their own, and calling
+    # the partial while unpickling is a computed call (SL205). scikit-learn's
+    # HistGradientBoosting with categorical features stores
+    # partial(check_array, ...).
+    "functools.partial": "binds an allowed function to arguments",
     # Python 3.13 moved the pure path classes to pathlib._local.
     "pathlib._local.PurePosixPath": "pathlib pure paths, Python 3.13+",
     "pathlib._local.PureWindowsPath": "pathlib pure paths, Python 3.13+",
