@@ -128,6 +128,8 @@ class Case:
     pickles: int | None = None
     maybe_unknown: tuple[str, ...] = ()
     """Harmless-looking names that add SL401 unless an allow pack lists them."""
+    unless_allowed: tuple[tuple[str, str], ...] = ()
+    """(name, rule) pairs: the deny rule applies only while no allow pack lists the name."""
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -411,11 +413,13 @@ CASES += [
       K(glob("cloudpickle.cloudpickle", "_make_function")), stop(),
       rules={"SL102"}, verdict=D, key="SL102", key_global="cloudpickle.cloudpickle._make_function"),
     # ---- A7 kwargs smuggling through partial.__setstate__ (BUILD) -----------------------
-    c("A7-partial-setstate", proto(2), K(glob("functools", "partial")), glob("os", "system"),
+    # partial(f) given the state (f, args, kwargs, dict) by BUILD, then called: the call
+    # of a call result is SL205 whether or not an allow pack lists functools.partial
+    c("A7-partial-setstate", proto(2), glob("functools", "partial"), glob("os", "system"),
       tuple1(), reduce(), mark(), glob("os", "system"), sbu(CMD), tuple1(), empty_dict(), none(),
-      tuple_(), build(), empty_tuple(), reduce(), stop(),
-      rules={"SL101", "SL102", "SL205"}, verdict=D, key="SL102", key_global="functools.partial",
-      usage="state", canary="loads"),
+      tuple_(), build(), empty_tuple(), K(reduce()), stop(),
+      rules={"SL101", "SL205"}, unless_allowed=(("functools.partial", "SL102"),), verdict=D,
+      key="SL205", canary="loads"),
     # ---- A8 ML-framework gadgets -------------------------------------------------------
     c("A8-dynamo-guardbuilder-get", proto(4), sbu("torch._dynamo.guards"), sbu("GuardBuilder.get"),
       K(stack_global()), empty_dict(), sbu(SRC), tuple2(), reduce(), stop(),
@@ -594,14 +598,31 @@ CASES += [
     c("C1-obj", proto(1), mark(), K(glob("os", "system")), string(CMD), obj(), stop(),
       rules={"SL101"}, verdict=D, key="SL101", key_global="os.system", arg=CMD, usage="called",
       canary="loads"),
-    c("C1-newobj-partial", proto(2), K(glob("functools", "partial")), glob("os", "system"),
-      sbu(CMD), tuple2(), newobj(), empty_tuple(), reduce(), stop(),
-      rules={"SL102", "SL101", "SL205"}, verdict=D, key="SL102", key_global="functools.partial",
-      usage="instantiated", canary="loads"),
-    c("C1-newobj-ex-partial", proto(4), K(glob("functools", "partial")), glob("os", "system"),
-      sbu(CMD), tuple2(), empty_dict(), newobj_ex(), empty_tuple(), reduce(), stop(),
-      rules={"SL102", "SL101", "SL205"}, verdict=D, key="SL102", key_global="functools.partial",
-      usage="instantiated", canary="loads"),
+    c("C1-newobj-partial", proto(2), glob("functools", "partial"), glob("os", "system"),
+      sbu(CMD), tuple2(), newobj(), empty_tuple(), K(reduce()), stop(),
+      rules={"SL101", "SL205"}, unless_allowed=(("functools.partial", "SL102"),), verdict=D,
+      key="SL205", canary="loads"),
+    c("C1-newobj-ex-partial", proto(4), glob("functools", "partial"), glob("os", "system"),
+      sbu(CMD), tuple2(), empty_dict(), newobj_ex(), empty_tuple(), K(reduce()), stop(),
+      rules={"SL101", "SL205"}, unless_allowed=(("functools.partial", "SL102"),), verdict=D,
+      key="SL205", canary="loads"),
+    # usage of a global that no pack lists: instantiated, given state, stored
+    c("C1-usage-instantiated", proto(2), K(glob("evilpkg.models", "Backdoor")), empty_tuple(),
+      newobj(), stop(),
+      rules={"SL401"}, verdict=U, key="SL401", key_global="evilpkg.models.Backdoor",
+      usage="instantiated"),
+    c("C1-usage-instantiated-ex", proto(4), K(glob("evilpkg.models", "Backdoor")), empty_tuple(),
+      empty_dict(), newobj_ex(), stop(),
+      rules={"SL401"}, verdict=U, key="SL401", key_global="evilpkg.models.Backdoor",
+      usage="instantiated"),
+    c("C1-usage-state", proto(2), K(glob("evilpkg.models", "Backdoor")), empty_tuple(), newobj(),
+      empty_dict(), sbu("w"), binint1(1), setitem(), build(), stop(),
+      rules={"SL401"}, verdict=U, key="SL401", key_global="evilpkg.models.Backdoor",
+      usage="state"),
+    c("C1-usage-stored", proto(2), empty_list(), K(glob("evilpkg.models", "Backdoor")), append(),
+      stop(),
+      rules={"SL401"}, verdict=U, key="SL401", key_global="evilpkg.models.Backdoor",
+      usage="stored"),
     c("C1-append-into-sys-path", proto(2), glob("sys", "path"), sbu("/evil"), K(append()), stop(),
       rules={"SL204", "SL103"}, verdict=D, key="SL204", key_global="sys.path", usage="mutated"),
     c("C1-setitems-into-sys-path", proto(2), glob("sys", "path"), mark(), binint1(0), sbu("/evil"),
@@ -791,6 +812,10 @@ def expected_rules(case: Case) -> frozenset[str]:
         module, qualname = safeload._names.parse_canonical(name)
         if not _POLICY.is_allowed(module, qualname):
             extra.add("SL401")
+    for name, rule in case.unless_allowed:
+        module, qualname = safeload._names.parse_canonical(name)
+        if not _POLICY.is_allowed(module, qualname):
+            extra.add(rule)
     return case.rules | extra
 
 
@@ -1121,12 +1146,8 @@ def test_truncated_inst_imports_under_pure_python(name: str) -> None:
     assert not safeload.scan_bytes(TRUNCATED_INST[name]).safe
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a GLOBAL line cut by EOF is reported the way pickle.py reads it (`os.syste`), an "
-    "INST line is not: only SL302 is reported, not the module pickle._Unpickler imports",
-)
 @pytest.mark.parametrize("name", sorted(TRUNCATED_INST))
 def test_truncated_inst_names_what_pure_python_imports(name: str) -> None:
+    """Reported the way pickle.py reads the cut line, as GLOBAL lines are."""
     report = safeload.scan_bytes(TRUNCATED_INST[name])
     assert any(f.rule == "SL401" and f.global_name for f in report.findings)
