@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _opcodes as O
 from ._walker import Event, GRef, PersRes, StreamAnalysis, Tup, const_value, is_str_const, render
 from .policy import Policy, Rule
 from .report import Finding, Severity, Verdict
@@ -161,16 +162,31 @@ def _event_finding(event: Event, policy: Policy, location: str) -> Finding:
 
 
 def _is_torch_storage_pid(data: Any, pid: object, policy: Policy) -> bool:
-    """('storage', <allowed storage type>, key, location, numel), as torch.save writes."""
-    if type(pid) is not Tup or pid.items is None or pid.n != 5:
+    """A storage id as torch.save writes it.
+
+    Zip format: ('storage', <storage type>, key, location, numel).  Legacy
+    format adds view metadata: None or (view key, offset, size) constants.
+    The storage type must be an allowed global; everything else constants.
+    """
+    if type(pid) is not Tup or pid.items is None or pid.n not in (5, 6):
         return False
     tag, storage_type, *rest = pid.items
-    if not is_str_const(data, tag) or const_value(data, tag) != "storage":
+    try:
+        if not is_str_const(data, tag) or const_value(data, tag) != "storage":
+            return False
+    except (UnicodeDecodeError, ValueError):
         return False
     if type(storage_type) is not GRef or not policy.is_allowed(
         storage_type.module, storage_type.name
     ):
         return False
+    if pid.n == 6:
+        view = rest.pop()
+        view_ok = (type(view) is int and data[view] == O.NONE) or (
+            type(view) is Tup and view.items is not None and all(type(x) is int for x in view.items)
+        )
+        if not view_ok:
+            return False
     return all(type(x) is int for x in rest)
 
 

@@ -289,11 +289,6 @@ def test_safetensors_are_checked_in_walks(tmp_path: Path, policy: Policy) -> Non
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="safeload/_formats pickle_candidate() only knows protocol 0/1 first opcodes, so a "
-    "zip member without PROTO that starts with a binary opcode is skipped as SL902",
-)
 def test_headerless_pickle_member_of_a_zip_is_scanned(tmp_path: Path) -> None:
     headless = b"\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R."  # os.system('id'), no PROTO
     assert sniff(headless) == "pickle"  # what a directory walk would pick up

@@ -145,11 +145,6 @@ def test_torch_legacy_stacked_benign(tmp_path: Path) -> None:
     assert [f for f in report.findings if f.verdict is Verdict.INVALID] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_findings._is_torch_storage_pid accepts only 5-item pids; the legacy format's "
-    "have 6 (..., numel, view_metadata)",
-)
 def test_torch_legacy_stacked_benign_is_safe(tmp_path: Path) -> None:
     path = tmp_path / "legacy.pt"
     torch.save(_state_dict(), path, _use_new_zipfile_serialization=False)
