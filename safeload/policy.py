@@ -44,6 +44,28 @@ _ID_RE = re.compile(r"^[A-Z][A-Z0-9]{1,9}[0-9]{3}$")
 _NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _BUILTIN_PREFIX = "SL"
+#: Attribute names that reach interpreter internals from any object.
+_ESCAPE_ATTRIBUTES = frozenset(
+    {
+        "__builtins__",
+        "__globals__",
+        "__dict__",
+        "__subclasses__",
+        "__code__",
+        "__closure__",
+        "__func__",
+        "__self__",
+        "__loader__",
+        "__spec__",
+        "__getattribute__",
+        "__setattr__",
+        "__delattr__",
+        "__import__",
+        "__mro__",
+        "__bases__",
+        "__base__",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -246,10 +268,17 @@ class Policy:
             candidates.append((module + "." + ".".join(parts[:i]), ".".join(parts[i:])))
             for j in range(i):
                 candidates.append((".".join(parts[j:i]), ".".join(parts[i:])))
+        # An exact name anywhere on the path says more than a module prefix
+        # (`torch:jit.x.os.system` is command execution, not "torch.jit").
         for mod, name in candidates:
             hit = self._deny_exact.get((mod, name))
             if hit is not None:
                 return hit
+        if any(p in _ESCAPE_ATTRIBUTES for p in parts):
+            # `<anything>.__builtins__`, `.__globals__`, ...: attribute paths
+            # that lead from any object to the interpreter's internals.
+            return self._by_name.get("attribute-access")
+        for mod, _name in candidates:
             hit = self._module_rule(mod)
             if hit is not None:
                 return hit

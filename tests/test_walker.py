@@ -244,3 +244,11 @@ def test_partial_is_judged_by_what_it_binds() -> None:
     # Calling a partial while unpickling is a call of a computed callable.
     called = b"\x80\x02cfunctools\npartial\ncbuiltins\nint\n\x85R)R."
     assert "SL205" in rules_of(called)
+
+
+def test_dotted_paths_to_interpreter_internals_are_attribute_access() -> None:
+    for qual in ("ndarray.__init__.__globals__", "__dict__", "dtype.__subclasses__"):
+        data = b"\x80\x04" + sbu("numpy") + sbu(qual) + b"\x93."
+        assert rules_of(data) == ["SL104"], qual
+    exact = b"\x80\x04" + sbu("torch") + sbu("jit.unsupported_tensor_ops.os.system") + b"\x93."
+    assert rules_of(exact) == ["SL101"]
