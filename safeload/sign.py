@@ -468,7 +468,7 @@ def dump(
     format: Literal["joblib", "pickle"] = "joblib",
     compress: Any = 0,
     protocol: int | None = None,
-    durable: bool = True,
+    durable: bool = False,
 ) -> Path:
     """Serialize `obj` to `path` and sign it, atomically; returns the signature path.
 
@@ -478,8 +478,11 @@ def dump(
     dump may leave a new signature next to the old artifact, which then fails
     verification). The hash is computed while writing. `compress` follows
     `joblib.dump` (including choosing the compressor from `path`'s
-    extension); `format="pickle"` takes no compression. With `durable` (the
-    default) both files are fsynced before the renames.
+    extension); `format="pickle"` takes no compression. The renames make the
+    dump atomic against a crash of the process; `durable=True` also fsyncs both
+    files and the directory, so that a power loss cannot leave a half-written
+    artifact either (joblib.dump itself never fsyncs, which is why it is not
+    the default: it costs a disk flush per dump).
     """
     path = Path(path)
     signers = _signers(signer)
