@@ -125,7 +125,7 @@ class _Spool:
 def _reader(kind: str, src: IO[bytes]) -> Any:
     if kind == "lz4":
         try:
-            import lz4.frame  # type: ignore[import-untyped]
+            import lz4.frame
         except ImportError as exc:
             raise Unavailable("lz4 is not installed (pip install lz4)") from exc
         return lz4.frame.LZ4FrameFile(src, "rb")
