@@ -71,7 +71,9 @@ for path in sys.argv[2:]:
         "rules": sorted({f.rule for f in report.findings}),
         "seconds": time.perf_counter() - t0,
     }
-out["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM is reset by exec; ru_maxrss can carry the forking parent's peak.
+with open("/proc/self/status") as status:
+    out["maxrss_kib"] = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:"))
 print(json.dumps(out))
 """
 

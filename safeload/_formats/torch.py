@@ -110,7 +110,67 @@ def scan_legacy_stacked(ctx: Ctx, data: Any, start: int, end: int, location: str
         report_analysis(
             ctx, StreamAnalysis([walk], end=walk.end), data, start, location, torch=i == _OBJECT
         )
+    if len(walks) == _LEGACY_PICKLES and all(w.complete for w in walks):
+        _check_storages(ctx, data, walks, end, start, location)
     return "pytorch-legacy"
+
+
+#: Bytes per element of the storage types torch's legacy format names.
+_ELEMENT_SIZE = {
+    "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2,
+    "LongStorage": 8, "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1,
+    "ByteStorage": 1, "BoolStorage": 1, "ComplexDoubleStorage": 16,
+    "ComplexFloatStorage": 8, "QInt8Storage": 1, "QUInt8Storage": 1,
+    "QInt32Storage": 4, "QUInt4x2Storage": 1, "QUInt2x4Storage": 1,
+}  # fmt: skip
+
+
+def _check_storages(
+    ctx: Ctx, data: Any, walks: list[PickleWalk], end: int, start: int, location: str
+) -> None:
+    """The raw storages after the five pickles must all be there.
+
+    `torch.load` reads, for each key of the storage-keys pickle in order, an
+    8-byte element count and then that many elements; a file cut inside them
+    fails to load, so it is not called safe.  The bytes themselves are never
+    parsed as pickles (torch never unpickles them).
+    """
+    from .._walker import Tup, const_value, is_str_const
+
+    sizes: dict[str, int] = {}
+    for _offset, pid in walks[_OBJECT].persids:
+        if type(pid) is Tup and pid.items is not None and pid.n >= 3:
+            storage_type, key = pid.items[1], pid.items[2]
+            name = getattr(storage_type, "name", "")
+            if is_str_const(data, key) and name in _ELEMENT_SIZE:
+                sizes[str(const_value(data, key))] = _ELEMENT_SIZE[name]
+    keys = _string_list(data, walks[-1].start, walks[-1].end)
+    pos = walks[-1].end
+    for key in keys or []:
+        elsize = sizes.get(key)
+        if elsize is None or pos + 8 > end:
+            break
+        pos += 8 + struct.unpack_from("<q", data, pos)[0] * elsize
+    else:
+        if keys is not None and pos <= end:
+            return
+    ctx.add(
+        "truncated-pickle",
+        "the raw tensor storages after the legacy PyTorch pickles are missing or cut short",
+        location,
+        min(pos, end) - start,
+    )
+
+
+def _string_list(data: Any, a: int, b: int) -> list[str] | None:
+    """The storage-keys pickle's list of strings (a plain, already walked stream)."""
+    import pickletools
+
+    try:
+        ops = list(pickletools.genops(bytes(data[a:b])))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return [arg for op, arg, _pos in ops if isinstance(arg, str) and "UNICODE" in op.name]
 
 
 # -- legacy tar -------------------------------------------------------------------------
