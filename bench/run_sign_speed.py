@@ -29,9 +29,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from safeload.load import dump  # noqa: E402
 from safeload.sign import (  # noqa: E402
     TrustStore,
-    dump,
     generate_key,
     load_signer,
     sign,

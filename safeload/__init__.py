@@ -1,5 +1,16 @@
 """safeload: scan, sign and safely load pickle-based ML model files.
 
+The package has three rooms, each importing only the shared pieces below it:
+
+- `safeload.scan`: judge every pickle a file holds, without running it;
+- `safeload.sign`: sign model files and verify signatures;
+- `safeload.load`: load verified, allow-listed files (and `dump` at save time).
+
+Shared below them: `safeload.policy` (the one allow/deny decision),
+`safeload.report`, `safeload.errors`, and the private `_formats` (the locator:
+which bytes a loader would deserialize), `_machine` (the symbolic pickle
+machine) and `_names` (how the unpickler resolves a global's name).
+
 >>> import safeload
 >>> report = safeload.scan(b"\\x80\\x04K\\x01.")
 >>> report.files[0].verdict.value
@@ -8,11 +19,19 @@
 
 from __future__ import annotations
 
-from .errors import PolicyError, SafeloadError, ScanInputError, SignatureError, UnsafeFileError
+from .errors import (
+    PolicyError,
+    SafeloadError,
+    ScanInputError,
+    SignatureError,
+    UnsafeFileError,
+    UnsupportedFormatError,
+)
+from .load import dump
 from .policy import Policy
 from .report import FileReport, Finding, ScanReport, Severity, Verdict
 from .scan import scan, scan_bytes, scan_file
-from .sign import TrustStore, Verified, dump, load_signer, sign, verify
+from .sign import TrustStore, Verified, load_signer, sign, verify
 
 __version__ = "0.1.0"
 
@@ -28,6 +47,7 @@ __all__ = [
     "SignatureError",
     "TrustStore",
     "UnsafeFileError",
+    "UnsupportedFormatError",
     "Verdict",
     "Verified",
     "__version__",

@@ -22,7 +22,7 @@ import pytest
 
 import safeload
 from safeload import Policy, Verdict
-from safeload._batch import MODEL_SUFFIXES, discover, scan_paths, sniff
+from safeload.scan._batch import MODEL_SUFFIXES, discover, scan_paths, sniff
 
 # os.system('id') at protocol 0: GLOBAL, MARK, STRING, TUPLE, REDUCE, STOP.
 HOSTILE = b"cos\nsystem\n(S'id'\ntR."

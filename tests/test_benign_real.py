@@ -24,7 +24,7 @@ from sklearn.utils import all_estimators
 
 import safeload
 from safeload import Verdict
-from safeload._walker import analyze
+from safeload._machine.walker import analyze
 from tools import corpus
 
 ESTIMATORS = [name for name, _ in all_estimators()]

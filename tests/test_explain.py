@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import safeload
-from safeload import _explain
-from safeload._explain import explain, explain_file
+from safeload.scan import _explain
+from safeload.scan._explain import explain, explain_file
 
 
 def binunicode(text: str) -> bytes:

@@ -14,7 +14,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 import safeload
-from safeload._walker import analyze
+from safeload._machine.walker import analyze
 
 PROTOCOLS = [2, 3, 4, 5]
 

@@ -7,8 +7,8 @@ import pickletools
 
 import pytest
 
-from safeload import _opcodes as O
-from safeload._walker import analyze
+from safeload._machine import opcodes as O
+from safeload._machine.walker import analyze
 
 ARG_NAMES = {
     O.Arg.NONE: None,

@@ -102,7 +102,7 @@ from picklebuild import (
 )
 
 import safeload
-from safeload._walker import analyze
+from safeload._machine.walker import analyze
 from safeload.policy import Policy
 
 WORKER = Path(__file__).with_name("oracle_unpickler.py")

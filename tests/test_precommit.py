@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safeload._batch import MODEL_SUFFIXES
+from safeload.scan._batch import MODEL_SUFFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sysconfig.get_path("scripts")

@@ -13,8 +13,8 @@ import pytest
 
 import safeload
 from safeload import FileReport, Finding, Policy, ScanReport, Severity, Verdict
-from safeload._render import json as json_render
-from safeload._render import rule_help, sarif, text
+from safeload._cli.render import json as json_render
+from safeload._cli.render import rule_help, sarif, text
 from safeload.scan import scan_bytes
 
 # builtins.eval('1+1') at protocol 0, opcode by opcode.

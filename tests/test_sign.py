@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from safeload import _dsse, _statement
-from safeload._sigcli import add_parsers, run
+from safeload._cli.sign import add_parsers, run
 from safeload.errors import SafeloadError, SignatureError
+from safeload.load import dump
 from safeload.sign import (
     DigestMismatchError,
     EcdsaSigner,
@@ -46,7 +46,8 @@ from safeload.sign import (
     UnsignedFileError,
     UnsupportedSignatureError,
     Verified,
-    dump,
+    _dsse,
+    _statement,
     generate_key,
     hmac_keys_from_env,
     load_signer,

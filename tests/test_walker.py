@@ -10,7 +10,7 @@ import zoneinfo
 import pytest
 
 import safeload
-from safeload._walker import analyze
+from safeload._machine.walker import analyze
 
 
 def sbu(s: str) -> bytes:

@@ -72,8 +72,8 @@ from picklebuild import (
 
 import safeload
 from safeload import Verdict
+from safeload._machine.walker import analyze
 from safeload._names import map_name
-from safeload._walker import analyze
 from safeload.policy import Policy
 
 ORACLE = Path(__file__).with_name("oracle_unpickler.py")

@@ -29,8 +29,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from safeload._machine.walker import analyze
 from safeload._names import parse_canonical
-from safeload._walker import analyze
 from safeload.policy import Policy, builtin_rules
 from tools import corpus
 

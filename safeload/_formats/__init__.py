@@ -16,11 +16,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._findings import findings_for, structural
-from .._opcodes import BY_CODE, HIGHEST_PROTOCOL
-from .._walker import StreamAnalysis, analyze, walk_one
+from .._machine.opcodes import BY_CODE, HIGHEST_PROTOCOL
+from .._machine.walker import StreamAnalysis, analyze, walk_one
 from ..policy import Policy
 from ..report import Finding
+from ..scan._judge import findings_for, structural
 from . import compress, lfs, safetensors, zipread
 from . import numpy as npy
 

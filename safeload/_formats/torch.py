@@ -6,7 +6,7 @@ import pickle
 import struct
 from typing import Any
 
-from .._walker import PickleWalk, StreamAnalysis, walk_one
+from .._machine.walker import PickleWalk, StreamAnalysis, walk_one
 from . import Ctx, member_bytes, pickle_if_real, report_analysis, scan_blob, scan_pickle, zipread
 from . import numpy as npy
 
@@ -135,7 +135,7 @@ def _check_storages(
     fails to load, so it is not called safe.  The bytes themselves are never
     parsed as pickles (torch never unpickles them).
     """
-    from .._walker import Tup, const_value, is_str_const
+    from .._machine.walker import Tup, const_value, is_str_const
 
     sizes: dict[str, int] = {}
     for _offset, pid in walks[_OBJECT].persids:

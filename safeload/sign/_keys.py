@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ._sigerrors import KeyFileError
+from ..errors import KeyFileError
 
 __all__ = [
     "EcdsaSigner",

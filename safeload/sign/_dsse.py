@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ._sigerrors import MalformedSignatureError, UnsupportedSignatureError
+from ..errors import MalformedSignatureError, UnsupportedSignatureError
 
 __all__ = [
     "BUNDLE_MEDIA_TYPE",

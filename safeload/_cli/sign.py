@@ -14,21 +14,22 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ._keys import KEY_TYPES, HmacSigner, Signer, TrustStore, generate_key, hmac_keys_from_env
-from ._keys import load_signer as _load_signer
-from ._sigerrors import (
+from ..errors import (
     DigestMismatchError,
     InvalidSignatureError,
     MalformedSignatureError,
     MissingFileError,
     MissingSignatureError,
+    SafeloadError,
+    SignatureError,
     SubjectMismatchError,
     UnknownKeyError,
     UnsignedFileError,
     UnsupportedSignatureError,
 )
-from .errors import SafeloadError, SignatureError
-from .sign import sign, verify
+from ..sign import sign, verify
+from ..sign._keys import KEY_TYPES, HmacSigner, Signer, TrustStore, generate_key, hmac_keys_from_env
+from ..sign._keys import load_signer as _load_signer
 
 __all__ = ["add_parsers", "run"]
 

@@ -1,26 +1,19 @@
-"""Public scanning API: `scan(path_or_bytes, policy=None) -> ScanReport`.
-
-Nothing named in a scanned file is ever imported or called: the analysis is
-a symbolic walk over the opcodes (see `safeload._walker`).
-"""
+"""Scan one file or buffer: locate its readings, walk them, judge them by a policy."""
 
 from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ._findings import verdict_of
-from ._formats import Ctx, scan_blob
-from ._walker import DEFAULT_MAX_OPCODES
-from .errors import ScanInputError
-from .policy import Policy
-from .report import FileReport, ScanReport
-
-__all__ = ["DEFAULT_MAX_OPCODES", "scan", "scan_bytes", "scan_file"]
+from .._formats import Ctx, scan_blob
+from .._machine.walker import DEFAULT_MAX_OPCODES
+from ..errors import ScanInputError
+from ..policy import Policy
+from ..report import FileReport
+from ._judge import verdict_of
 
 _default_policy: Policy | None = None
 
@@ -31,29 +24,6 @@ def default_policy() -> Policy:
     if _default_policy is None:
         _default_policy = Policy.default()
     return _default_policy
-
-
-def scan(
-    target: str | os.PathLike[str] | bytes | bytearray | memoryview,
-    policy: Policy | None = None,
-    *,
-    max_opcodes: int = DEFAULT_MAX_OPCODES,
-    jobs: int = 1,
-) -> ScanReport:
-    """Scan a file, a directory (recursively) or an in-memory buffer.
-
-    Returns data and never prints. A path that cannot be read raises
-    `ScanInputError`; everything else, however malformed, is a verdict.
-    """
-    policy = policy or default_policy()
-    if isinstance(target, bytes | bytearray | memoryview):
-        return ScanReport(files=(scan_bytes(bytes(target), policy, max_opcodes=max_opcodes),))
-    path = Path(target)
-    if path.is_dir():
-        from ._batch import scan_paths
-
-        return scan_paths([path], policy, max_opcodes=max_opcodes, jobs=jobs)
-    return ScanReport(files=(scan_file(path, policy, max_opcodes=max_opcodes),))
 
 
 def scan_bytes(
@@ -113,9 +83,3 @@ def _scan_data(data: Any, size: int, policy: Policy, location: str, max_opcodes:
             pickles=ctx.pickles,
             opcodes=ctx.opcodes,
         )
-
-
-def scan_many(paths: Sequence[Path], policy: Policy | None = None) -> list[FileReport]:
-    """Scan explicit files one after another (the CLI parallelises above this)."""
-    policy = policy or default_policy()
-    return [scan_file(p, policy) for p in paths]

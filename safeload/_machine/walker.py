@@ -24,8 +24,8 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _opcodes as O
-from ._names import canonical, map_name
+from .._names import canonical, map_name
+from . import opcodes as O
 
 DEFAULT_MAX_OPCODES = 200_000_000
 #: Tuples longer than this keep only their length (their items are never

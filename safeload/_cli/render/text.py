@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..report import FileReport, Finding, ScanReport, Verdict
+from ...report import FileReport, Finding, ScanReport, Verdict
 from . import rule_help
 
 __all__ = ["render", "summary_line"]

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .. import __version__
-from ..policy import Policy, Rule
-from ..report import FileReport, Finding, ScanReport, Severity
+from ... import __version__
+from ...policy import Policy, Rule
+from ...report import FileReport, Finding, ScanReport, Severity
 
 __all__ = ["SCHEMA_URI", "SECURITY_SEVERITY", "render"]
 

@@ -6,10 +6,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _opcodes as O
-from ._walker import Event, GRef, PersRes, StreamAnalysis, Tup, const_value, is_str_const, render
-from .policy import Policy, Rule
-from .report import Finding, Severity, Verdict
+from .._machine import opcodes as O
+from .._machine.walker import (
+    Event,
+    GRef,
+    PersRes,
+    StreamAnalysis,
+    Tup,
+    const_value,
+    is_str_const,
+    render,
+)
+from ..policy import Policy, Rule
+from ..report import Finding, Severity, Verdict
 
 _USE_ORDER = (
     "called",

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from ._formats import container_kind
-from ._walker import DEFAULT_MAX_OPCODES
-from .errors import ScanInputError
-from .policy import Policy
-from .report import FileReport, ScanReport
-from .scan import scan_file
+from .._formats import container_kind
+from .._machine.walker import DEFAULT_MAX_OPCODES
+from ..errors import ScanInputError
+from ..policy import Policy
+from ..report import FileReport, ScanReport
+from ._core import scan_file
 
 __all__ = ["MODEL_SUFFIXES", "discover", "scan_paths", "sniff"]
 

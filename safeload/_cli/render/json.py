@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..report import ScanReport
+from ...report import ScanReport
 
 __all__ = ["render"]
 

@@ -14,9 +14,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .policy import Policy
-from .report import ScanReport
-from .scan import scan_file
+from ..policy import Policy
+from ..report import ScanReport
+from ..scan import scan_file
 
 __all__ = ["Demo", "hostile_pickle", "run"]
 

@@ -16,19 +16,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import __version__
-from ._batch import scan_paths
-from ._names import canonical
-from ._render import FORMATS, text
-from ._sigcli import add_parsers as add_signing_parsers
-from ._walker import DEFAULT_MAX_OPCODES
-from .errors import SafeloadError
-from .policy import Policy, Rule, UserConfig
-from .report import FileReport, ScanReport, Verdict
-from .scan import scan_bytes
+from .. import __version__
+from .._machine.walker import DEFAULT_MAX_OPCODES
+from .._names import canonical
+from ..errors import SafeloadError
+from ..policy import Policy, Rule, UserConfig
+from ..report import FileReport, ScanReport, Verdict
+from ..scan import scan_bytes
+from ..scan._batch import scan_paths
+from .render import FORMATS, text
+from .sign import add_parsers as add_signing_parsers
 
 if TYPE_CHECKING:
-    from ._demo import Demo
+    from .demo import Demo
 
 __all__ = ["entry", "main"]
 
@@ -248,11 +248,11 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             report, color=to_terminal and _use_color(sys.stdout), quiet=args.quiet
         )
     elif args.format == "json":
-        from ._render import json
+        from .render import json
 
         rendered = json.render(report)
     else:
-        from ._render import sarif
+        from .render import sarif
 
         rendered = sarif.render(report, policy, root=source_root(Path.cwd()))
     if to_terminal:
@@ -288,7 +288,7 @@ def _scan_stdin(policy: Policy, args: argparse.Namespace) -> FileReport:
     data = sys.stdin.buffer.read()
     file = scan_bytes(data, policy, location=STDIN, max_opcodes=args.max_opcodes)
     if args.explain and not file.safe:
-        from ._explain import explain
+        from ..scan._explain import explain
 
         note = (
             explain(data)
@@ -308,7 +308,7 @@ def exit_code(report: ScanReport, fail_on: str = "unknown") -> int:
 
 
 def _with_explanations(report: ScanReport, jobs: int | None) -> ScanReport:
-    from ._explain import explain_file
+    from ..scan._explain import explain_file
 
     def one(file: FileReport) -> FileReport:
         if file.safe:
@@ -401,7 +401,7 @@ def _rule_entry(rule: Rule) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import run
+    from .demo import run
 
     out = sys.stdout
     if args.directory is None:

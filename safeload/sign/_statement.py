@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ._sigerrors import (
+from ..errors import (
     DigestMismatchError,
     MalformedSignatureError,
     MissingFileError,

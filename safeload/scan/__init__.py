@@ -1,0 +1,39 @@
+"""Public scanning API: `scan(path_or_bytes, policy=None) -> ScanReport`.
+
+Nothing named in a scanned file is ever imported or called: the analysis is
+a symbolic walk over the opcodes (see `safeload._machine.walker`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .._machine.walker import DEFAULT_MAX_OPCODES
+from ..policy import Policy
+from ..report import ScanReport
+from ._batch import scan_paths
+from ._core import default_policy, scan_bytes, scan_file
+
+__all__ = ["DEFAULT_MAX_OPCODES", "default_policy", "scan", "scan_bytes", "scan_file"]
+
+
+def scan(
+    target: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    policy: Policy | None = None,
+    *,
+    max_opcodes: int = DEFAULT_MAX_OPCODES,
+    jobs: int = 1,
+) -> ScanReport:
+    """Scan a file, a directory (recursively) or an in-memory buffer.
+
+    Returns data and never prints. A path that cannot be read raises
+    `ScanInputError`; everything else, however malformed, is a verdict.
+    """
+    policy = policy or default_policy()
+    if isinstance(target, bytes | bytearray | memoryview):
+        return ScanReport(files=(scan_bytes(bytes(target), policy, max_opcodes=max_opcodes),))
+    path = Path(target)
+    if path.is_dir():
+        return scan_paths([path], policy, max_opcodes=max_opcodes, jobs=jobs)
+    return ScanReport(files=(scan_file(path, policy, max_opcodes=max_opcodes),))
