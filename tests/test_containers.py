@@ -648,7 +648,7 @@ def test_nesting_depth_limit(tmp_path: Path) -> None:
 
 
 def test_decompression_bomb_is_invalid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(formats, "MAX_EXPANDED", 1 << 20)
+    monkeypatch.setattr(formats.containers, "MAX_EXPANDED", 1 << 20)
     body = pickle.dumps(bytes(16 << 20), protocol=4)
     path = tmp_path / "bomb.pkl.gz"
     path.write_bytes(gzip.compress(body, 1))
@@ -886,7 +886,7 @@ def test_big_compressed_numeric_npz_member_is_not_expanded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only the head of a numeric member is decompressed: its numbers need no parsing."""
-    monkeypatch.setattr(formats, "MAX_EXPANDED", 3 << 20)
+    monkeypatch.setattr(formats.containers, "MAX_EXPANDED", 3 << 20)
     path = tmp_path / "big.npz"
     noise = np.random.default_rng(0).random(1 << 20)  # 8 MiB of float64
     np.savez_compressed(path, a=noise, b=noise[:10])

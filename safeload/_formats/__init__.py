@@ -1,500 +1,53 @@
-"""Containers: find every pickle a loader would deserialize, and only those bytes.
+"""The locator: every reading a loader would deserialize from a file's bytes.
 
-`scan_blob` sniffs *every* reading of a byte range (a zip at offset 0, a
-pickle at offset 0, a zip at the tail, ...) and scans each one; a range
-with two readings is a polyglot. Formats are decided by the bytes, never by
-a file name. Stored archive members are offset ranges of the file (its mmap),
-never copies; compressed ones are expanded with a hard output limit.
+`locate(data)` sniffs the bytes (never the file name), opens every container
+reading (zip, tar, npy/npz, joblib, compressed streams, PyTorch's formats)
+and returns the pickle streams inside with their walks, plus notes on
+container-level problems. It knows nothing of policy: the scanner judges
+the readings, and the guarded loader deserializes the same bytes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import struct
-from collections.abc import Callable
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from .._machine.opcodes import BY_CODE, HIGHEST_PROTOCOL
-from .._machine.walker import StreamAnalysis, analyze, walk_one
-from ..policy import Policy
-from ..report import Finding
-from ..scan._judge import findings_for, structural
-from . import compress, lfs, safetensors, zipread
-from . import numpy as npy
+from .._machine.walker import DEFAULT_MAX_OPCODES
+from .containers import MAX_DEPTH, MAX_EXPANDED, Ctx, container_kind, scan_blob
+from .readings import Compressed, Compression, Format, Located, Note, Reading, ReadingKind, Shape
 
-__all__ = ["MAX_DEPTH", "MAX_EXPANDED", "Ctx", "scan_blob"]
-
-MAX_DEPTH = 8
-"""Containers nested deeper than this are not opened (`resource-limit`)."""
-MAX_EXPANDED = 8 << 30
-"""Total bytes all decompression in one file may produce (a bomb is `resource-limit`)."""
-HEAD = 1024
-_PEEK = 1 << 20
-"""Bytes of a big deflated member expanded first, to see whether the rest is needed."""
-_TAR_SUFFIX = {"gzip": "gz"}
-_PARSE_ERRORS = (ValueError, IndexError, KeyError, OSError, EOFError, struct.error, RecursionError)
-
-_ANY_OPCODE = frozenset(BY_CODE) - {ord("P")}
-"""Bytes a pickle can start with (PERSID `P` excluded: without a `persistent_load`
-it fails at once, and every zip starts with it)."""
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_EXPANDED",
+    "Compressed",
+    "Compression",
+    "Format",
+    "Located",
+    "Note",
+    "Reading",
+    "ReadingKind",
+    "Shape",
+    "container_kind",
+    "locate",
+]
 
 
-@dataclass
-class Ctx:
-    """State shared by every container and member of one scanned file."""
-
-    policy: Policy
-    max_opcodes: int
-    stack: ExitStack
-    max_depth: int = MAX_DEPTH
-    expand_left: int = field(default_factory=lambda: MAX_EXPANDED)
-    findings: list[Finding] = field(default_factory=list)
-    pickles: int = 0
-    opcodes: int = 0
-
-    def add(self, rule_name: str, message: str, location: str, offset: int | None = None) -> None:
-        """Record a container-level finding."""
-        self.findings.append(structural(self.policy, rule_name, message, location, offset))
-
-    @property
-    def opcodes_left(self) -> int:
-        """Opcode budget left for this file (at least 1, so a spent budget is reported)."""
-        return max(1, self.max_opcodes - self.opcodes)
-
-
-def report_analysis(
-    ctx: Ctx,
-    analysis: StreamAnalysis,
+@contextmanager
+def locate(
     data: Any,
-    base: int,
-    location: str,
+    location: str = "<bytes>",
     *,
-    torch: bool = False,
-    into: list[Finding] | None = None,
-) -> None:
-    """Turn a walked stream into findings, offsets relative to `base`."""
-    ctx.pickles += len(analysis.pickles)
-    ctx.opcodes += analysis.opcodes
-    found = findings_for(analysis, data, ctx.policy, location, torch_storage_pids=torch)
-    if base:
-        found = [
-            dataclasses.replace(f, offset=f.offset - base) if f.offset is not None else f
-            for f in found
-        ]
-    (ctx.findings if into is None else into).extend(found)
+    size: int | None = None,
+    max_opcodes: int = DEFAULT_MAX_OPCODES,
+) -> Iterator[Located]:
+    """Every reading of `data[0:size]`.
 
-
-def _format_of(analysis: StreamAnalysis) -> str:
-    for g in analysis.globals:
-        if g.module == "joblib" or g.module.startswith("joblib."):
-            return "joblib"
-    return "pickle"
-
-
-def scan_pickle(
-    ctx: Ctx, data: Any, start: int, end: int, location: str, *, torch: bool = False
-) -> str:
-    """The reading of `pickle.load` / `joblib.load` (and torch's legacy stacked format)."""
-    from . import torch as torch_fmt
-
-    if torch_fmt.is_legacy_stacked(data, start, end):
-        return torch_fmt.scan_legacy_stacked(ctx, data, start, end, location)
-    analysis = analyze(data, start, end, max_opcodes=ctx.opcodes_left)
-    report_analysis(ctx, analysis, data, start, location, torch=torch)
-    return _format_of(analysis)
-
-
-def pickle_if_real(ctx: Ctx, data: Any, start: int, end: int, location: str) -> str | None:
-    """A second reading as a pickle: counted only if the pickle at `start` imports something.
-
-    Bytes that merely decode as a harmless pickle (a tar member named `N.txt`
-    reads as NONE, STOP) import nothing, so they are no second reading.
+    A context manager: decompressed members may live in temporary mappings
+    that the readings point into, released on exit.
     """
-    from . import torch as torch_fmt
-
-    if torch_fmt.is_legacy_stacked(data, start, end):
-        return torch_fmt.scan_legacy_stacked(ctx, data, start, end, location)
-    # Only the pickle at `start` counts: a loader fails at its first bad opcode
-    # and never reaches pickles found further on (so random bytes cost one
-    # short walk, not a search through the whole range).
-    if not walk_one(data, start, end, ctx.opcodes_left).globals:
-        return None
-    analysis = analyze(data, start, end, max_opcodes=ctx.opcodes_left)
-    report_analysis(ctx, analysis, data, start, location)
-    return _format_of(analysis)
-
-
-def _has_proto(head: bytes) -> bool:
-    return len(head) >= 2 and head[0] == 0x80 and head[1] <= HIGHEST_PROTOCOL
-
-
-def container_kind(head: bytes, size: int) -> str | None:
-    """The container the first bytes announce, or None."""
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "zip"
-    if head.startswith(npy.MAGIC):
-        return "npy"
-    if head.startswith(b"ZF0x"):
-        return "joblib-zf"
-    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
-        return "7z"
-    kind = compress.compression_of(head)
-    if kind is not None:
-        return kind
-    from . import tar
-
-    if tar.looks_like(head):
-        return "tar"
-    if lfs.is_pointer(head, size):
-        return "lfs"
-    if safetensors.looks_like(head, size):
-        return "safetensors"
-    return None
-
-
-def scan_blob(
-    ctx: Ctx,
-    data: Any,
-    location: str,
-    depth: int,
-    start: int = 0,
-    end: int | None = None,
-    *,
-    member: bool = False,
-) -> str:
-    """Scan `data[start:end]` under every reading it has; returns the format name.
-
-    `member` marks an archive member: bytes no loader deserializes are then
-    noted and skipped instead of being reported as a broken pickle.
-    """
-    end = len(data) if end is None else end
-    if depth > ctx.max_depth:
-        ctx.add(
-            "resource-limit",
-            f"containers nested more than {ctx.max_depth} deep; this one was not opened",
-            location,
-        )
-        return "nested"
-    size = end - start
-    if size <= 0:
-        if not member:
-            ctx.add("not-a-pickle", "the file is empty", location, 0)
-        return "empty"
-    head = bytes(data[start : start + min(size, HEAD)])
-    kind = container_kind(head, size)
-    formats: list[str] = []
-    if kind is not None:
-        try:
-            formats.append(_HANDLERS[kind](ctx, data, start, end, location, depth, head))
-        except _PARSE_ERRORS as exc:
-            # A parser met bytes it did not expect: unverifiable, never a crash.
-            ctx.add("corrupt-container", f"{kind} cannot be read: {exc}", location)
-            formats.append(kind)
-    found = _tail_zip(data, start, end, exact=kind is not None) if kind != "zip" else None
-    tail = found[0] if found else None
-    zip_begin = min((m.header_offset for m in tail.members), default=end) if tail else end
-    # `zipfile` (pandas' zip reading) also finds a zip that a pickle merely holds
-    # as a bytes value; its members are scanned, but that is no second reading
-    # of the file, so no polyglot finding.
-    embedded = False
-    if found is not None and not found[1] and kind is None:
-        first = walk_one(data, start, end, ctx.opcodes_left)
-        embedded = first.complete and first.end > zip_begin
-    # A pickle reading stops where an appended zip begins: loaders that read on
-    # fail at its first local header (`PK`: PERSID without a persistent_load),
-    # and the zip's own members are scanned as members below.
-    pickle_end = zip_begin if not embedded and start < zip_begin < end else end
-    if kind is None and (not member or _has_proto(head)):
-        # pickle.load's reading; for a top-level file also the fallback that
-        # says why it is no pickle.
-        formats.append(scan_pickle(ctx, data, start, pickle_end, location))
-    elif head[0] in _ANY_OPCODE:
-        # Bytes that merely start with an opcode (a pickle need not start with
-        # PROTO): a reading only if a pickle completes or imports something.
-        second = pickle_if_real(ctx, data, start, pickle_end, location)
-        if second is not None:
-            formats.append(second)
-    if tail is not None:
-        try:
-            zip_format = _scan_zip_archive(ctx, data, tail, location, depth)
-        except _PARSE_ERRORS as exc:
-            ctx.add("corrupt-container", f"zip cannot be read: {exc}", location)
-            zip_format = "zip"
-        if not embedded:
-            formats.append(zip_format)
-    if len(formats) >= 2:
-        ctx.add(
-            "polyglot-file",
-            f"the bytes read both as {formats[0]} and as {' and '.join(formats[1:])}: "
-            "loaders disagree on what this file is",
-            location,
-            0,
-        )
-    if not formats:
-        ctx.add(
-            "unscanned-member",
-            "neither a pickle nor a container any loader deserializes; not scanned",
-            location,
-        )
-        return "data"
-    return "+".join(formats)
-
-
-def _tail_zip(
-    data: Any, start: int, end: int, *, exact: bool
-) -> tuple[zipread.Archive, bool] | None:
-    """A zip archive found from the end, as `zipfile` finds one, and whether it ends at `end`.
-
-    With `exact`, only an end record (and comment) that ends exactly at `end`
-    counts: inside other containers a lenient search would find the archives
-    they merely hold.
-    """
-    eocd = zipread.find_eocd(data, start, end)
-    if eocd is None:
-        return None
-    (clen,) = memoryview(bytes(data[eocd + 20 : eocd + 22])).cast("H")
-    at_end = eocd + 22 + clen == end
-    if exact and not at_end:
-        return None
-    try:
-        archive = zipread.read_archive(data, start, end)
-    except (zipread.ZipError, ValueError, IndexError, struct.error):
-        return None
-    return (archive, at_end) if archive.members else None
-
-
-# -- handlers ---------------------------------------------------------------------
-
-Handler = Callable[[Ctx, Any, int, int, str, int, bytes], str]
-
-
-def _zip(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes) -> str:
-    try:
-        archive = zipread.read_archive(data, start, end)
-    except (zipread.ZipError, ValueError, IndexError, struct.error) as exc:
-        ctx.add("corrupt-container", f"zip archive cannot be read: {exc}", location, 0)
-        return "zip"
-    return _scan_zip_archive(ctx, data, archive, location, depth)
-
-
-def _scan_zip_archive(
-    ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth: int
-) -> str:
-    from . import torch as torch_fmt
-
-    pair = zipread.overlapping(archive)
-    if pair is not None:
-        ctx.add(
-            "corrupt-container",
-            f"zip members {pair[0].name!r} and {pair[1].name!r} share bytes (a zip bomb "
-            "construction)",
-            location,
-            pair[1].header_offset,
-        )
-    if torch_fmt.is_torch_zip(archive):
-        return torch_fmt.scan_zip(ctx, data, archive, location, depth)
-    kinds = set()
-    for m in archive.members:
-        if m.name.endswith("/") and m.size == 0:
-            continue
-        content = member_bytes(ctx, data, m, location)
-        if content is None:
-            continue
-        buf, s, e = content
-        kinds.add(scan_blob(ctx, buf, f"{location}:{m.name}", depth + 1, s, e, member=True))
-    return "npz" if kinds and kinds <= {"npy", "npy-object"} else "zip"
-
-
-def member_bytes(
-    ctx: Ctx, data: Any, m: zipread.Member, location: str
-) -> tuple[Any, int, int] | None:
-    """A member's bytes: a range of `data` when stored, else expanded (bounded)."""
-    where = f"{location}:{m.name}"
-    if m.error is not None:
-        ctx.add("corrupt-container", f"zip member cannot be read: {m.error}", where)
-        return None
-    _note_disagreement(ctx, m, where)
-    if m.method == 0:
-        if m.size != m.compressed_size:
-            # torch's reader refuses such an archive; other readers take either size.
-            ctx.add(
-                "corrupt-container",
-                f"stored zip member sizes disagree ({m.compressed_size} vs {m.size})",
-                where,
-            )
-            return (
-                data,
-                m.data_offset,
-                min(len(data), m.data_offset + max(m.size, m.compressed_size)),
-            )
-        return data, m.data_offset, m.data_end
-    if m.method != 8:
-        ctx.add(
-            "unsupported-container",
-            f"zip member uses compression method {m.method}; cannot be verified",
-            where,
-        )
-        return None
-    if m.size > _PEEK:
-        peek = _numeric_npy_head(ctx, data, m)
-        if peek is not None:
-            return peek
-    return expand_into(ctx, "deflate", data, m.data_offset, m.data_end, where)
-
-
-def _note_disagreement(ctx: Ctx, m: zipread.Member, where: str) -> None:
-    why = []
-    if m.local_name != m.name:
-        why.append(f"its local header names it {m.local_name!r}")
-    if m.flags & 0x2041:
-        why.append("an encryption flag is set")
-    if why:
-        ctx.add(
-            "zip-reader-disagreement",
-            f"{' and '.join(why)}: Python's zipfile refuses this member; it was read as "
-            "torch's reader does",
-            where,
-        )
-
-
-def _numeric_npy_head(ctx: Ctx, data: Any, m: zipread.Member) -> tuple[Any, int, int] | None:
-    """The decompressed head of a big numeric `.npy` member: all a scan needs of it.
-
-    `np.savez_compressed` archives hold mostly numbers; their bytes need no
-    parsing, so only the head is expanded to read the header.
-    """
-    try:
-        out = compress.expand("deflate", data, m.data_offset, m.data_end, _PEEK, ctx.stack)
-    except compress.Unavailable:  # pragma: no cover - zlib is always there
-        return None
-    if out.error is not None or not bytes(out.data[:6]) == npy.MAGIC:
-        return None
-    try:
-        header = npy.read_header(out.data, 0, out.size)
-    except npy.NpyError:
-        return None
-    if header.has_object:
-        return None
-    return out.data, 0, out.size
-
-
-def expand_into(
-    ctx: Ctx, kind: str, data: Any, start: int, end: int, location: str
-) -> tuple[Any, int, int] | None:
-    """Decompress a range within the file's budget, recording why it stopped early."""
-    try:
-        out = compress.expand(kind, data, start, end, ctx.expand_left, ctx.stack)
-    except compress.Unavailable as exc:
-        ctx.add("unsupported-container", f"{kind}-compressed; cannot be verified: {exc}", location)
-        return None
-    ctx.expand_left -= out.size
-    if out.over_limit:
-        ctx.add(
-            "resource-limit",
-            f"decompressed data exceeds the limit of {MAX_EXPANDED} bytes in total (a decompression "
-            "bomb?); the rest was not analyzed",
-            location,
-        )
-    if out.error is not None:
-        ctx.add("corrupt-container", out.error, location)
-    elif out.trailing:
-        ctx.add(
-            "trailing-data",
-            f"{out.trailing} bytes after the end of the {kind} stream",
-            location,
-        )
-    return out.data, 0, out.size
-
-
-def _compressed(
-    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
-) -> str:
-    kind = compress.compression_of(head) or "?"
-    content = expand_into(ctx, kind, data, start, end, location)
-    if content is None:
-        return kind
-    buf, s, e = content
-    inner = scan_blob(ctx, buf, location, depth + 1, s, e)
-    if inner == "tar":
-        return "tar." + _TAR_SUFFIX.get(kind, kind)
-    return f"{inner}+{kind}"
-
-
-def _npy(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes) -> str:
-    try:
-        header = npy.read_header(data, start, end)
-    except npy.NpyError as exc:
-        ctx.add("corrupt-container", f".npy header cannot be read: {exc}", location, 0)
-        return "npy"
-    if not header.has_object:
-        return "npy"
-    # np.load(allow_pickle=True) unpickles the array body.
-    scan_pickle(ctx, data, header.data_offset, end, location)
-    return "npy-object"
-
-
-def _joblib_zf(
-    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
-) -> str:
-    ctx.add(
-        "joblib-legacy-format",
-        "legacy joblib 'ZF' file: joblib.load reads it with numpy_pickle_compat, which "
-        "np.load()s companion files with allow_pickle=True",
-        location,
-        0,
-    )
-    # "ZF", the length as hex padded to 19 characters, then a zlib stream.
-    content = expand_into(ctx, "zlib", data, start + 21, end, location)
-    if content is not None:
-        buf, s, e = content
-        scan_pickle(ctx, buf, s, e, location)
-    return "joblib-zf"
-
-
-def _seven_zip(
-    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
-) -> str:
-    ctx.add("unsupported-container", "7z archive: unsupported container; cannot be verified",
-            location, 0)  # fmt: skip
-    return "7z"
-
-
-def _tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes) -> str:
-    from . import tar
-
-    return tar.scan_tar(ctx, data, start, end, location, depth)
-
-
-def _lfs(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes) -> str:
-    ctx.add(
-        "lfs-pointer",
-        f"not scanned: Git LFS pointer ({lfs.describe(head)}); fetch the real file "
-        "(git lfs pull) and scan it",
-        location,
-        0,
-    )
-    return "lfs-pointer"
-
-
-def _safetensors(
-    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
-) -> str:
-    problem = safetensors.validate(data, start, end)
-    if problem is not None:
-        ctx.add("corrupt-container", f"safetensors file is invalid: {problem}", location, 0)
-    return "safetensors"
-
-
-_HANDLERS: dict[str, Handler] = {
-    "zip": _zip,
-    "npy": _npy,
-    "joblib-zf": _joblib_zf,
-    "7z": _seven_zip,
-    "tar": _tar,
-    "lfs": _lfs,
-    "safetensors": _safetensors,
-    **{kind: _compressed for _magic, kind in compress.MAGICS},
-    "zlib": _compressed,
-}
+    size = len(data) if size is None else size
+    with ExitStack() as stack:
+        ctx = Ctx(max_opcodes=max_opcodes, stack=stack)
+        shape = scan_blob(ctx, data, location, 0, 0, size)
+        yield Located(location, size, shape, ctx.readings, ctx.notes)

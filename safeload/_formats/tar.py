@@ -5,8 +5,9 @@ from __future__ import annotations
 import tarfile
 from typing import Any
 
-from . import Ctx, scan_blob
 from .compress import range_file
+from .containers import Ctx, scan_blob
+from .readings import Format
 
 MAX_MEMBERS = 100_000
 
@@ -26,7 +27,7 @@ def looks_like(head: bytes) -> bool:
     return stored in (unsigned, signed)
 
 
-def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int) -> str:
+def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int) -> Format:
     """Scan every regular member; torch's legacy tar layout gets its own reading."""
     from . import torch as torch_fmt
 
@@ -61,4 +62,4 @@ def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: in
         return torch_fmt.scan_legacy_tar(ctx, data, members, location, depth)
     for name, s, e in order:
         scan_blob(ctx, data, f"{location}:{name}", depth + 1, s, e, member=True)
-    return "tar"
+    return Format.TAR

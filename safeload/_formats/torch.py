@@ -6,9 +6,12 @@ import pickle
 import struct
 from typing import Any
 
+from .._machine.opcodes import starts_with_proto
 from .._machine.walker import PickleWalk, StreamAnalysis, walk_one
-from . import Ctx, member_bytes, pickle_if_real, report_analysis, scan_blob, scan_pickle, zipread
 from . import numpy as npy
+from . import zipread
+from .containers import Ctx, add_reading, member_bytes, pickle_if_real, scan_blob, scan_pickle
+from .readings import Format
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 _MAGIC_PICKLES = tuple(pickle.dumps(MAGIC_NUMBER, protocol=p) for p in range(6))
@@ -16,14 +19,6 @@ _LEGACY_PICKLES = 5
 """magic number, protocol version, sys_info, the object, storage keys."""
 _OBJECT = 3
 """Index of the pickle torch loads with its storage `persistent_load`."""
-
-#: Element sizes of the storage classes the legacy tar format names.
-_ELEMENT_SIZE = {
-    "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "LongStorage": 8,
-    "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1,
-    "BoolStorage": 1, "BFloat16Storage": 2, "ComplexDoubleStorage": 16,
-    "ComplexFloatStorage": 8, "QUInt8Storage": 1, "QInt8Storage": 1, "QInt32Storage": 4,
-}  # fmt: skip
 
 
 # -- zip ----------------------------------------------------------------------------
@@ -46,7 +41,7 @@ def is_torch_zip(archive: zipread.Archive) -> bool:
     return f"{prefix}/data.pkl" in names or f"{prefix}/constants.pkl" in names
 
 
-def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth: int) -> str:
+def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth: int) -> Format:
     """Scan the pickles of a `torch.save` / TorchScript archive; tensor bytes stay unread."""
     prefix = archive_prefix(archive) or ""
     for m in archive.members:
@@ -65,8 +60,7 @@ def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth
                 scan_blob(ctx, data, where, depth + 1, m.data_offset, m.data_end, member=True)
             continue
         if not is_pickle and m.method == 0:
-            head = bytes(data[m.data_offset : m.data_offset + 2])
-            if not (len(head) == 2 and head[0] == 0x80 and head[1] <= 5):
+            if not starts_with_proto(data, m.data_offset, m.data_end):
                 continue
         content = member_bytes(ctx, data, m, location)
         if content is None:
@@ -74,9 +68,9 @@ def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth
         buf, s, e = content
         if is_pickle:
             scan_pickle(ctx, buf, s, e, where, torch=True)
-        elif e - s >= 2 and buf[s] == 0x80 and buf[s + 1] <= 5:
+        elif starts_with_proto(buf, s, e):
             pickle_if_real(ctx, buf, s, e, where)
-    return "pytorch-zip"
+    return Format.PYTORCH_ZIP
 
 
 # -- legacy stacked pickles -----------------------------------------------------------
@@ -88,7 +82,7 @@ def is_legacy_stacked(data: Any, start: int, end: int) -> bool:
     return any(head.startswith(m) for m in _MAGIC_PICKLES)
 
 
-def scan_legacy_stacked(ctx: Ctx, data: Any, start: int, end: int, location: str) -> str:
+def scan_legacy_stacked(ctx: Ctx, data: Any, start: int, end: int, location: str) -> Format:
     """Walk exactly the pickles `torch.load` reads; the raw storage bytes after them are not."""
     walks: list[PickleWalk] = []
     pos = start
@@ -107,12 +101,12 @@ def scan_legacy_stacked(ctx: Ctx, data: Any, start: int, end: int, location: str
             break
         pos = walk.end
     for i, walk in enumerate(walks):
-        report_analysis(
+        add_reading(
             ctx, StreamAnalysis([walk], end=walk.end), data, start, location, torch=i == _OBJECT
         )
     if len(walks) == _LEGACY_PICKLES and all(w.complete for w in walks):
         _check_storages(ctx, data, walks, end, start, location)
-    return "pytorch-legacy"
+    return Format.PYTORCH_LEGACY
 
 
 #: Bytes per element of the storage types torch's legacy format names.
@@ -187,7 +181,7 @@ class _Stop(Exception):
 
 def scan_legacy_tar(
     ctx: Ctx, data: Any, members: dict[str, tuple[int, int]], location: str, depth: int
-) -> str:
+) -> Format:
     """sys_info and pickle are plain pickles; storages and tensors interleave pickles and raw data."""
     for name in ("sys_info", "pickle"):
         s, e = members[name]
@@ -227,14 +221,14 @@ def scan_legacy_tar(
                 raise _Stop
     except _Stop:
         pass
-    return "pytorch-tar"
+    return Format.PYTORCH_TAR
 
 
 def _pickle(
     ctx: Ctx, data: Any, pos: int, end: int, where: str, base: int
 ) -> tuple[PickleWalk, int]:
     walk = walk_one(data, pos, end, ctx.opcodes_left)
-    report_analysis(ctx, StreamAnalysis([walk], end=walk.end), data, base, where)
+    add_reading(ctx, StreamAnalysis([walk], end=walk.end), data, base, where)
     if not walk.complete:
         raise _Stop
     return walk, walk.end

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 
 class Arg(enum.Enum):
@@ -157,6 +158,19 @@ FIXED_SIZE: dict[Arg, int] = {Arg.NONE: 0, Arg.U1: 1, Arg.U2: 2, Arg.I4: 4, Arg.
 LENGTH_PREFIX: dict[Arg, int] = {Arg.LEN1: 1, Arg.LEN4: 4, Arg.SLEN4: 4, Arg.LEN8: 8}
 
 HIGHEST_PROTOCOL = 5
+
+OPCODE_BYTES: frozenset[int] = frozenset(BY_CODE)
+"""Bytes that are opcodes: a stream without PROTO may start with any of them."""
+
+
+def starts_with_proto(data: Any, start: int = 0, end: int | None = None) -> bool:
+    """`data[start:end]` opens with a PROTO opcode of a protocol CPython reads.
+
+    The one check of "this looks like a binary pickle" used to sniff files
+    and archive members.
+    """
+    end = len(data) if end is None else end
+    return end - start >= 2 and data[start] == PROTO and data[start + 1] <= HIGHEST_PROTOCOL
 
 
 def _code(name: str) -> int:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from .._formats import container_kind
+from .._formats import Format, container_kind
+from .._machine.opcodes import OPCODE_BYTES, starts_with_proto
 from .._machine.walker import DEFAULT_MAX_OPCODES
 from ..errors import ScanInputError
 from ..policy import Policy
@@ -47,9 +48,6 @@ _HEAD = 64 * 1024
 """Bytes read to sniff a file: tar's `ustar` sits at offset 257, and a stream
 without PROTO may open with a long string before its first global."""
 
-_OPCODE_BYTES = frozenset(op.code.encode("latin-1")[0] for op in pickletools.opcodes)
-"""Bytes that are pickle opcodes: a stream without PROTO may start with any of them."""
-
 _TRUNCATION = ("not enough data", "no newline found", "but only", "exhausted before seeing STOP")
 """pickletools' messages for a stream that simply ends too early."""
 
@@ -60,13 +58,13 @@ def sniff(head: bytes, size: int | None = None) -> str | None:
     Containers are recognised exactly as `safeload.scan` opens them. A Git
     LFS pointer is only a model when its name says so, so it is not sniffed.
     """
-    if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
-        return "pickle"
+    if starts_with_proto(head):
+        return Format.PICKLE.value
     kind = container_kind(head, len(head) if size is None else size)
-    if kind is not None and kind != "lfs":
-        return kind
-    if head and head[0] in _OPCODE_BYTES and _decodes_as_pickle(head):
-        return "pickle"
+    if kind is not None and kind is not Format.LFS_POINTER:
+        return str(kind.value)
+    if head and head[0] in OPCODE_BYTES and _decodes_as_pickle(head):
+        return Format.PICKLE.value
     return None
 
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import mmap
 import os
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from .._formats import Ctx, scan_blob
+from .._formats import locate
 from .._machine.walker import DEFAULT_MAX_OPCODES
 from ..errors import ScanInputError
 from ..policy import Policy
 from ..report import FileReport
-from ._judge import verdict_of
+from ._judge import judge, verdict_of
 
 _default_policy: Policy | None = None
 
@@ -63,23 +62,14 @@ def scan_file(
 
 
 def _scan_data(data: Any, size: int, policy: Policy, location: str, max_opcodes: int) -> FileReport:
-    with ExitStack() as stack:
-        ctx = Ctx(policy=policy, max_opcodes=max_opcodes, stack=stack)
-        fmt = scan_blob(ctx, data, location, 0, 0, size)
-        findings = sorted(
-            ctx.findings,
-            key=lambda f: (
-                f.location != location,
-                f.location,
-                f.offset if f.offset is not None else -1,
-            ),
-        )
-        return FileReport(
-            path=location,
-            verdict=verdict_of(findings),
-            format=fmt,
-            findings=tuple(findings),
-            size=size,
-            pickles=ctx.pickles,
-            opcodes=ctx.opcodes,
-        )
+    with locate(data, location, size=size, max_opcodes=max_opcodes) as located:
+        findings = judge(located, policy)
+    return FileReport(
+        path=location,
+        verdict=verdict_of(findings),
+        format=str(located.shape),
+        findings=tuple(findings),
+        size=size,
+        pickles=located.pickles,
+        opcodes=located.opcodes,
+    )

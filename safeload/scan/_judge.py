@@ -1,11 +1,13 @@
-"""Turn a walked stream into findings judged by a policy."""
+"""Judge what the locator found: findings for every reading and note, by a policy."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._formats import Located, ReadingKind
 from .._machine import opcodes as O
 from .._machine.walker import (
     Event,
@@ -42,6 +44,42 @@ class _Agg:
     count: int = 0
     uses: set[str] = field(default_factory=set)
     args: list[str] = field(default_factory=list)
+
+
+def judge(located: Located, policy: Policy) -> list[Finding]:
+    """Every finding of a located file: its notes, then its readings' globals and events.
+
+    Sorted with the file's own findings first, then by member and offset.
+    """
+    found = [
+        structural(policy, note.rule, note.message, note.location, note.offset)
+        for note in located.notes
+    ]
+    for reading in located.readings:
+        per = findings_for(
+            reading.analysis,
+            reading.data,
+            policy,
+            reading.location,
+            torch_storage_pids=reading.kind is ReadingKind.TORCH,
+        )
+        if reading.base:
+            per = [
+                dataclasses.replace(f, offset=f.offset - reading.base)
+                if f.offset is not None
+                else f
+                for f in per
+            ]
+        found.extend(per)
+    top = located.location
+    found.sort(
+        key=lambda f: (
+            f.location != top,
+            f.location,
+            f.offset if f.offset is not None else -1,
+        )
+    )
+    return found
 
 
 def findings_for(
@@ -252,4 +290,4 @@ def structural(
     )
 
 
-__all__ = ["Severity", "findings_for", "structural", "verdict_of"]
+__all__ = ["Severity", "findings_for", "judge", "structural", "verdict_of"]

@@ -1,0 +1,499 @@
+"""The locator: find every pickle a loader would deserialize, and only those bytes.
+
+`scan_blob` sniffs *every* reading of a byte range (a zip at offset 0, a
+pickle at offset 0, a zip at the tail, ...) and records each one; a range
+with two readings is a polyglot. Formats are decided by the bytes, never by
+a file name. Stored archive members are offset ranges of the file (its mmap),
+never copies; compressed ones are expanded with a hard output limit.
+
+Nothing here judges a name: the walk of each stream goes into a `Reading`,
+and container problems into `Note`s, for the scanner to judge and the
+guarded loader to deserialize.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._machine.opcodes import OPCODE_BYTES, starts_with_proto
+from .._machine.walker import StreamAnalysis, analyze, walk_one
+from . import compress, lfs, safetensors, zipread
+from . import numpy as npy
+from .readings import Compressed, Compression, Format, Note, Reading, ReadingKind, Shape
+
+__all__ = ["MAX_DEPTH", "MAX_EXPANDED", "Ctx", "container_kind", "scan_blob"]
+
+MAX_DEPTH = 8
+"""Containers nested deeper than this are not opened (`resource-limit`)."""
+MAX_EXPANDED = 8 << 30
+"""Total bytes all decompression in one file may produce (a bomb is `resource-limit`)."""
+HEAD = 1024
+_PEEK = 1 << 20
+"""Bytes of a big deflated member expanded first, to see whether the rest is needed."""
+_PARSE_ERRORS = (ValueError, IndexError, KeyError, OSError, EOFError, struct.error, RecursionError)
+
+_ANY_OPCODE = OPCODE_BYTES - {ord("P")}
+"""Bytes a pickle can start with (PERSID `P` excluded: without a `persistent_load`
+it fails at once, and every zip starts with it)."""
+
+
+@dataclass
+class Ctx:
+    """State shared by every container and member of one located file."""
+
+    max_opcodes: int
+    stack: ExitStack
+    max_depth: int = MAX_DEPTH
+    expand_left: int = field(default_factory=lambda: MAX_EXPANDED)
+    readings: list[Reading] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    opcodes: int = 0
+
+    def add(self, rule_name: str, message: str, location: str, offset: int | None = None) -> None:
+        """Record a container-level finding."""
+        self.notes.append(Note(rule_name, message, location, offset))
+
+    @property
+    def opcodes_left(self) -> int:
+        """Opcode budget left for this file (at least 1, so a spent budget is reported)."""
+        return max(1, self.max_opcodes - self.opcodes)
+
+
+def add_reading(
+    ctx: Ctx,
+    analysis: StreamAnalysis,
+    data: Any,
+    base: int,
+    location: str,
+    *,
+    torch: bool = False,
+) -> None:
+    """Record a walked stream; its offsets are reported relative to `base`."""
+    ctx.opcodes += analysis.opcodes
+    kind = ReadingKind.TORCH if torch else ReadingKind.PICKLE
+    start = analysis.pickles[0].start if analysis.pickles else base
+    ctx.readings.append(Reading(kind, location, data, start, analysis.end, analysis, base))
+
+
+def _format_of(analysis: StreamAnalysis) -> Format:
+    for g in analysis.globals:
+        if g.module == "joblib" or g.module.startswith("joblib."):
+            return Format.JOBLIB
+    return Format.PICKLE
+
+
+def scan_pickle(
+    ctx: Ctx, data: Any, start: int, end: int, location: str, *, torch: bool = False
+) -> Format:
+    """The reading of `pickle.load` / `joblib.load` (and torch's legacy stacked format)."""
+    from . import torch as torch_fmt
+
+    if torch_fmt.is_legacy_stacked(data, start, end):
+        return torch_fmt.scan_legacy_stacked(ctx, data, start, end, location)
+    analysis = analyze(data, start, end, max_opcodes=ctx.opcodes_left)
+    add_reading(ctx, analysis, data, start, location, torch=torch)
+    return _format_of(analysis)
+
+
+def pickle_if_real(ctx: Ctx, data: Any, start: int, end: int, location: str) -> Format | None:
+    """A second reading as a pickle: counted only if the pickle at `start` imports something.
+
+    Bytes that merely decode as a harmless pickle (a tar member named `N.txt`
+    reads as NONE, STOP) import nothing, so they are no second reading.
+    """
+    from . import torch as torch_fmt
+
+    if torch_fmt.is_legacy_stacked(data, start, end):
+        return torch_fmt.scan_legacy_stacked(ctx, data, start, end, location)
+    # Only the pickle at `start` counts: a loader fails at its first bad opcode
+    # and never reaches pickles found further on (so random bytes cost one
+    # short walk, not a search through the whole range).
+    if not walk_one(data, start, end, ctx.opcodes_left).globals:
+        return None
+    analysis = analyze(data, start, end, max_opcodes=ctx.opcodes_left)
+    add_reading(ctx, analysis, data, start, location)
+    return _format_of(analysis)
+
+
+def container_kind(head: bytes, size: int) -> Format | Compression | None:
+    """The container the first bytes announce, or None."""
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return Format.ZIP
+    if head.startswith(npy.MAGIC):
+        return Format.NPY
+    if head.startswith(b"ZF0x"):
+        return Format.JOBLIB_ZF
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
+        return Format.SEVEN_ZIP
+    kind = compress.compression_of(head)
+    if kind is not None:
+        return Compression(kind)
+    from . import tar
+
+    if tar.looks_like(head):
+        return Format.TAR
+    if lfs.is_pointer(head, size):
+        return Format.LFS_POINTER
+    if safetensors.looks_like(head, size):
+        return Format.SAFETENSORS
+    return None
+
+
+def scan_blob(
+    ctx: Ctx,
+    data: Any,
+    location: str,
+    depth: int,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    member: bool = False,
+) -> Shape:
+    """Locate every reading of `data[start:end]`; returns what the range was read as.
+
+    `member` marks an archive member: bytes no loader deserializes are then
+    noted and skipped instead of being reported as a broken pickle.
+    """
+    end = len(data) if end is None else end
+    if depth > ctx.max_depth:
+        ctx.add(
+            "resource-limit",
+            f"containers nested more than {ctx.max_depth} deep; this one was not opened",
+            location,
+        )
+        return Shape((Format.NESTED,))
+    size = end - start
+    if size <= 0:
+        if not member:
+            ctx.add("not-a-pickle", "the file is empty", location, 0)
+        return Shape((Format.EMPTY,))
+    head = bytes(data[start : start + min(size, HEAD)])
+    kind = container_kind(head, size)
+    formats: list[Format | Compressed] = []
+    if kind is not None:
+        try:
+            formats.append(_HANDLERS[kind](ctx, data, start, end, location, depth, head))
+        except _PARSE_ERRORS as exc:
+            # A parser met bytes it did not expect: unverifiable, never a crash.
+            ctx.add("corrupt-container", f"{kind.value} cannot be read: {exc}", location)
+            formats.append(kind if isinstance(kind, Format) else Compressed(kind, _UNREAD))
+    found = _tail_zip(data, start, end, exact=kind is not None) if kind is not Format.ZIP else None
+    tail = found[0] if found else None
+    zip_begin = min((m.header_offset for m in tail.members), default=end) if tail else end
+    # `zipfile` (pandas' zip reading) also finds a zip that a pickle merely holds
+    # as a bytes value; its members are scanned, but that is no second reading
+    # of the file, so no polyglot finding.
+    embedded = False
+    if found is not None and not found[1] and kind is None:
+        first = walk_one(data, start, end, ctx.opcodes_left)
+        embedded = first.complete and first.end > zip_begin
+    # A pickle reading stops where an appended zip begins: loaders that read on
+    # fail at its first local header (`PK`: PERSID without a persistent_load),
+    # and the zip's own members are scanned as members below.
+    pickle_end = zip_begin if not embedded and start < zip_begin < end else end
+    if kind is None and (not member or starts_with_proto(head)):
+        # pickle.load's reading; for a top-level file also the fallback that
+        # says why it is no pickle.
+        formats.append(scan_pickle(ctx, data, start, pickle_end, location))
+    elif head[0] in _ANY_OPCODE:
+        # Bytes that merely start with an opcode (a pickle need not start with
+        # PROTO): a reading only if a pickle completes or imports something.
+        second = pickle_if_real(ctx, data, start, pickle_end, location)
+        if second is not None:
+            formats.append(second)
+    if tail is not None:
+        try:
+            zip_format = _scan_zip_archive(ctx, data, tail, location, depth)
+        except _PARSE_ERRORS as exc:
+            ctx.add("corrupt-container", f"zip cannot be read: {exc}", location)
+            zip_format = Format.ZIP
+        if not embedded:
+            formats.append(zip_format)
+    if len(formats) >= 2:
+        ctx.add(
+            "polyglot-file",
+            f"the bytes read both as {Shape(tuple(formats[:1]))} and as "
+            f"{' and '.join(str(Shape((f,))) for f in formats[1:])}: "
+            "loaders disagree on what this file is",
+            location,
+            0,
+        )
+    if not formats:
+        ctx.add(
+            "unscanned-member",
+            "neither a pickle nor a container any loader deserializes; not scanned",
+            location,
+        )
+        return Shape((Format.DATA,))
+    return Shape(tuple(formats))
+
+
+def _tail_zip(
+    data: Any, start: int, end: int, *, exact: bool
+) -> tuple[zipread.Archive, bool] | None:
+    """A zip archive found from the end, as `zipfile` finds one, and whether it ends at `end`.
+
+    With `exact`, only an end record (and comment) that ends exactly at `end`
+    counts: inside other containers a lenient search would find the archives
+    they merely hold.
+    """
+    eocd = zipread.find_eocd(data, start, end)
+    if eocd is None:
+        return None
+    (clen,) = memoryview(bytes(data[eocd + 20 : eocd + 22])).cast("H")
+    at_end = eocd + 22 + clen == end
+    if exact and not at_end:
+        return None
+    try:
+        archive = zipread.read_archive(data, start, end)
+    except (zipread.ZipError, ValueError, IndexError, struct.error):
+        return None
+    return (archive, at_end) if archive.members else None
+
+
+# -- handlers ---------------------------------------------------------------------
+
+Handler = Callable[[Ctx, Any, int, int, str, int, bytes], Format | Compressed]
+
+
+def _zip(
+    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
+) -> Format:
+    try:
+        archive = zipread.read_archive(data, start, end)
+    except (zipread.ZipError, ValueError, IndexError, struct.error) as exc:
+        ctx.add("corrupt-container", f"zip archive cannot be read: {exc}", location, 0)
+        return Format.ZIP
+    return _scan_zip_archive(ctx, data, archive, location, depth)
+
+
+def _scan_zip_archive(
+    ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth: int
+) -> Format:
+    from . import torch as torch_fmt
+
+    pair = zipread.overlapping(archive)
+    if pair is not None:
+        ctx.add(
+            "corrupt-container",
+            f"zip members {pair[0].name!r} and {pair[1].name!r} share bytes (a zip bomb "
+            "construction)",
+            location,
+            pair[1].header_offset,
+        )
+    if torch_fmt.is_torch_zip(archive):
+        return torch_fmt.scan_zip(ctx, data, archive, location, depth)
+    kinds = set()
+    for m in archive.members:
+        if m.name.endswith("/") and m.size == 0:
+            continue
+        content = member_bytes(ctx, data, m, location)
+        if content is None:
+            continue
+        buf, s, e = content
+        kinds.add(scan_blob(ctx, buf, f"{location}:{m.name}", depth + 1, s, e, member=True))
+    return Format.NPZ if kinds and kinds <= _NPY_SHAPES else Format.ZIP
+
+
+def member_bytes(
+    ctx: Ctx, data: Any, m: zipread.Member, location: str
+) -> tuple[Any, int, int] | None:
+    """A member's bytes: a range of `data` when stored, else expanded (bounded)."""
+    where = f"{location}:{m.name}"
+    if m.error is not None:
+        ctx.add("corrupt-container", f"zip member cannot be read: {m.error}", where)
+        return None
+    _note_disagreement(ctx, m, where)
+    if m.method == 0:
+        if m.size != m.compressed_size:
+            # torch's reader refuses such an archive; other readers take either size.
+            ctx.add(
+                "corrupt-container",
+                f"stored zip member sizes disagree ({m.compressed_size} vs {m.size})",
+                where,
+            )
+            return (
+                data,
+                m.data_offset,
+                min(len(data), m.data_offset + max(m.size, m.compressed_size)),
+            )
+        return data, m.data_offset, m.data_end
+    if m.method != 8:
+        ctx.add(
+            "unsupported-container",
+            f"zip member uses compression method {m.method}; cannot be verified",
+            where,
+        )
+        return None
+    if m.size > _PEEK:
+        peek = _numeric_npy_head(ctx, data, m)
+        if peek is not None:
+            return peek
+    return expand_into(ctx, "deflate", data, m.data_offset, m.data_end, where)
+
+
+def _note_disagreement(ctx: Ctx, m: zipread.Member, where: str) -> None:
+    why = []
+    if m.local_name != m.name:
+        why.append(f"its local header names it {m.local_name!r}")
+    if m.flags & 0x2041:
+        why.append("an encryption flag is set")
+    if why:
+        ctx.add(
+            "zip-reader-disagreement",
+            f"{' and '.join(why)}: Python's zipfile refuses this member; it was read as "
+            "torch's reader does",
+            where,
+        )
+
+
+def _numeric_npy_head(ctx: Ctx, data: Any, m: zipread.Member) -> tuple[Any, int, int] | None:
+    """The decompressed head of a big numeric `.npy` member: all a scan needs of it.
+
+    `np.savez_compressed` archives hold mostly numbers; their bytes need no
+    parsing, so only the head is expanded to read the header.
+    """
+    try:
+        out = compress.expand("deflate", data, m.data_offset, m.data_end, _PEEK, ctx.stack)
+    except compress.Unavailable:  # pragma: no cover - zlib is always there
+        return None
+    if out.error is not None or not bytes(out.data[:6]) == npy.MAGIC:
+        return None
+    try:
+        header = npy.read_header(out.data, 0, out.size)
+    except npy.NpyError:
+        return None
+    if header.has_object:
+        return None
+    return out.data, 0, out.size
+
+
+def expand_into(
+    ctx: Ctx, kind: str, data: Any, start: int, end: int, location: str
+) -> tuple[Any, int, int] | None:
+    """Decompress a range within the file's budget, recording why it stopped early."""
+    try:
+        out = compress.expand(kind, data, start, end, ctx.expand_left, ctx.stack)
+    except compress.Unavailable as exc:
+        ctx.add("unsupported-container", f"{kind}-compressed; cannot be verified: {exc}", location)
+        return None
+    ctx.expand_left -= out.size
+    if out.over_limit:
+        ctx.add(
+            "resource-limit",
+            f"decompressed data exceeds the limit of {MAX_EXPANDED} bytes in total (a decompression "
+            "bomb?); the rest was not analyzed",
+            location,
+        )
+    if out.error is not None:
+        ctx.add("corrupt-container", out.error, location)
+    elif out.trailing:
+        ctx.add(
+            "trailing-data",
+            f"{out.trailing} bytes after the end of the {kind} stream",
+            location,
+        )
+    return out.data, 0, out.size
+
+
+def _compressed(
+    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
+) -> Compressed:
+    kind = compress.compression_of(head)
+    assert kind is not None  # the handler is chosen by this very magic
+    content = expand_into(ctx, kind, data, start, end, location)
+    if content is None:
+        return Compressed(Compression(kind), _UNREAD)
+    buf, s, e = content
+    return Compressed(Compression(kind), scan_blob(ctx, buf, location, depth + 1, s, e))
+
+
+def _npy(
+    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
+) -> Format:
+    try:
+        header = npy.read_header(data, start, end)
+    except npy.NpyError as exc:
+        ctx.add("corrupt-container", f".npy header cannot be read: {exc}", location, 0)
+        return Format.NPY
+    if not header.has_object:
+        return Format.NPY
+    # np.load(allow_pickle=True) unpickles the array body.
+    scan_pickle(ctx, data, header.data_offset, end, location)
+    return Format.NPY_OBJECT
+
+
+def _joblib_zf(
+    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
+) -> Format:
+    ctx.add(
+        "joblib-legacy-format",
+        "legacy joblib 'ZF' file: joblib.load reads it with numpy_pickle_compat, which "
+        "np.load()s companion files with allow_pickle=True",
+        location,
+        0,
+    )
+    # "ZF", the length as hex padded to 19 characters, then a zlib stream.
+    content = expand_into(ctx, "zlib", data, start + 21, end, location)
+    if content is not None:
+        buf, s, e = content
+        scan_pickle(ctx, buf, s, e, location)
+    return Format.JOBLIB_ZF
+
+
+def _seven_zip(
+    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
+) -> Format:
+    ctx.add("unsupported-container", "7z archive: unsupported container; cannot be verified",
+            location, 0)  # fmt: skip
+    return Format.SEVEN_ZIP
+
+
+def _tar(
+    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
+) -> Format:
+    from . import tar
+
+    return tar.scan_tar(ctx, data, start, end, location, depth)
+
+
+def _lfs(
+    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
+) -> Format:
+    ctx.add(
+        "lfs-pointer",
+        f"not scanned: Git LFS pointer ({lfs.describe(head)}); fetch the real file "
+        "(git lfs pull) and scan it",
+        location,
+        0,
+    )
+    return Format.LFS_POINTER
+
+
+def _safetensors(
+    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
+) -> Format:
+    problem = safetensors.validate(data, start, end)
+    if problem is not None:
+        ctx.add("corrupt-container", f"safetensors file is invalid: {problem}", location, 0)
+    return Format.SAFETENSORS
+
+
+_NPY_SHAPES = frozenset({Shape((Format.NPY,)), Shape((Format.NPY_OBJECT,))})
+_UNREAD = Shape(())
+"""The inner shape of a compressed stream that could not be expanded."""
+
+_HANDLERS: dict[Format | Compression, Handler] = {
+    Format.ZIP: _zip,
+    Format.NPY: _npy,
+    Format.JOBLIB_ZF: _joblib_zf,
+    Format.SEVEN_ZIP: _seven_zip,
+    Format.TAR: _tar,
+    Format.LFS_POINTER: _lfs,
+    Format.SAFETENSORS: _safetensors,
+    **{kind: _compressed for kind in Compression if kind is not Compression.DEFLATE},
+}
