@@ -17,10 +17,11 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import (
@@ -36,13 +37,17 @@ __all__ = [
     "GIT_PATHS",
     "LayoutError",
     "ModelFiles",
+    "Ranges",
     "Resource",
     "Statement",
     "build",
     "check",
     "digest_files",
+    "is_ignored",
     "list_files",
     "parse",
+    "shard_ranges",
+    "shown_names",
 ]
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -55,6 +60,7 @@ HASHES: dict[str, Callable[[], Any]] = {"sha256": hashlib.sha256, "blake2b": has
 
 _BUFFER = 1 << 20
 _HEX = re.compile(r"[0-9a-f]+")
+_SHARD = re.compile(r"(.+):(0|[1-9][0-9]*):([1-9][0-9]*)", re.DOTALL)
 _LIST_SHOWN = 5
 
 
@@ -180,6 +186,10 @@ class Resource:
     digest: str
 
 
+Ranges = Mapping[tuple[int, int | None], str]
+"""`{(start, end): hex digest}` of one file; a whole file is the single range `(0, None)`."""
+
+
 @dataclass(frozen=True)
 class Statement:
     """A parsed model-signing statement."""
@@ -187,10 +197,15 @@ class Statement:
     subject: str
     root_digest: str
     method: str
+    """`"files"` (one digest per file) or `"shards"` (one per `shard_size` bytes of a file)."""
     hash_type: str
     ignore_paths: tuple[str, ...]
     resources: tuple[Resource, ...]
     shard_size: int | None = None
+    files: Mapping[str, Ranges] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, repr=False
+    )
+    """`{file name: ranges}`: the resources grouped by file (shard suffixes removed)."""
 
 
 def root_digest(digests: Iterable[str]) -> str:
@@ -308,7 +323,14 @@ def parse(payload: bytes, where: str) -> Statement:
     if root_digest(r.digest for r in resources) != root:
         raise bad("is inconsistent: its subject digest does not match its resources")
     return Statement(
-        subject_name, root, method, hash_type, tuple(ignore_paths), tuple(resources), shard_size
+        subject_name,
+        root,
+        method,
+        hash_type,
+        tuple(ignore_paths),
+        tuple(resources),
+        shard_size,
+        _file_ranges(method, resources, where),
     )
 
 
@@ -319,34 +341,41 @@ def _is_hex(value: object, length: int) -> bool:
 # -- checking -----------------------------------------------------------------------
 
 
-def _names(items: Iterable[str]) -> str:
+def is_ignored(name: str, ignore_paths: Iterable[str]) -> bool:
+    """True when a statement's ignore list covers relative path `name`."""
+    return _ignored(name, normalize_ignores(ignore_paths))
+
+
+def shown_names(items: Iterable[str]) -> str:
+    """Names for a message: the first few, in order, and how many more."""
     ordered = sorted(items)
     shown = ", ".join(repr(n) for n in ordered[:_LIST_SHOWN])
     more = len(ordered) - _LIST_SHOWN
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def _listed(statement: Statement, where: str) -> dict[str, dict[tuple[int, int | None], str]]:
-    """`{file name: {(start, end): digest}}`; whole files use `(0, None)`."""
-    listed: dict[str, dict[tuple[int, int | None], str]] = {}
-    for resource in statement.resources:
-        if statement.method == "files":
-            listed.setdefault(resource.name, {})[(0, None)] = resource.digest
+def _file_ranges(method: str, resources: Iterable[Resource], where: str) -> Mapping[str, Ranges]:
+    files: dict[str, dict[tuple[int, int | None], str]] = {}
+    for resource in resources:
+        if method == "files":
+            files[resource.name] = {(0, None): resource.digest}
             continue
-        parts = resource.name.rsplit(":", 2)
-        try:
-            name, start, end = parts[0], int(parts[1]), int(parts[2])
-        except (IndexError, ValueError):
+        # Decimal offsets exactly as model-signing writes them: int() would also take
+        # "+1", " 1", "1_0" or other scripts' digits, so two names could share a range.
+        match = _SHARD.fullmatch(resource.name)
+        if match is None:
             raise MalformedSignatureError(
                 f"{where}: shard resource {resource.name!r} is not 'path:start:end'"
-            ) from None
-        if not 0 <= start < end:
+            )
+        name, start, end = match[1], int(match[2]), int(match[3])
+        if start >= end:
             raise MalformedSignatureError(f"{where}: shard resource {resource.name!r} is empty")
-        listed.setdefault(name, {})[(start, end)] = resource.digest
-    return listed
+        files.setdefault(name, {})[(start, end)] = resource.digest
+    return MappingProxyType({n: MappingProxyType(r) for n, r in files.items()})
 
 
-def _shards(size: int, shard_size: int) -> list[tuple[int, int | None]]:
+def shard_ranges(size: int, shard_size: int) -> list[tuple[int, int | None]]:
+    """The `(start, end)` shards model-signing cuts a file of `size` bytes into."""
     return [(start, min(start + shard_size, size)) for start in range(0, size, shard_size)]
 
 
@@ -365,7 +394,7 @@ def check(
     `MissingFileError`, `UnsignedFileError`, `DigestMismatchError` or
     `SubjectMismatchError`. Names are compared before anything is hashed.
     """
-    listed = _listed(statement, where)
+    listed: Mapping[str, Ranges] = statement.files
     actual = dict(model.files)
     target = model.root.name or model.root.resolve().name
     if model.single:
@@ -379,7 +408,7 @@ def check(
             )
         else:
             raise MissingFileError(
-                f"{where} lists {len(names)} files of a model directory ({_names(names)}), "
+                f"{where} lists {len(names)} files of a model directory ({shown_names(names)}), "
                 f"but {model.root} is a single file; verify the directory instead"
             )
     elif "." in listed or any(n.startswith(".:") for n in listed):
@@ -390,7 +419,7 @@ def check(
     missing = set(listed) - set(actual)
     if missing:
         raise MissingFileError(
-            f"{model.root}: {len(missing)} signed file(s) are missing: {_names(missing)}; "
+            f"{model.root}: {len(missing)} signed file(s) are missing: {shown_names(missing)}; "
             "restore them, or sign the model again if they were removed on purpose"
         )
     unsigned = set(actual) - set(listed)
@@ -399,7 +428,7 @@ def check(
     if unsigned and not ignore_unsigned:
         raise UnsignedFileError(
             f"{model.root}: {len(unsigned)} file(s) are not covered by {where}: "
-            f"{_names(unsigned)}; remove them or sign the model again "
+            f"{shown_names(unsigned)}; remove them or sign the model again "
             "(or pass --ignore-unsigned-files if they are never loaded)"
         )
     jobs: list[tuple[Path, int, int | None]] = []
@@ -408,7 +437,7 @@ def check(
     for name, ranges in listed.items():
         if statement.shard_size is not None:
             size = actual[name].stat().st_size
-            if sorted(ranges, key=lambda r: r[0]) != _shards(size, statement.shard_size):
+            if sorted(ranges, key=lambda r: r[0]) != shard_ranges(size, statement.shard_size):
                 changed.add(name)
                 continue
         for (start, end), digest in ranges.items():
@@ -428,7 +457,7 @@ def check(
                 "get the original file or sign it again"
             )
         raise DigestMismatchError(
-            f"{model.root}: {len(changed)} file(s) changed since signing: {_names(changed)}; "
+            f"{model.root}: {len(changed)} file(s) changed since signing: {shown_names(changed)}; "
             "do not load them, get the original files or sign the model again"
         )
     whole = {n: r[(0, None)] for n, r in listed.items() if statement.method == "files"}
