@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import gzip
 import io
 import json
 import os
@@ -482,14 +483,13 @@ def test_colour_needs_a_terminal_and_no_no_color(monkeypatch: pytest.MonkeyPatch
     assert not _cli._use_color(FakeTerminal())
 
 
-def test_explain_skips_containers_it_cannot_open(
-    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
-) -> None:
-    report = ScanReport(files=(FileReport(str(files["invalid"]), Verdict.INVALID, "gzip", ()),))
+def test_explain_reads_containers_as_the_scan_does(tmp_path: Path) -> None:
+    packed = tmp_path / "model.pkl.gz"
+    packed.write_bytes(gzip.compress(SYSTEM))
+    report = ScanReport(files=(FileReport(str(packed), Verdict.DANGEROUS, "pickle+gzip", ()),))
     (explained,) = _cli._with_explanations(report, 1).files
-    assert explained.explanation == (
-        "(not decompiled: only pickles and the pickles in zip archives are, not gzip)"
-    )
+    assert explained.explanation is not None
+    assert "system('echo hi')" in explained.explanation
 
 
 def test_max_opcodes_limit_makes_the_file_invalid(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import pickle
 import struct
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -106,26 +108,32 @@ def test_explains_the_pickle_inside_a_pytorch_zip(tmp_path: Path) -> None:
     path.write_bytes(torch_zip_with(exec_payload(canary)))
     report = safeload.scan(path).files[0]
     assert (report.verdict, report.format) == (safeload.Verdict.DANGEROUS, "pytorch-zip")
-    text = explain_file(path, report.format)
+    text = explain_file(path)
     assert text.startswith("# archive/data.pkl\nfrom builtins import exec\n")
     assert not canary.exists()
 
 
-def test_explain_file_formats(tmp_path: Path) -> None:
+def test_explains_exactly_the_readings_the_scan_judged(tmp_path: Path) -> None:
+    canary = tmp_path / "c"
     plain = tmp_path / "m.pkl"
-    plain.write_bytes(exec_payload(tmp_path / "c"))
-    assert "from builtins import exec" in explain_file(plain, "pickle")
-    assert explain_file(plain, "zip").startswith("(not decompiled: the zip archive does not open")
-    assert explain_file(plain, "gzip") == (
-        "(not decompiled: only pickles and the pickles in zip archives are, not gzip)"
-    )
-    assert explain_file(tmp_path / "gone.pkl", "pickle").startswith(
-        "(not decompiled: cannot read the file: "
-    )
+    plain.write_bytes(exec_payload(canary))
+    assert explain_file(plain).startswith("from builtins import exec")
+    # A gzipped pickle and a pickle inside a tar are read by the locator, as the scan reads them.
+    packed = tmp_path / "m.pkl.gz"
+    packed.write_bytes(gzip.compress(exec_payload(canary)))
+    assert explain_file(packed).startswith("from builtins import exec")
+    archive = tmp_path / "m.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(plain, arcname="inner/model.pkl")
+    assert explain_file(archive).startswith("# inner/model.pkl\nfrom builtins import exec")
+    assert explain_file(tmp_path / "gone.pkl").startswith("(not decompiled: cannot read the file: ")
     empty_zip = tmp_path / "e.zip"
-    with zipfile.ZipFile(empty_zip, "w") as archive:
-        archive.writestr("readme.txt", "hi")
-    assert explain_file(empty_zip, "zip") == "(not decompiled: the zip archive has no .pkl member)"
+    with zipfile.ZipFile(empty_zip, "w") as zf:
+        zf.writestr("readme.txt", "hi")
+    assert explain_file(empty_zip) == (
+        "(not decompiled: no pickle stream in this file, which reads as zip)"
+    )
+    assert not canary.exists()
 
 
 def test_corrupt_zip_member_is_a_reason_not_a_crash(tmp_path: Path) -> None:
@@ -137,4 +145,6 @@ def test_corrupt_zip_member_is_a_reason_not_a_crash(tmp_path: Path) -> None:
     data[body + 2 : body + 6] = b"\xff\xff\xff\xff"  # garbage inside the deflate stream
     path = tmp_path / "bad.zip"
     path.write_bytes(bytes(data))
-    assert explain_file(path, "zip").startswith("(not decompiled: the zip archive does not open: ")
+    text = explain_file(path)
+    # The scan reads what deflate gave before the garbage; fickling finds no whole pickle in it.
+    assert text.startswith("# archive/data.pkl\n(not decompiled: fickling failed: ")

@@ -288,14 +288,9 @@ def _scan_stdin(policy: Policy, args: argparse.Namespace) -> FileReport:
     data = sys.stdin.buffer.read()
     file = scan_bytes(data, policy, location=STDIN, max_opcodes=args.max_opcodes)
     if args.explain and not file.safe:
-        from ..scan._explain import explain
+        from ..scan._explain import explain_data
 
-        note = (
-            explain(data)
-            if file.format == "pickle"
-            else f"(not decompiled: standard input holds {file.format})"
-        )
-        file = dataclasses.replace(file, explanation=note)
+        file = dataclasses.replace(file, explanation=explain_data(data, STDIN))
     return file
 
 
@@ -313,7 +308,7 @@ def _with_explanations(report: ScanReport, jobs: int | None) -> ScanReport:
     def one(file: FileReport) -> FileReport:
         if file.safe:
             return file
-        return dataclasses.replace(file, explanation=explain_file(Path(file.path), file.format))
+        return dataclasses.replace(file, explanation=explain_file(Path(file.path)))
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
         files = tuple(pool.map(one, report.files))

@@ -10,19 +10,19 @@ changes a verdict.
 
 from __future__ import annotations
 
-import lzma
+import mmap
 import os
 import subprocess
 import sys
-import zipfile
-import zlib
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_INPUT",
     "DEFAULT_MAX_OUTPUT",
     "DEFAULT_TIMEOUT",
     "explain",
+    "explain_data",
     "explain_file",
 ]
 
@@ -73,56 +73,51 @@ def explain(
     return _truncate(text, max_output)
 
 
-_RAW_PICKLE_FORMATS = frozenset({"pickle", "joblib", "pytorch-legacy"})
-"""Formats whose file bytes are themselves the pickle stream(s)."""
-_MAX_MEMBERS = 4
+_MAX_READINGS = 4
 
 
-def explain_file(path: Path, fmt: str, *, timeout: float = DEFAULT_TIMEOUT) -> str:
-    """Decompiled text for a scanned file of format `fmt` (see `FileReport.format`).
+def explain_file(path: Path, *, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Decompiled text for every pickle a loader would read from the file at `path`.
 
-    Plain pickle files are decompiled whole; for zip archives (PyTorch and
-    others) the `.pkl` members are. Other containers are not unpacked here.
+    The pickles are the locator's readings, the same bytes the scan judged:
+    inside zip, tar, npy and compressed containers too.
     """
     try:
-        if fmt in _RAW_PICKLE_FORMATS:
-            size = os.path.getsize(path)
-            if size > DEFAULT_MAX_INPUT:
-                return f"(not decompiled: {size} bytes is over the {DEFAULT_MAX_INPUT}-byte limit)"
-            return explain(path.read_bytes(), timeout=timeout)
-        if any(part == "zip" or part.endswith("-zip") for part in fmt.split("+")):
-            return _explain_zip(path, timeout)
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size == 0:
+                return explain_data(b"", str(path), timeout=timeout)
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                return explain_data(mapped, str(path), timeout=timeout)
     except OSError as exc:
         return f"(not decompiled: cannot read the file: {exc.strerror or exc})"
-    return f"(not decompiled: only pickles and the pickles in zip archives are, not {fmt})"
 
 
-def _explain_zip(path: Path, timeout: float) -> str:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = [i for i in archive.infolist() if i.filename.endswith(".pkl")]
-            parts = []
-            for info in members[:_MAX_MEMBERS]:
-                if info.file_size > DEFAULT_MAX_INPUT:
-                    text = f"(not decompiled: {info.file_size} bytes is over the limit)"
-                else:
-                    with archive.open(info) as member:
-                        text = explain(member.read(DEFAULT_MAX_INPUT + 1), timeout=timeout)
-                parts.append(f"# {info.filename}\n{text}")
-    except (
-        zipfile.BadZipFile,
-        NotImplementedError,  # unsupported compression method
-        RuntimeError,  # encrypted member
-        EOFError,
-        ValueError,
-        zlib.error,
-        lzma.LZMAError,
-    ) as exc:
-        return f"(not decompiled: the zip archive does not open: {exc})"
-    if not parts:
-        return "(not decompiled: the zip archive has no .pkl member)"
-    if len(members) > _MAX_MEMBERS:
-        parts.append(f"# ... {len(members) - _MAX_MEMBERS} more .pkl members not decompiled")
+def explain_data(data: Any, location: str, *, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Decompiled text for every reading of `data` (a whole file's bytes)."""
+    # Imported here: this file also runs as the decompiler's child script,
+    # which must not import safeload.
+    from .._formats import locate
+
+    with locate(data, location) as located:
+        readings = [
+            (r.location, bytes(r.view()) if r.end - r.start <= DEFAULT_MAX_INPUT else None)
+            for r in located.readings[:_MAX_READINGS]
+        ]
+        more = len(located.readings) - len(readings)
+        shape = located.shape
+    if not readings:
+        return f"(not decompiled: no pickle stream in this file, which reads as {shape})"
+    parts = []
+    for where, stream in readings:
+        text = (
+            explain(stream, timeout=timeout)
+            if stream is not None
+            else f"(not decompiled: over the {DEFAULT_MAX_INPUT}-byte limit)"
+        )
+        member = where[len(location) + 1 :] if where.startswith(f"{location}:") else ""
+        parts.append(f"# {member}\n{text}" if member else text)
+    if more > 0:
+        parts.append(f"# ... {more} more pickle streams not decompiled")
     return "\n".join(parts)
 
 
