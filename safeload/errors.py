@@ -9,6 +9,7 @@ SafeloadError
  +-- PolicyError
  +-- ScanInputError
  +-- UnsafeFileError
+ +-- LoadInputError
  +-- UnsupportedFormatError
  +-- KeyFileError
  +-- SigningError
@@ -22,6 +23,12 @@ SafeloadError
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .report import Finding
 
 
 class SafeloadError(Exception):
@@ -41,7 +48,43 @@ class ScanInputError(SafeloadError):
 
 
 class UnsafeFileError(SafeloadError):
-    """A file was refused because its scan verdict is not `safe`."""
+    """A file was refused because its scan verdict is not `safe`, or because
+    the restricted unpickler met a global or construct the policy refuses.
+
+    `findings` says why, as the scanner reports it: each names the rule ID,
+    the global (when there is one), where it is and the fix.
+    """
+
+    def __init__(
+        self, message: str, *, path: str | None = None, findings: Iterable[Finding] = ()
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        """The file (and member) refused, when known."""
+        self.findings: tuple[Finding, ...] = tuple(findings)
+
+    @property
+    def rule(self) -> str | None:
+        """The rule ID of the first finding (e.g. `SL101`), if any."""
+        return self.findings[0].rule if self.findings else None
+
+    @property
+    def global_name(self) -> str | None:
+        """The fully qualified global of the first finding, if it names one."""
+        return self.findings[0].global_name if self.findings else None
+
+    def diagnostics(self) -> str:
+        """The message, then one line per further finding."""
+        lines = [str(self)]
+        for f in self.findings[1:]:
+            what = f" {f.global_name}" if f.global_name else ""
+            lines.append(f"  {f.location}: {f.rule} {f.rule_name}{what}: {f.message}")
+        return "\n".join(lines)
+
+
+class LoadInputError(SafeloadError):
+    """The file to load cannot be opened as a regular file (missing, a symlink, a FIFO,
+    a device): the guarded loader refuses it before reading anything."""
 
 
 class UnsupportedFormatError(SafeloadError):

@@ -153,7 +153,11 @@ def _parser() -> argparse.ArgumentParser:
     scan.set_defaults(handler=_cmd_scan)
 
     rules = commands.add_parser(
-        "rules", help="list the rules", description="List every rule: ID, name, severity, summary."
+        "rules",
+        help="list the rules, or suggest allow entries for trusted files",
+        description="List every rule: ID, name, severity, summary. "
+        "`safeload rules suggest FILE...` prints a rules file that allows the unknown globals "
+        "of files you trust (never a dangerous one); use it with --rules FILE.",
     )
     rules.add_argument(
         "rule_ids",
@@ -339,6 +343,8 @@ def _progress_bar(stream: TextIO) -> Callable[[int, int], None]:
 
 def _cmd_rules(args: argparse.Namespace) -> int:
     policy, _config = _policy(args)
+    if args.rule_ids[:1] == ["suggest"]:
+        return _cmd_suggest(policy, [Path(p) for p in args.rule_ids[1:]])
     rules = sorted(policy.rules.values(), key=lambda r: r.id)
     if args.rule_ids:
         try:
@@ -373,6 +379,23 @@ def _cmd_rules(args: argparse.Namespace) -> int:
             f"{r.id:<8} {r.name:<{name_width}}  {r.severity.value:<8}  {verdict:<9}  {r.summary}\n"
         )
     return EXIT_OK
+
+
+def _cmd_suggest(policy: Policy, paths: list[Path]) -> int:
+    from ..scan._suggest import suggest
+    from .render import rules_file
+
+    if not paths:
+        sys.stderr.write("safeload: rules suggest needs the files you trust: FILE...\n")
+        return EXIT_ERROR
+    report = scan_paths(paths, policy)
+    for path, reason in report.errors.items():
+        sys.stderr.write(f"safeload: {path}: {reason}\n")
+    found = suggest(report)
+    sys.stdout.write(rules_file.render(found, [str(p) for p in paths]))
+    if report.errors:
+        return EXIT_ERROR
+    return EXIT_FINDINGS if found.refused or found.unreadable else EXIT_OK
 
 
 def _rule_entry(rule: Rule) -> str:

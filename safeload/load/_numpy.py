@@ -1,0 +1,117 @@
+""".npy and .npz files, read the way `numpy.load(allow_pickle=True)` reads them.
+
+Numeric arrays are read by numpy itself with `allow_pickle=False`; an array
+whose dtype holds objects (also inside a structured dtype) is a pickle after
+the header, and goes through the restricted unpickler. An `.npz` archive is
+read with the locator's own zip reader, so its members are the bytes the scan
+judged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
+from typing import Any
+
+from .._formats import compress, zipread
+from .._formats import numpy as npy
+from ..errors import UnsupportedFormatError
+
+__all__ = ["NpzArrays", "load_npy", "load_npz"]
+
+Unpickle = Callable[[Any, int, int, str], Any]
+"""`unpickle(data, start, end, location)`: the restricted unpickler over a range."""
+
+_MEMBER_LIMIT = 1 << 40
+"""Decompression limit per member: the scan already bounded the archive's total."""
+
+
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - numpy comes with the ml extra
+        raise UnsupportedFormatError("loading an .npy/.npz file needs numpy") from None
+    return numpy
+
+
+def load_npy(data: Any, start: int, end: int, location: str, unpickle: Unpickle) -> Any:
+    """The array in `data[start:end]`, as `np.load` returns it."""
+    try:
+        header = npy.read_header(data, start, end)
+    except npy.NpyError as exc:
+        raise UnsupportedFormatError(f"{location}: .npy header cannot be read: {exc}") from None
+    if header.has_object:
+        # numpy returns whatever the pickle holds, without reshaping it.
+        return unpickle(data, header.data_offset, end, location)
+    numpy = _numpy()
+    handle = compress.range_file(data, start, end)
+    return numpy.lib.format.read_array(handle, allow_pickle=False)
+
+
+class NpzArrays(Mapping[str, Any]):
+    """The arrays of an `.npz` file, keyed like `numpy.lib.npyio.NpzFile`.
+
+    `files` lists the array names (`.npy` stripped); `arrays["x"]` and
+    `arrays["x.npy"]` are the same array. Members that are not `.npy` files
+    are returned as bytes, as numpy does. Everything is loaded up front: the
+    bytes were verified and scanned as a whole.
+    """
+
+    def __init__(self, members: dict[str, Any]) -> None:
+        self._members = members
+        self.files = [n[: -len(".npy")] if n.endswith(".npy") else n for n in members]
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._members:
+            return self._members[key]
+        if f"{key}.npy" in self._members:
+            return self._members[f"{key}.npy"]
+        raise KeyError(f"{key} is not a file in the archive")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __repr__(self) -> str:
+        return f"NpzArrays(files={self.files!r})"
+
+
+def _member_bytes(
+    data: Any, member: zipread.Member, location: str, stack: ExitStack
+) -> tuple[Any, int, int]:
+    if member.error is not None:
+        raise UnsupportedFormatError(f"{location}: zip member cannot be read: {member.error}")
+    if member.method == 0:
+        return data, member.data_offset, member.data_end
+    if member.method != 8:
+        raise UnsupportedFormatError(
+            f"{location}: zip member uses compression method {member.method}"
+        )
+    out = compress.expand(
+        "deflate", data, member.data_offset, member.data_end, _MEMBER_LIMIT, stack
+    )
+    if out.error is not None:
+        raise UnsupportedFormatError(f"{location}: {out.error}")
+    return out.data, 0, out.size
+
+
+def load_npz(data: Any, start: int, end: int, location: str, unpickle: Unpickle) -> NpzArrays:
+    """Every member of the `.npz` archive in `data[start:end]`."""
+    try:
+        archive = zipread.read_archive(data, start, end)
+    except (zipread.ZipError, ValueError) as exc:
+        raise UnsupportedFormatError(f"{location}: zip archive cannot be read: {exc}") from None
+    members: dict[str, Any] = {}
+    for member in archive.members:
+        where = f"{location}:{member.name}"
+        # An expanded member may be spooled to a temporary mapping; the array
+        # read from it is a copy, so the mapping goes as soon as it is read.
+        with ExitStack() as stack:
+            buf, s, e = _member_bytes(data, member, where, stack)
+            if member.name.endswith(".npy"):
+                members[member.name] = load_npy(buf, s, e, where, unpickle)
+            else:
+                members[member.name] = bytes(buf[s:e])
+    return NpzArrays(members)

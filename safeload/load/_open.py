@@ -1,0 +1,116 @@
+"""Open a file once and hold its bytes in private memory.
+
+The guarded loader verifies, scans and unpickles one buffer. It is filled
+here from one open file descriptor: `O_NOFOLLOW` (a symlink is refused,
+not followed), `fstat` must say regular file (a FIFO would block, a device
+never ends), and the bytes are copied into anonymous memory. A shared or
+private file mapping would not do: pages not yet touched still show a file
+rewritten after the check. Nothing is reopened by path afterwards.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path, PurePosixPath
+
+from ..errors import LoadInputError
+
+__all__ = ["read_private", "read_private_in"]
+
+_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# Non-blocking, so that opening a FIFO returns at once (and fstat refuses it)
+# instead of waiting for a writer.
+_FILE_FLAGS = _FLAGS | getattr(os, "O_NONBLOCK", 0)
+_DIR_FLAGS = _FLAGS | getattr(os, "O_DIRECTORY", 0)
+_CHUNK = 16 << 20
+
+
+def _refusal(path: object, exc: OSError) -> LoadInputError:
+    if exc.errno == errno.ELOOP:
+        return LoadInputError(
+            f"{path}: is a symbolic link; the guarded loader opens only regular files "
+            "(pass the link's target if you trust it)"
+        )
+    if exc.errno == errno.ENOENT:
+        return LoadInputError(f"{path}: no such file")
+    return LoadInputError(f"{path}: cannot open: {exc.strerror or exc}")
+
+
+def _read_fd(fd: int, shown: object) -> bytearray:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a device"
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+            else "a directory"
+            if stat.S_ISDIR(info.st_mode)
+            else "not a regular file"
+        )
+        raise LoadInputError(f"{shown}: is {kind}; the guarded loader reads only regular files")
+    os.set_blocking(fd, True)
+    buf = bytearray(info.st_size)
+    view = memoryview(buf)
+    filled = 0
+    while filled < len(buf):
+        got = os.readv(fd, [view[filled : filled + _CHUNK]])
+        if got == 0:
+            # The file shrank while it was read: what we hold is all there is.
+            del view
+            del buf[filled:]
+            return buf
+        filled += got
+    del view
+    # A file that grew while it was read: keep reading, the bytes held are
+    # what gets verified, scanned and loaded.
+    while more := os.read(fd, _CHUNK):
+        buf += more
+    return buf
+
+
+def read_private(path: str | os.PathLike[str]) -> bytearray:
+    """The bytes of regular file `path`, read once through one descriptor."""
+    try:
+        fd = os.open(path, _FILE_FLAGS)
+    except OSError as exc:
+        raise _refusal(path, exc) from None
+    try:
+        return _read_fd(fd, path)
+    finally:
+        os.close(fd)
+
+
+def read_private_in(root: Path, name: str) -> bytearray:
+    """The bytes of file `name` (a POSIX path) inside directory `root`.
+
+    Every component is opened relative to the directory handle above it with
+    `O_NOFOLLOW`, so a symlink swapped into the path is refused, not followed.
+    """
+    parts = PurePosixPath(name).parts
+    if not parts or any(p in ("", ".", "..") for p in parts) or name.startswith("/"):
+        raise LoadInputError(f"{root}: {name!r} is not a path inside the signed directory")
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except OSError as exc:
+        raise _refusal(root, exc) from None
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                raise _refusal(root / name, exc) from None
+            os.close(fd)
+            fd = inner
+        try:
+            file_fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            raise _refusal(root / name, exc) from None
+        try:
+            return _read_fd(file_fd, root / name)
+        finally:
+            os.close(file_fd)
+    finally:
+        os.close(fd)
