@@ -3,6 +3,7 @@
 * `model_signing verify key` accepts safeload ECDSA P-256 signatures (file and directory);
 * `safeload verify` accepts `model_signing sign key` bundles: single-file resource `"."`,
   path-component resource order, shard manifests with a float `shard_size`;
+* `check_bytes` checks bytes held in memory against those bundles, shard manifests included;
 * Ed25519 signatures are safeload-only: model-signing 1.1.1 cannot verify them.
 """
 
@@ -22,8 +23,11 @@ from safeload.sign import (
     MissingFileError,
     TrustStore,
     UnsignedFileError,
+    authenticate,
     generate_key,
     load_signer,
+    locate_signature,
+    read_signature,
     sign,
     verify,
 )
@@ -212,6 +216,63 @@ def test_safeload_verifies_model_signing_shards(
     weights.write_bytes(bytes(data))
     with pytest.raises(DigestMismatchError, match=re.escape("weights.bin")):
         verify(model_dir, trust)
+
+
+def test_check_bytes_on_model_signing_bundles(
+    ecdsa_key: tuple[Path, Path], model_file: Path
+) -> None:
+    """A `model_signing sign key` bundle, authenticated without touching the model file."""
+    private, public = ecdsa_key
+    sig = model_file.with_name("model.pkl.sig")
+    done = model_signing_cli(
+        "sign", "key", model_file, "--private_key", private, "--signature", sig
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = locate_signature(model_file)
+    assert (found.signature, found.name) == (sig, ".")
+    auth = authenticate(read_signature(sig), TrustStore.load(keys=[public]), where=sig)
+    data = model_file.read_bytes()
+    auth.check_bytes(data)
+    auth.start_check(data, "model.pkl").result()
+    with pytest.raises(DigestMismatchError):
+        auth.check_bytes(data[:-1])
+
+
+def test_check_bytes_on_model_signing_shards(
+    ecdsa_key: tuple[Path, Path], model_dir: Path, tmp_path: Path
+) -> None:
+    """Shard manifests come from model-signing's Python API: its 1.1.1 CLI has no shard option."""
+    private, public = ecdsa_key
+    trust = TrustStore.load(keys=[public])
+    hashing = model_signing.hashing.Config().use_shard_serialization(shard_size=1024)
+    signing = model_signing.signing.Config().use_elliptic_key_signer(private_key=private)
+    signing.set_hashing_config(hashing)
+    single = tmp_path / "single.bin"
+    single.write_bytes(os.urandom(2500))
+    signing.sign(single, single.with_name("single.bin.sig"))
+    signing.sign(model_dir, tmp_path / "model.sig")
+
+    inside = [model_dir / name for name in ("weights.bin", "a/b", "nested/deep/config.json")]
+    for path in (single, *inside):
+        found = locate_signature(path)
+        auth = authenticate(read_signature(found.signature), trust, where=found.signature)
+        assert (auth.method, auth.shard_size) == ("shards", 1024)
+        data = path.read_bytes()
+        auth.check_bytes(data, found.name)
+        auth.start_check(data, found.name).result()
+        wrong = [data[:-1], data + b"\0", data + bytes(1024), b"\x00" + data[1:]]
+        if len(data) > 1024:
+            wrong.append(data[:1024])
+        for held in wrong:
+            if held == data:
+                continue
+            with pytest.raises(DigestMismatchError):
+                auth.check_bytes(held, found.name)
+            with pytest.raises(DigestMismatchError):
+                auth.start_check(held, found.name).result()
+    auth = authenticate(read_signature(tmp_path / "model.sig"), trust, where="model.sig")
+    with pytest.raises(MissingFileError):  # model-signing lists no shards for an empty file
+        auth.check_bytes(b"", "empty")
 
 
 def test_safeload_cli_key_files_work_with_model_signing(

@@ -31,11 +31,12 @@ copied, and a cancelled check stops within one chunk."""
 def byte_view(data: Buffer) -> memoryview:
     """A flat byte view of `data` (bytes, bytearray, memoryview, mmap, ...); release it after."""
     view = memoryview(data)
+    if not view.c_contiguous:
+        view.release()
+        raise TypeError("bytes to check must be one contiguous buffer")
     if view.ndim == 1 and view.format == "B":
         return view
     try:
-        if not view.c_contiguous:
-            raise TypeError("bytes to check must be one contiguous buffer")
         return view.cast("B")
     finally:
         view.release()
