@@ -111,6 +111,7 @@ class PendingCheck:
         self._cancelled = threading.Event()
         self._error: BaseException | None = None
         self._work: Callable[[threading.Event], None] | None = work
+        # A daemon: a check whose caller gave up must not keep the interpreter alive.
         self._thread = threading.Thread(
             target=self._run, name=f"safeload-check:{name}", daemon=True
         )
