@@ -24,7 +24,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "_machine": frozenset({"_names"}),
     "policy": frozenset({"_names", "errors", "report"}),
     "report": frozenset(),
-    "errors": frozenset(),
+    "errors": frozenset({"report"}),  # UnsafeFileError carries findings
     "_names": frozenset(),
     "__main__": frozenset({"_cli"}),
 }
