@@ -1,4 +1,5 @@
-"""How the unpickler turns a (module, name) pair into the object it imports.
+"""How the unpickler turns a (module, name) pair into the object it imports,
+and the ways a stream can use that object.
 
 Mirrors `Unpickler.find_class` in CPython: the `_compat_pickle` mapping
 applies while the *current* protocol is below 3 (with the default
@@ -8,6 +9,38 @@ applies while the *current* protocol is below 3 (with the default
 from __future__ import annotations
 
 import _compat_pickle
+import enum
+
+
+class Use(enum.StrEnum):
+    """How a stream uses a global it imports: the one vocabulary shared by the
+    walker (`GRef.uses`), the policy (`Policy.decide`) and reports.
+
+    Members are `str`s equal to their values, so they are what reports show.
+    Declared in report order: the most telling use first.
+    """
+
+    CALLED = "called"
+    """REDUCE, INST or OBJ: the object is called (a function runs, `__init__` runs)."""
+    INSTANTIATED = "instantiated"
+    """NEWOBJ/NEWOBJ_EX: `cls.__new__(cls, *args)` without `__init__`."""
+    STATE = "state"
+    """BUILD on an instance of it: `__setstate__` or attribute updates."""
+    STATE_REWRITE = "state-rewrite"
+    """BUILD on the imported object itself."""
+    MUTATED = "mutated"
+    """APPEND(S), SETITEM(S) or ADDITEMS into the imported object itself."""
+    MUTATED_INSTANCE = "mutated-instance"
+    """Items appended to or set on an instance it returned."""
+    PERSISTENT_ID = "persistent-id"
+    """Part of a persistent id handed to `persistent_load`."""
+    GETATTR_BASE = "getattr-base"
+    """The object a folded `getattr(<global>, '<name>')` reads from."""
+    FOLDED = "folded"
+    """`builtins.getattr` consumed by such a fold."""
+    STORED = "stored"
+    """Only placed in the result (e.g. a class or function kept as data)."""
+
 
 _NAME_MAPPING: dict[tuple[str, str], tuple[str, str]] = dict(_compat_pickle.NAME_MAPPING)
 _IMPORT_MAPPING: dict[str, str] = dict(_compat_pickle.IMPORT_MAPPING)

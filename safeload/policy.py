@@ -20,11 +20,11 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from ._names import canonical, parse_canonical
+from ._names import Use, canonical, parse_canonical
 from .errors import PolicyError
 from .report import Severity, Verdict
 
-__all__ = ["AllowPack", "Policy", "Rule", "UserConfig"]
+__all__ = ["AllowPack", "Decision", "Policy", "Rule", "Use", "UserConfig"]
 
 _RULE_KEYS = {
     "id",
@@ -104,6 +104,39 @@ class AllowPack:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """The policy's judgment of one global, as the unpickler would import it.
+
+    `module` and `qualname` are the name *after* `_compat_pickle` mapping
+    (`safeload._names.map_name`). `rule` is the deny rule that matched, the
+    `unknown-global` rule for a name on no allow pack, or None when allowed.
+    """
+
+    module: str
+    qualname: str
+    verdict: Verdict
+    """`SAFE` only when allowed; a deny rule's verdict, never better than `UNKNOWN`."""
+    rule: Rule | None
+    usage: tuple[Use, ...] = ()
+    """The uses the decision was asked about, in `Use` order."""
+
+    @property
+    def allowed(self) -> bool:
+        """True only for an allowlisted global that no deny rule names."""
+        return self.rule is None
+
+    @property
+    def denied(self) -> bool:
+        """True when a deny rule (not merely the unknown-global rule) decided."""
+        return self.rule is not None and self.rule.is_deny
+
+    @property
+    def name(self) -> str:
+        """`module.name`, or `module:dotted.qualname`."""
+        return canonical(self.module, self.qualname)
+
+
+@dataclass(frozen=True)
 class UserConfig:
     """Settings from `[tool.safeload]` in a project's pyproject.toml."""
 
@@ -154,7 +187,9 @@ class UserConfig:
 
 
 class Policy:
-    """Allow packs plus rules; answers "is this global allowed, and is it known-bad?"."""
+    """Allow packs plus rules. `decide` is the one judgment of a global: the
+    scanner's findings and the restricted unpickler's `find_class` both ask it,
+    so a check and a load can never judge the same name differently."""
 
     def __init__(
         self,
@@ -186,6 +221,11 @@ class Policy:
             # catches a broken install instead of reporting noise.
             raise PolicyError("the policy has no allowed globals (no allow packs loaded)")
         self._allowed = frozenset(allowed)
+        unknown = by_name.get("unknown-global")
+        if unknown is None:
+            # `decide` must be able to name why a global is refused.
+            raise PolicyError("the policy has no unknown-global rule (built-in rules missing)")
+        self._unknown = unknown
         self._deny_exact: dict[tuple[str, str], Rule] = {}
         self._deny_module: dict[str, Rule] = {}
         for rule in by_id.values():
@@ -196,7 +236,7 @@ class Policy:
         # Deny rules win over allow entries: a team config cannot quietly
         # turn `os.system` into "safe". Say so at load time, not at scan time.
         for module, qualname in extra_allow:
-            hit = self.deny_rule(module, qualname)
+            hit = self._deny_rule(module, qualname)
             if hit is not None:
                 raise PolicyError(
                     f"cannot allow {canonical(module, qualname)}: it is named by deny rule "
@@ -242,20 +282,41 @@ class Policy:
             raise KeyError(name)
         return found
 
-    def is_allowed(self, module: str, qualname: str) -> bool:
-        """True only for an exact allowlisted (module, qualname) pair.
-
-        Findings check deny rules first, so a denied name is never safe even
-        if a pack lists it (the pack tests keep packs and deny rules apart).
-        """
-        return (module, qualname) in self._allowed
-
     @property
     def allowed(self) -> frozenset[tuple[str, str]]:
         """Every allowed (module, qualname) pair."""
         return self._allowed
 
-    def deny_rule(self, module: str, qualname: str) -> Rule | None:
+    def decide(self, module: str, qualname: str, usage: Iterable[Use | str] = ()) -> Decision:
+        """Judge the global `module:qualname`, used as `usage` says.
+
+        The name is the one `find_class` really imports: map it first with
+        `safeload._names.map_name` for the protocol current at its opcode.
+        Deny rules are asked first and always win over allow entries; a name
+        no deny rule names is allowed only if it is exactly on an allow pack
+        or a user allow entry, and is otherwise `unknown`, never safe.
+        Every allow entry allows every use today; `usage` is validated and
+        passed through so that entries can be scoped by use.
+        """
+        uses = _uses(usage)
+        rule = self._deny_rule(module, qualname)
+        if rule is not None:
+            # A deny rule whose own verdict is milder (a user rule with
+            # verdict "none" or "unknown") still never makes a global safe.
+            verdict = Verdict.worst([rule.verdict or Verdict.UNKNOWN, Verdict.UNKNOWN])
+            return Decision(module, qualname, verdict, rule, uses)
+        if self._is_allowed(module, qualname, uses):
+            return Decision(module, qualname, Verdict.SAFE, None, uses)
+        return Decision(module, qualname, Verdict.UNKNOWN, self._unknown, uses)
+
+    def _is_allowed(self, module: str, qualname: str, usage: tuple[Use, ...] = ()) -> bool:
+        """True only for an exact allowlisted (module, qualname) pair.
+
+        Only `decide` may ask: alone it ignores deny rules.
+        """
+        return (module, qualname) in self._allowed
+
+    def _deny_rule(self, module: str, qualname: str) -> Rule | None:
         """The deny rule naming this global, also when reached through a relay.
 
         `pathlib:os.system` is `os.system` reached as an attribute of
@@ -292,6 +353,12 @@ class Policy:
             module, dot, _ = module.rpartition(".")
             if not dot:
                 return None
+
+
+def _uses(usage: Iterable[Use | str]) -> tuple[Use, ...]:
+    """Validated uses, once each, in `Use` order (ValueError for an unknown one)."""
+    present = {Use(u) for u in usage}
+    return tuple(u for u in Use if u in present)
 
 
 # -- loading and validation ----------------------------------------------------

@@ -810,11 +810,11 @@ def expected_rules(case: Case) -> frozenset[str]:
     extra = set()
     for name in case.maybe_unknown:
         module, qualname = safeload._names.parse_canonical(name)
-        if not _POLICY.is_allowed(module, qualname):
+        if not _POLICY.decide(module, qualname).allowed:
             extra.add("SL401")
     for name, rule in case.unless_allowed:
         module, qualname = safeload._names.parse_canonical(name)
-        if not _POLICY.is_allowed(module, qualname):
+        if not _POLICY.decide(module, qualname).allowed:
             extra.add(rule)
     return case.rules | extra
 

@@ -218,10 +218,10 @@ def disagreements(data: bytes, seen: dict[str, Any]) -> list[str]:
         for (module, name), p in zip(asked, protos, strict=True):
             readings = [p] if p is not None else possible
             for q in readings:
-                if not POLICY.is_allowed(*cpython_mapping(module, name, q)):
+                if not POLICY.decide(*cpython_mapping(module, name, q)).allowed:
                     problems.append(f"safe, but C imported {module}.{name} at protocol {q}")
         for module, name, q in seen["py_names"]:
-            if not POLICY.is_allowed(*cpython_mapping(module, name, q)):
+            if not POLICY.decide(*cpython_mapping(module, name, q)).allowed:
                 problems.append(f"safe, but pickle._Unpickler imported {module}.{name} at {q}")
         if seen["persids"]:
             problems.append("safe, but the C unpickler called persistent_load")

@@ -138,7 +138,7 @@ def walked_globals(data: bytes, where: str, *, partial: bool = False) -> set[str
     for ref in analysis.globals:
         if not ref.resolved:
             raise SystemExit(f"{where}: unresolved global {ref.canonical}")
-        if ref.uses == {"folded"}:
+        if ref.folded_away:
             # `builtins.getattr` used only as `getattr(<allowed global>, '<name>')`:
             # the walker folds it into the dotted name it reaches (listed below).
             continue
@@ -284,9 +284,9 @@ def split(names: Iterable[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
         if name in REFUSED:
             dropped[name] = f"refused: {REFUSED[name]}"
             continue
-        rule = policy.deny_rule(*parse_canonical(name))
-        if rule is not None and name not in EXCEPTIONS:
-            dropped[name] = f"deny rule {rule.id} {rule.name}"
+        decision = policy.decide(*parse_canonical(name))
+        if decision.denied and decision.rule is not None and name not in EXCEPTIONS:
+            dropped[name] = f"deny rule {decision.rule.id} {decision.rule.name}"
             continue
         packs[pack_of(name)].add(name)
     return {pack: sorted(globs) for pack, globs in packs.items()}, dropped

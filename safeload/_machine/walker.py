@@ -24,7 +24,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._names import canonical, map_name
+from .._names import Use, canonical, map_name
 from . import opcodes as O
 
 DEFAULT_MAX_OPCODES = 200_000_000
@@ -59,13 +59,20 @@ class GRef:
         "module",
         "name",
         "offset",
+        "proto",
         "raw",
         "refs",
         "uses",
     )
 
     def __init__(
-        self, module: str, name: str, offset: int, kind: str, raw: tuple[str, str] | None = None
+        self,
+        module: str,
+        name: str,
+        offset: int,
+        kind: str,
+        raw: tuple[str, str] | None = None,
+        proto: int = 0,
     ):
         self.module = module
         self.name = name
@@ -74,7 +81,11 @@ class GRef:
         """GLOBAL, STACK_GLOBAL, INST, EXT1/2/4 or getattr (a folded attribute)."""
         self.raw = raw
         """The (module, name) as written, when `_compat_pickle` mapped it."""
+        self.proto = proto
+        """The protocol current at its opcode: it decides the `_compat_pickle`
+        mapping (< 3) and whether `find_class` walks a dotted name (>= 4)."""
         self.uses: set[str] = set()
+        """`Use` members (plain strings compare equal)."""
         self.args: list[str] = []
         self.ext: int | None = None
         self.base: GRef | None = None
@@ -89,6 +100,19 @@ class GRef:
     def resolved(self) -> bool:
         """False when the name cannot be known statically (computed or EXT)."""
         return self.ext is None and self.kind != "computed"
+
+    @property
+    def folded_away(self) -> bool:
+        """`builtins.getattr` whose every reference was folded into the dotted
+        global it reaches: judged through those names, never by itself (the
+        scanner's findings and the restricted unpickler both ask this)."""
+        return (
+            self.module == "builtins"
+            and self.name == "getattr"
+            and self.resolved
+            and self.uses == {Use.FOLDED}
+            and self.refs == self.folds
+        )
 
     @property
     def canonical(self) -> str:
@@ -468,7 +492,9 @@ def _global_at_eof(
 
 def _new_global(out: PickleWalk, module: str, name: str, at: int, kind: str, proto: int) -> GRef:
     mod2, name2 = map_name(module, name, proto)
-    g = GRef(mod2, name2, at, kind, None if (mod2, name2) == (module, name) else (module, name))
+    g = GRef(
+        mod2, name2, at, kind, None if (mod2, name2) == (module, name) else (module, name), proto
+    )
     out.globals.append(g)
     return g
 
@@ -501,7 +527,7 @@ def _count_canonical(data: Any, res: Res) -> None:
         empty = (type(args) is int and data[args] == O.EMPTY_TUPLE) or (
             type(args) is Tup and args.n == 0
         )
-        if res.use == "instantiated" and empty:
+        if res.use == Use.INSTANTIATED and empty:
             fn.canon += 1
     elif (
         (fn.module, fn.name) == ("copyreg", "_reconstructor")
@@ -532,7 +558,7 @@ def _canonical_wrapper(data: Any, inst: Res, wrappers: list[GRef]) -> bool:
         no_args = (type(args) is int and data[args] == O.EMPTY_TUPLE) or (
             type(args) is Tup and args.n == 0
         )
-        return inst.use == "instantiated" and no_args
+        return inst.use == Use.INSTANTIATED and no_args
     if type(args) is not Tup or args.items is None:
         return False
     if type(fn) is GRef and (fn.module, fn.name) == ("copyreg", "_reconstructor") and args.n == 3:
@@ -549,7 +575,7 @@ def _canonical_wrapper(data: Any, inst: Res, wrappers: list[GRef]) -> bool:
 
 def _call(data: Any, out: PickleWalk, fn: object, args: object, at: int, use: str) -> Any:
     if type(fn) is GRef:
-        if use == "called" and fn.resolved and fn.module == "builtins" and fn.name == "getattr":
+        if use == Use.CALLED and fn.resolved and fn.module == "builtins" and fn.name == "getattr":
             folded = _fold_getattr(data, fn, args, at)
             if folded is not None:
                 out.globals.append(folded)
@@ -571,12 +597,12 @@ def _call(data: Any, out: PickleWalk, fn: object, args: object, at: int, use: st
 
 def _mutate(out: PickleWalk, target: object, at: int, what: str) -> None:
     if type(target) is GRef:
-        target.uses.add("mutated")
+        target.uses.add(Use.MUTATED)
         out.events.append(
             Event("global-mutation", at, f"{what} into imported global {target.canonical}", target)
         )
     elif type(target) is Res and type(target.fn) is GRef:
-        target.fn.uses.add("mutated-instance")
+        target.fn.uses.add(Use.MUTATED_INSTANCE)
 
 
 def walk_one(data: Any, pos: int, end: int, budget: int, *, joblib: bool = True) -> PickleWalk:
@@ -842,7 +868,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 if len(stack) - fence < 2:
                     raise _underflow(start)
                 args = pop()
-                stack[-1] = _call(data, out, stack[-1], args, start, "called")
+                stack[-1] = _call(data, out, stack[-1], args, start, Use.CALLED)
                 pos += 1
             elif op == 0x62:  # BUILD
                 if len(stack) - fence < 2:
@@ -851,7 +877,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 inst = stack[-1]
                 t = type(inst)
                 if t is GRef:
-                    inst.uses.add("state-rewrite")
+                    inst.uses.add(Use.STATE_REWRITE)
                     events.append(
                         Event(
                             "global-state-rewrite",
@@ -863,7 +889,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 elif t is Res:
                     fn = inst.fn
                     if type(fn) is GRef:
-                        fn.uses.add("state")
+                        fn.uses.add(Use.STATE)
                     if wrappers and not _maybe_wrapper(inst) and _stray(wrappers):
                         # A wrapper class was pushed without being instantiated the
                         # way joblib does: a BUILD (e.g. `__class__` in slot state)
@@ -964,14 +990,14 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 if len(stack) - fence < 2:
                     raise _underflow(start)
                 args = pop()
-                stack[-1] = _call(data, out, stack[-1], args, start, "instantiated")
+                stack[-1] = _call(data, out, stack[-1], args, start, Use.INSTANTIATED)
                 pos += 1
             elif op == 0x92:  # NEWOBJ_EX
                 if len(stack) - fence < 3:
                     raise _underflow(start)
                 pop()
                 args = pop()
-                stack[-1] = _call(data, out, stack[-1], args, start, "instantiated")
+                stack[-1] = _call(data, out, stack[-1], args, start, Use.INSTANTIATED)
                 pos += 1
             elif op == 0x95:  # FRAME
                 if pos + 9 > n:
@@ -1177,7 +1203,7 @@ def _dtype_layout(data: Any, item: object) -> tuple[int, bool]:
         type(item) is not Res
         or type(item.fn) is not GRef
         or (item.fn.module, item.fn.name) not in _DTYPE_NAMES
-        or item.use != "called"
+        or item.use != Use.CALLED
     ):
         raise fail
     args, state = item.args, item.state
@@ -1204,7 +1230,7 @@ def _dtype_layout(data: Any, item: object) -> tuple[int, bool]:
 def _finish(out: PickleWalk) -> None:
     for g in out.globals:
         if not g.uses:
-            g.uses.add("stored")
+            g.uses.add(Use.STORED)
 
 
 def _fold_getattr(data: Any, fn: GRef, args: object, at: int) -> GRef | None:
@@ -1218,9 +1244,9 @@ def _fold_getattr(data: Any, fn: GRef, args: object, at: int) -> GRef | None:
         name = str(const_value(data, attr))
     except (UnicodeDecodeError, ValueError):
         return None
-    fn.uses.add("folded")
+    fn.uses.add(Use.FOLDED)
     fn.folds += 1
-    target.uses.add("getattr-base")
+    target.uses.add(Use.GETATTR_BASE)
     folded = GRef(target.module, f"{target.name}.{name}", at, "getattr")
     folded.base = target
     return folded
@@ -1397,7 +1423,7 @@ def _slow(
                 g,
                 Tup(items if len(items) <= _TUPLE_KEEP else None, len(items)),
                 start,
-                "called",
+                Use.CALLED,
             )
         )
         return new
@@ -1415,7 +1441,7 @@ def _slow(
                 items[0],
                 Tup(rest if len(rest) <= _TUPLE_KEEP else None, len(rest)),
                 start,
-                "called",
+                Use.CALLED,
             )
         )
         return pos + 1
@@ -1461,9 +1487,9 @@ def _slow(
         if type(item) is Tup and item.items:
             for x in item.items:
                 if type(x) is GRef:
-                    x.uses.add("persistent-id")
+                    x.uses.add(Use.PERSISTENT_ID)
         elif type(item) is GRef:
-            item.uses.add("persistent-id")
+            item.uses.add(Use.PERSISTENT_ID)
         out.persids.append((start, item))
         stack.append(PersRes(item, start))
         return pos + 1

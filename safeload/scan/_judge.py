@@ -19,21 +19,8 @@ from .._machine.walker import (
     is_str_const,
     render,
 )
-from ..policy import Policy, Rule
+from ..policy import Policy, Rule, Use
 from ..report import Finding, Severity, Verdict
-
-_USE_ORDER = (
-    "called",
-    "instantiated",
-    "state",
-    "state-rewrite",
-    "mutated",
-    "mutated-instance",
-    "persistent-id",
-    "getattr-base",
-    "folded",
-    "stored",
-)
 
 
 @dataclass
@@ -96,12 +83,7 @@ def findings_for(
     for g in analysis.globals:
         if not g.resolved:
             continue  # reported through its event (computed name, EXT code)
-        if (
-            g.module == "builtins"
-            and g.name == "getattr"
-            and g.uses == {"folded"}
-            and g.refs == g.folds
-        ):
+        if g.folded_away:
             continue  # every reference was folded into the dotted name it reaches
         key = (g.module, g.name, g.kind if g.kind == "getattr" else "")
         agg = aggs.get(key)
@@ -124,32 +106,32 @@ def findings_for(
 
 
 def _usage(uses: Iterable[str]) -> tuple[str, ...]:
-    present = set(uses)
+    present = {Use(u) for u in uses}
     if len(present) > 1:
-        present.discard("stored")
-    return tuple(u for u in _USE_ORDER if u in present)
+        present.discard(Use.STORED)
+    return tuple(u.value for u in Use if u in present)
 
 
 def _global_finding(agg: _Agg, policy: Policy, location: str) -> Finding | None:
     g = agg.first
-    rule = policy.deny_rule(g.module, g.name)
-    if rule is None and policy.is_allowed(g.module, g.name):
+    decision = policy.decide(g.module, g.name, agg.uses)
+    rule = decision.rule
+    if rule is None:
         return None
     name = g.canonical
     usage = _usage(agg.uses)
     how = _describe(g, usage, agg.args)
-    if rule is not None:
+    if decision.denied:
         message = f"{how}: {rule.summary[:1].lower()}{rule.summary[1:]}"
         fix = rule.fix
     else:
-        rule = policy.rule("unknown-global")
         message = f"{how}: not on any allow pack"
         fix = f"if you trust the code that defines it: --allow '{name}' (or allow = [\"{name}\"] under [tool.safeload])"
     return Finding(
         rule=rule.id,
         rule_name=rule.name,
         severity=rule.severity,
-        verdict=rule.verdict,
+        verdict=decision.verdict,
         message=message,
         location=location,
         offset=g.offset,
@@ -174,18 +156,18 @@ def _describe(g: GRef, usage: tuple[str, ...], args: list[str]) -> str:
         raw_mod, raw_name = g.raw
         text += f" (written as {raw_mod}.{raw_name}; protocol < 3 maps it)"
     verbs = {
-        "called": "called",
-        "instantiated": "instantiated",
-        "state": "given state",
-        "state-rewrite": "has its attributes rewritten",
-        "mutated": "mutated in place",
-        "mutated-instance": "instance mutated",
-        "persistent-id": "used in a persistent id",
-        "getattr-base": "attribute read",
-        "stored": "imported",
+        Use.CALLED: "called",
+        Use.INSTANTIATED: "instantiated",
+        Use.STATE: "given state",
+        Use.STATE_REWRITE: "has its attributes rewritten",
+        Use.MUTATED: "mutated in place",
+        Use.MUTATED_INSTANCE: "instance mutated",
+        Use.PERSISTENT_ID: "used in a persistent id",
+        Use.GETATTR_BASE: "attribute read",
+        Use.STORED: "imported",
     }
-    verb = ", ".join(verbs[u] for u in usage if u in verbs) or "imported"
-    if "called" in usage and args:
+    verb = ", ".join(verbs[Use(u)] for u in usage if u in verbs) or "imported"
+    if Use.CALLED in usage and args:
         text += f" {verb} with {args[0]}"
     else:
         text += f" {verb}"
@@ -213,7 +195,9 @@ def _is_torch_storage_pid(data: Any, pid: object, policy: Policy) -> bool:
 
     Zip format: ('storage', <storage type>, key, location, numel).  Legacy
     format adds view metadata: None or (view key, offset, size) constants.
-    The storage type must be an allowed global; everything else constants.
+    The storage type must be a global `Policy.decide` allows as part of a
+    persistent id (the restricted unpickler's `check_torch_storage_pid` asks
+    the same question of the object it imported); everything else constants.
     """
     if type(pid) is not Tup or pid.items is None or pid.n not in (5, 6):
         return False
@@ -223,8 +207,10 @@ def _is_torch_storage_pid(data: Any, pid: object, policy: Policy) -> bool:
             return False
     except (UnicodeDecodeError, ValueError):
         return False
-    if type(storage_type) is not GRef or not policy.is_allowed(
-        storage_type.module, storage_type.name
+    if (
+        type(storage_type) is not GRef
+        or not storage_type.resolved
+        or not policy.decide(storage_type.module, storage_type.name, (Use.PERSISTENT_ID,)).allowed
     ):
         return False
     if pid.n == 6:
