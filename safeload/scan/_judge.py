@@ -193,15 +193,16 @@ def _event_finding(event: Event, policy: Policy, location: str) -> Finding:
 def _is_torch_storage_pid(data: Any, pid: object, policy: Policy) -> bool:
     """A storage id as torch.save writes it.
 
-    Zip format: ('storage', <storage type>, key, location, numel).  Legacy
-    format adds view metadata: None or (view key, offset, size) constants.
-    The storage type must be a global `Policy.decide` allows as part of a
-    persistent id (the restricted unpickler's `check_torch_storage_pid` asks
-    the same question of the object it imported); everything else constants.
+    Zip format: ('storage', <storage type>, key: str, location: str, numel:
+    int).  Legacy format adds view metadata: None or (view key: str, offset:
+    int, size: int), all constants.  The storage type must be a global
+    `Policy.decide` allows as part of a persistent id.  The restricted
+    unpickler's `check_torch_storage_pid` applies the same rules to the
+    loaded values, so a load accepts exactly the ids this scan accepts.
     """
     if type(pid) is not Tup or pid.items is None or pid.n not in (5, 6):
         return False
-    tag, storage_type, *rest = pid.items
+    tag, storage_type, key, location, numel, *view = pid.items
     try:
         if not is_str_const(data, tag) or const_value(data, tag) != "storage":
             return False
@@ -213,14 +214,31 @@ def _is_torch_storage_pid(data: Any, pid: object, policy: Policy) -> bool:
         or not policy.decide(storage_type.module, storage_type.name, (Use.PERSISTENT_ID,)).allowed
     ):
         return False
-    if pid.n == 6:
-        view = rest.pop()
-        view_ok = (type(view) is int and data[view] == O.NONE) or (
-            type(view) is Tup and view.items is not None and all(type(x) is int for x in view.items)
-        )
-        if not view_ok:
-            return False
-    return all(type(x) is int for x in rest)
+    if not (is_str_const(data, key) and is_str_const(data, location) and _is_int(data, numel)):
+        return False
+    if not view:
+        return True
+    (meta,) = view
+    if type(meta) is int:
+        return bool(data[meta] == O.NONE)
+    return (
+        type(meta) is Tup
+        and meta.items is not None
+        and meta.n == 3
+        and is_str_const(data, meta.items[0])
+        and _is_int(data, meta.items[1])
+        and _is_int(data, meta.items[2])
+    )
+
+
+def _is_int(data: Any, item: object) -> bool:
+    """A constant that unpickles as an `int` (not a bool: INT `01` is True)."""
+    if type(item) is not int:
+        return False
+    try:
+        return type(const_value(data, item)) is int
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return False
 
 
 def _persid_findings(
