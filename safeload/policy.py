@@ -135,6 +135,10 @@ class Decision:
         """`module.name`, or `module:dotted.qualname`."""
         return canonical(self.module, self.qualname)
 
+    def __repr__(self) -> str:
+        rule = f", {self.rule.id} {self.rule.name}" if self.rule is not None else ""
+        return f"Decision({self.name!r}, {self.verdict.value}{rule})"
+
 
 @dataclass(frozen=True)
 class UserConfig:
