@@ -27,7 +27,7 @@ from .errors import (
     UnsafeFileError,
     UnsupportedFormatError,
 )
-from .load import dump
+from .load import UnsignedLoadWarning, allowed_globals, dump, guard, load, loads
 from .policy import Policy
 from .report import FileReport, Finding, ScanReport, Severity, Verdict
 from .scan import scan, scan_bytes, scan_file
@@ -47,12 +47,17 @@ __all__ = [
     "SignatureError",
     "TrustStore",
     "UnsafeFileError",
+    "UnsignedLoadWarning",
     "UnsupportedFormatError",
     "Verdict",
     "Verified",
     "__version__",
+    "allowed_globals",
     "dump",
+    "guard",
+    "load",
     "load_signer",
+    "loads",
     "scan",
     "scan_bytes",
     "scan_file",

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from ..errors import UnsupportedFormatError
 
 __all__ = ["load_joblib"]
 
 FindClass = Callable[[str, str], Any]
+"""The `find_class` of an `ImportGuard`: the walk of these bytes predicts every call."""
 
 
 def _refuse_ext(self: Any) -> None:
@@ -49,7 +50,7 @@ def _unpickler_class() -> type[Any]:
     class GuardedNumpyUnpickler(base):  # type: ignore[misc]
         dispatch = base.dispatch.copy()
 
-        def __init__(self, handle: BinaryIO, find_class: FindClass) -> None:
+        def __init__(self, handle: IO[bytes], find_class: FindClass) -> None:
             super().__init__("", handle, ensure_native_byte_order=True)
             self._guarded_find_class = find_class
 
@@ -88,7 +89,7 @@ def _unpickler_class() -> type[Any]:
 _cached: type[Any] | None = None
 
 
-def load_joblib(handle: BinaryIO, find_class: FindClass) -> Any:
+def load_joblib(handle: IO[bytes], find_class: FindClass) -> Any:
     """The object `joblib.load` would return for the stream in `handle` (no mmap)."""
     global _cached
     if _cached is None:

@@ -24,7 +24,6 @@ _FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0
 # instead of waiting for a writer.
 _FILE_FLAGS = _FLAGS | getattr(os, "O_NONBLOCK", 0)
 _DIR_FLAGS = _FLAGS | getattr(os, "O_DIRECTORY", 0)
-_CHUNK = 16 << 20
 
 
 def _refusal(path: object, exc: OSError) -> LoadInputError:
@@ -38,7 +37,7 @@ def _refusal(path: object, exc: OSError) -> LoadInputError:
     return LoadInputError(f"{path}: cannot open: {exc.strerror or exc}")
 
 
-def _read_fd(fd: int, shown: object) -> bytearray:
+def _read_fd(fd: int, shown: object) -> bytes:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         kind = (
@@ -52,26 +51,13 @@ def _read_fd(fd: int, shown: object) -> bytearray:
         )
         raise LoadInputError(f"{shown}: is {kind}; the guarded loader reads only regular files")
     os.set_blocking(fd, True)
-    buf = bytearray(info.st_size)
-    view = memoryview(buf)
-    filled = 0
-    while filled < len(buf):
-        got = os.readv(fd, [view[filled : filled + _CHUNK]])
-        if got == 0:
-            # The file shrank while it was read: what we hold is all there is.
-            del view
-            del buf[filled:]
-            return buf
-        filled += got
-    del view
-    # A file that grew while it was read: keep reading, the bytes held are
-    # what gets verified, scanned and loaded.
-    while more := os.read(fd, _CHUNK):
-        buf += more
-    return buf
+    # One `bytes` object filled in place to EOF (sized from fstat, grown if the
+    # file grows meanwhile): the unpicklers read it without another copy.
+    with os.fdopen(os.dup(fd), "rb", buffering=0) as raw:
+        return raw.readall()
 
 
-def read_private(path: str | os.PathLike[str]) -> bytearray:
+def read_private(path: str | os.PathLike[str]) -> bytes:
     """The bytes of regular file `path`, read once through one descriptor."""
     try:
         fd = os.open(path, _FILE_FLAGS)
@@ -83,7 +69,7 @@ def read_private(path: str | os.PathLike[str]) -> bytearray:
         os.close(fd)
 
 
-def read_private_in(root: Path, name: str) -> bytearray:
+def read_private_in(root: Path, name: str) -> bytes:
     """The bytes of file `name` (a POSIX path) inside directory `root`.
 
     Every component is opened relative to the directory handle above it with

@@ -1,0 +1,86 @@
+"""`allowed_globals`: extra allowed names for the guarded loads of one scope.
+
+A `contextvars` variable, so each thread and each asyncio task sees only the
+names its own `with` block added.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from .._names import parse_canonical
+from ..errors import PolicyError
+from ..policy import Policy
+
+__all__ = ["allowed_globals", "current_allowed", "effective_policy"]
+
+_ALLOWED: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "safeload_allowed_globals", default=()
+)
+
+
+@contextmanager
+def allowed_globals(names: Iterable[str]) -> Iterator[None]:
+    """Allow `names` (`pkg.Class` or `pkg:Outer.Inner`) in guarded loads inside the block.
+
+    >>> import safeload
+    >>> with safeload.allowed_globals(["collections.OrderedDict"]):  # doctest: +SKIP
+    ...     model = safeload.load("model.pkl", trust=trust)
+
+    A name that a deny rule covers is refused with `PolicyError`, as for any
+    allow entry: deny rules always win.
+    """
+    if isinstance(names, str):
+        raise TypeError("allowed_globals takes a list of names, not one string")
+    added = tuple(names)
+    from ..scan import default_policy
+
+    _extend(default_policy(), added)  # refuse a bad or denied name here, where the mistake is
+    token = _ALLOWED.set(_ALLOWED.get() + added)
+    try:
+        yield
+    finally:
+        _ALLOWED.reset(token)
+
+
+def current_allowed() -> tuple[str, ...]:
+    """The names `allowed_globals` blocks add in this context."""
+    return _ALLOWED.get()
+
+
+def _extend(base: Policy, names: tuple[str, ...]) -> Policy:
+    pairs = set()
+    for name in names:
+        try:
+            pairs.add(parse_canonical(name))
+        except ValueError as exc:
+            raise PolicyError(f"allow: {exc}") from None
+    # The constructor refuses a pair that a deny rule names.
+    return Policy(base.rules.values(), base.packs, base.allowed | pairs)
+
+
+_cache: dict[tuple[int, tuple[str, ...]], tuple[Policy, Policy]] = {}
+
+
+def effective_policy(policy: Policy | None, allow: Iterable[str]) -> Policy:
+    """`policy` (default: the built-in one and `[tool.safeload]` is *not* read) plus
+    the `allow` argument and the current `allowed_globals` names."""
+    from ..scan import default_policy
+
+    base = policy if policy is not None else default_policy()
+    if isinstance(allow, str):
+        raise TypeError("allow takes a list of names, not one string")
+    extra = (*allow, *current_allowed())
+    if not extra:
+        return base
+    key = (id(base), extra)
+    hit = _cache.get(key)
+    if hit is not None and hit[0] is base:
+        return hit[1]
+    built = _extend(base, extra)
+    if len(_cache) > 64:
+        _cache.clear()
+    _cache[key] = (base, built)
+    return built

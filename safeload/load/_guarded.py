@@ -1,0 +1,266 @@
+"""`load` and `loads`: verify, scan and unpickle one buffer, in that order of trust.
+
+1. The file is opened once and read into private memory (`_open`).
+2. Its signature is authenticated, and the digest of the buffer is computed
+   on a second thread while the next steps parse (hashlib releases the GIL).
+3. The locator finds every reading of the buffer and the scan judges them;
+   anything but `safe` is refused with every finding at once.
+4. The same readings are deserialized by the restricted unpickler, whose
+   `find_class` asks the same `Policy.decide`; there is no fallback.
+5. The object is returned only once the digest matched.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .._formats import Compressed, Format, Located, Reading, locate
+from .._formats.compress import range_file
+from .._machine.walker import analyze
+from ..errors import (
+    SignatureError,
+    UnsafeFileError,
+    UnsupportedFormatError,
+)
+from ..policy import Policy
+from ..report import Finding, Verdict
+from ..scan._judge import judge, verdict_of
+from ..sign import (
+    Authenticated,
+    PendingCheck,
+    TrustStore,
+    authenticate,
+    locate_signature,
+    read_signature,
+)
+from ._allowed import effective_policy
+from ._joblib import load_joblib
+from ._numpy import load_npy, load_npz
+from ._open import read_private, read_private_in
+from ._unpickler import ImportGuard, ImportPlan, RestrictedUnpickler
+
+__all__ = ["UnsignedLoadWarning", "load", "loads"]
+
+
+class UnsignedLoadWarning(UserWarning):
+    """A file was loaded without verifying a signature (`require_signature=False`)."""
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    trust: TrustStore | None = None,
+    policy: Policy | None = None,
+    allow: Iterable[str] = (),
+    require_signature: bool = True,
+    signature: str | os.PathLike[str] | None = None,
+    map_location: Any = None,
+) -> Any:
+    """Load a pickle, joblib, numpy, pandas or PyTorch file, or raise without running it.
+
+    The file must carry a signature from a key in `trust` (`PATH.sig`, or the
+    signature of a signed directory holding it, or `signature`), and every
+    global it names must be allowed by `policy` (default: the built-in packs)
+    plus `allow` and any `allowed_globals` block around the call.
+    `require_signature=False` skips the signature, with an `UnsignedLoadWarning`.
+
+    Raises `UnsafeFileError` (with `.findings`), a `SignatureError` subclass,
+    `UnsupportedFormatError`, `LoadInputError` or `PolicyError`.
+    """
+    path = Path(path)
+    judged = effective_policy(policy, allow)
+    if not require_signature and trust is None and signature is None:
+        warnings.warn(
+            f"loading {path} without verifying its signature (require_signature=False)",
+            UnsignedLoadWarning,
+            stacklevel=2,
+        )
+        return _load_buffer(read_private(path), str(path), judged, None, ".", map_location)
+    if trust is None:
+        raise TypeError(
+            f"cannot verify {path}: pass trust=TrustStore.load(...) with the signers' keys, "
+            "or require_signature=False to load it unverified"
+        )
+    if signature is not None:
+        sig_path, root, name = Path(signature), path, "."
+    else:
+        sig_path, root, name = locate_signature(path)
+    auth = authenticate(read_signature(sig_path, model=path), trust, where=sig_path)
+    data = read_private(path) if name == "." else read_private_in(root, name)
+    return _load_buffer(data, str(path), judged, auth, name, map_location)
+
+
+def loads(
+    data: bytes | bytearray | memoryview,
+    *,
+    trust: TrustStore | None = None,
+    policy: Policy | None = None,
+    allow: Iterable[str] = (),
+    require_signature: bool = True,
+    signature: bytes | str | os.PathLike[str] | None = None,
+    name: str = ".",
+    map_location: Any = None,
+    location: str = "<bytes>",
+) -> Any:
+    """`load` for bytes already in memory; `signature` is the signature file's bytes or path,
+    and `name` the file's name in a directory signature (`"."` for a single file)."""
+    judged = effective_policy(policy, allow)
+    buffer = bytes(data)
+    if not require_signature and signature is None:
+        warnings.warn(
+            f"loading {location} without verifying a signature (require_signature=False)",
+            UnsignedLoadWarning,
+            stacklevel=2,
+        )
+        return _load_buffer(buffer, location, judged, None, name, map_location)
+    if trust is None or signature is None:
+        raise TypeError(
+            "loads() verifies a signature: pass signature=... and trust=TrustStore.load(...), "
+            "or require_signature=False"
+        )
+    if isinstance(signature, bytes):
+        raw, where = signature, f"{location}.sig"
+    else:
+        raw, where = read_signature(signature), os.fspath(signature)
+    auth = authenticate(raw, trust, where=where)
+    return _load_buffer(buffer, location, judged, auth, name, map_location)
+
+
+def _load_buffer(
+    data: bytes,
+    location: str,
+    policy: Policy,
+    auth: Authenticated | None,
+    name: str,
+    map_location: Any,
+) -> Any:
+    pending: PendingCheck | None = auth.start_check(data, name) if auth is not None else None
+    try:
+        with locate(data, location) as located:
+            findings = judge(located, policy)
+            if verdict_of(findings) is not Verdict.SAFE:
+                _signature_first(pending)
+                raise _unsafe(location, findings)
+            obj = _deserialize(located, data, policy, map_location)
+        if pending is not None:
+            pending.result()
+    except BaseException:
+        if pending is not None:
+            pending.cancel()
+        raise
+    return obj
+
+
+def _signature_first(pending: PendingCheck | None) -> None:
+    """A tampered file is reported as tampered, not only as unsafe."""
+    if pending is not None:
+        try:
+            pending.result()
+        except SignatureError:
+            raise
+        except Exception:
+            pass
+
+
+def _unsafe(location: str, findings: list[Finding]) -> UnsafeFileError:
+    bad = [f for f in findings if f.verdict is not None and f.verdict is not Verdict.SAFE]
+    verdict = verdict_of(findings).value
+    lines = [f"{location}: refused to load: the scan says {verdict} ({len(bad)} findings):"]
+    for f in bad:
+        at = f"@{f.offset}" if f.offset is not None else ""
+        what = f"{f.global_name} " if f.global_name else ""
+        lines.append(f"  {f.location}{at}: {what}[{f.rule} {f.rule_name}] {f.message}")
+        if f.fix:
+            lines.append(f"      fix: {f.fix}")
+    unknown = sorted(
+        {f.global_name for f in bad if f.rule_name == "unknown-global" and f.global_name}
+    )
+    if unknown and len(unknown) == len({f.global_name for f in bad}):
+        names = ", ".join(repr(n) for n in unknown)
+        lines.append(
+            "  only globals on no allow pack were found; if you trust the code that defines them:"
+        )
+        lines.append(f"      safeload.load(..., allow=[{names}])")
+        lines.append(f"      with safeload.allowed_globals([{names}]): ...")
+        lines.append(f"      [tool.safeload] allow = [{names}]  (pyproject.toml)")
+    return UnsafeFileError("\n".join(lines), path=location, findings=findings)
+
+
+# -- deserializing the readings ---------------------------------------------------------
+
+
+def _top_reading(located: Located) -> Reading:
+    for reading in located.readings:
+        if reading.location == located.location and reading.analysis.pickles:
+            return reading
+    raise UnsupportedFormatError(f"{located.location}: no pickle stream to load")
+
+
+def _unpickle_reading(reading: Reading, policy: Policy) -> Any:
+    """The first pickle of a reading, as `pickle.load` reads it."""
+    plan = ImportPlan.from_walk(reading.analysis.pickles[0])
+    return RestrictedUnpickler(reading.data, plan, policy, location=reading.location).load()
+
+
+def _unpickler_for(policy: Policy) -> Any:
+    def unpickle(data: Any, start: int, end: int, location: str) -> Any:
+        analysis = analyze(data, start, end)
+        if not analysis.pickles:
+            raise UnsupportedFormatError(f"{location}: no pickle stream to load")
+        plan = ImportPlan.from_walk(analysis.pickles[0])
+        return RestrictedUnpickler(data, plan, policy, location=location).load()
+
+    return unpickle
+
+
+def _load_joblib_reading(reading: Reading, policy: Policy) -> Any:
+    """joblib's reading: raw array bytes follow each wrapper, as the walk followed them."""
+    plan = ImportPlan.from_walk(reading.analysis.pickles[0])
+    guard = ImportGuard(plan, policy, location=reading.location)
+    if plan.refusal is not None:
+        rule_name, offset, message = plan.refusal
+        raise guard.refuse(rule_name, message, offset)
+    if plan.persistent_ids:
+        raise guard.refuse("persistent-id", "joblib files have no persistent ids",
+                           plan.persistent_ids[0])  # fmt: skip
+    handle = range_file(reading.data, plan.start, plan.end)
+    obj = load_joblib(handle, guard.find_class)
+    if not guard.finished or handle.tell() != plan.end - plan.start:
+        raise guard.mismatch(
+            f"the load asked for {guard.calls_made} of {len(plan.calls)} predicted globals "
+            f"and read {handle.tell()} of {plan.end - plan.start} bytes",
+            plan.end,
+        )
+    return obj
+
+
+def _deserialize(located: Located, data: bytes, policy: Policy, map_location: Any) -> Any:
+    shape = located.shape
+    location = located.location
+    single = shape.single
+    inner = shape.innermost().single
+    if inner in (Format.PICKLE, Format.JOBLIB) and not isinstance(inner, Compressed):
+        reading = _top_reading(located)
+        if inner is Format.JOBLIB:
+            return _load_joblib_reading(reading, policy)
+        return _unpickle_reading(reading, policy)
+    if single in (Format.NPY, Format.NPY_OBJECT):
+        return load_npy(data, 0, located.size, location, _unpickler_for(policy))
+    if single is Format.NPZ:
+        return load_npz(data, 0, located.size, location, _unpickler_for(policy))
+    if single is Format.PYTORCH_ZIP:
+        from ._torch import load_torch_zip
+
+        return load_torch_zip(located, data, policy, map_location)
+    if single is Format.SAFETENSORS:
+        from ._safetensors import load_safetensors
+
+        return load_safetensors(data, location)
+    raise UnsupportedFormatError(
+        f"{location}: the guarded loader does not load {shape} files "
+        "(pickle, joblib, numpy .npy/.npz, pandas pickles, PyTorch and safetensors are loaded)"
+    )
