@@ -22,6 +22,7 @@ from .._formats import Compressed, Format, Located, Reading, locate
 from .._formats.compress import range_file
 from .._machine.walker import analyze
 from ..errors import (
+    SafeloadError,
     SignatureError,
     UnsafeFileError,
     UnsupportedFormatError,
@@ -42,6 +43,7 @@ from ._joblib import load_joblib
 from ._numpy import load_npy, load_npz
 from ._open import read_private, read_private_in
 from ._unpickler import ImportGuard, ImportPlan, RestrictedUnpickler
+from ._validators import check_loaded
 
 __all__ = ["UnsignedLoadWarning", "load", "loads"]
 
@@ -145,7 +147,7 @@ def _load_buffer(
             if verdict_of(findings) is not Verdict.SAFE:
                 _signature_first(pending)
                 raise _unsafe(location, findings)
-            obj = _deserialize(located, data, policy, map_location)
+            obj = _deserialize_checked(located, data, policy, map_location)
         if pending is not None:
             pending.result()
     except BaseException:
@@ -191,6 +193,22 @@ def _unsafe(location: str, findings: list[Finding]) -> UnsafeFileError:
 
 
 # -- deserializing the readings ---------------------------------------------------------
+
+
+def _deserialize_checked(located: Located, data: bytes, policy: Policy, map_location: Any) -> Any:
+    try:
+        obj = _deserialize(located, data, policy, map_location)
+    except SafeloadError:
+        raise
+    except Exception as exc:
+        # The bytes passed every check and the loader still failed on them (a
+        # corrupt stream, a state a constructor rejects): a refusal, never a crash.
+        raise UnsupportedFormatError(
+            f"{located.location}: cannot be deserialized: {type(exc).__name__}: {exc}"
+        ) from exc
+    imported = {(g.module, g.name) for r in located.readings for g in r.analysis.globals}
+    check_loaded(obj, imported, located.location)
+    return obj
 
 
 def _top_reading(located: Located) -> Reading:

@@ -65,6 +65,7 @@ from .._names import Use, canonical, map_name
 from ..errors import UnsafeFileError
 from ..policy import Decision, Policy
 from ..report import Finding, Verdict
+from ._validators import checked_constructor
 
 __all__ = [
     "ExpectedImport",
@@ -257,7 +258,9 @@ class ImportGuard:
         # Only now, for an allowed global, is its module imported.
         obj = _resolve(module, qualname, dotted=call.proto >= 4)
         self._remember(obj, [(module, qualname)])
-        return obj
+        # A constructor whose arguments native code trusts is handed out as a
+        # stand-in that checks them first (safeload.load._validators).
+        return checked_constructor(module, qualname, obj, self.location)
 
     def imported_as(self, obj: object) -> tuple[tuple[str, str], ...]:
         """The (module, qualname) names under which this guard handed out `obj`."""

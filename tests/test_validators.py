@@ -1,0 +1,196 @@
+"""State checks of allowlisted types whose native code trusts their content.
+
+Each hostile file here names only allowlisted globals, so the scan calls it
+safe; its state is what is wrong. The proof runs the plain loader and the
+model's own method in a subprocess and sees the process crash or hang; the
+guarded loader must refuse the same bytes.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.tree import DecisionTreeClassifier
+from sklearn.tree._tree import Tree
+
+import safeload
+
+X = np.random.default_rng(0).random((80, 4))
+Y = (X[:, 0] + X[:, 1] > 1).astype(int) + (X[:, 2] > 0.5).astype(int)
+
+_PROOF = """
+import pickle, sys, warnings
+warnings.simplefilter("ignore")
+import numpy as np
+model = pickle.loads(open(sys.argv[1], "rb").read())
+X = np.random.default_rng(0).random((80, 4))
+print("loaded", flush=True)
+if hasattr(model, "predict"):
+    model.predict(X)
+else:
+    model.toarray()
+print("survived", flush=True)
+"""
+
+
+def plain_outcome(path: Path, timeout: float = 5.0) -> str:
+    """What the plain loader plus one prediction does to a process: crash, hang or survive."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROOF, str(path)],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "hang"
+    if done.returncode == -signal.SIGSEGV or done.returncode == -signal.SIGBUS:
+        return "crash"
+    return "survived" if b"survived" in done.stdout else f"exit {done.returncode}"
+
+
+def refused(data: bytes) -> str:
+    assert safeload.scan_bytes(data).safe  # only allowlisted names: the state is the attack
+    with pytest.raises(safeload.UnsafeFileError) as info:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", safeload.UnsignedLoadWarning)
+            safeload.loads(data, require_signature=False)
+    return str(info.value)
+
+
+def tree_model(mutate: str) -> bytes:
+    model = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, Y)
+    state = model.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    inner = int(np.flatnonzero(nodes["left_child"] != -1)[1])
+    if mutate == "feature":
+        nodes["feature"][inner] = 10**9
+    elif mutate == "cycle":
+        nodes["left_child"][inner] = 0
+        nodes["right_child"][inner] = 0
+    elif mutate == "child":
+        nodes["right_child"][inner] = len(nodes) + 10**6
+    elif mutate == "one-child":
+        nodes["left_child"][inner] = -1
+    state["nodes"] = nodes
+    model.tree_.__setstate__(state)
+    return pickle.dumps(model)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "proof", "reason"),
+    [
+        ("feature", "crash", "splits on feature 1000000000 of 4"),
+        ("cycle", "hang", "left child 0 is not a later node"),
+        ("child", None, "right child"),
+        ("one-child", None, "exactly one child"),
+    ],
+)
+def test_tree_nodes_out_of_range_are_refused(
+    tmp_path: Path, mutate: str, proof: str | None, reason: str
+) -> None:
+    data = tree_model(mutate)
+    if proof is not None:
+        path = tmp_path / "tree.pkl"
+        path.write_bytes(data)
+        assert plain_outcome(path) == proof
+    message = refused(data)
+    assert "scikit-learn Tree" in message and reason in message
+
+
+class _TreeCall:
+    """Pickles as `Tree(*args)`: the constructor call a hostile file can make."""
+
+    def __init__(self, *args: object) -> None:
+        self.args = args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Tree, self.args)
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        ((4, np.array([3], dtype=np.intp), 1_000_000), "n_outputs"),
+        ((4, np.array([3], dtype=np.intp), 2), "one count per output"),
+        ((4, np.array([0], dtype=np.intp), 1), "out of range"),
+        ((-1, np.array([3], dtype=np.intp), 1), "n_features"),
+        ((4, np.array([3.0]), 1), "integer array"),
+    ],
+)
+def test_tree_constructor_arguments_are_checked_before_the_call(
+    args: tuple[object, ...], reason: str
+) -> None:
+    # Tree.__cinit__ reads n_classes[k] for every output without bounds checks.
+    message = refused(pickle.dumps([_TreeCall(*args)]))
+    assert "Tree() call" in message and reason in message
+
+
+def test_hist_gradient_boosting_predictor_out_of_range_is_refused(tmp_path: Path) -> None:
+    model = HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(X, Y)
+    predictor = model._predictors[0][0]
+    inner = int(np.flatnonzero(predictor.nodes["is_leaf"] == 0)[0])
+    predictor.nodes["feature_idx"][inner] = 10**8
+    path = tmp_path / "hgb.pkl"
+    data = pickle.dumps(model)
+    path.write_bytes(data)
+    assert plain_outcome(path) == "crash"
+    assert "splits on feature 100000000" in refused(data)
+
+
+def test_hist_gradient_boosting_feature_past_the_models_inputs_is_refused() -> None:
+    model = HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(X, Y)
+    predictor = model._predictors[0][0]
+    inner = int(np.flatnonzero(predictor.nodes["is_leaf"] == 0)[0])
+    predictor.nodes["feature_idx"][inner] = 4  # one past the 4 columns predict accepts
+    assert "splits on feature 4" in refused(pickle.dumps(model))
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "bsr", "coo"])
+def test_sparse_indices_out_of_range_are_refused(tmp_path: Path, fmt: str) -> None:
+    matrix = sp.random(50, 40, density=0.2, format="csr", random_state=0).asformat(fmt)
+    if fmt == "coo":
+        matrix.coords[1][3] = 10**8
+    else:
+        matrix.indices[3] = 10**8
+    data = pickle.dumps(matrix)
+    if fmt == "csr":
+        path = tmp_path / "sparse.pkl"
+        path.write_bytes(data)
+        assert plain_outcome(path) == "crash"
+    assert f"invalid {type(matrix).__name__}" in refused(data)
+
+
+def test_genuine_models_load_and_predict_the_same() -> None:
+    categorical = np.c_[X[:, :3], (X[:, 3] * 4).astype(int)]
+    models = [
+        (RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0).fit(X, Y), X),
+        (HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(X, Y), X),
+        (
+            HistGradientBoostingClassifier(
+                max_iter=5, random_state=0, categorical_features=[3]
+            ).fit(categorical, Y),
+            categorical,
+        ),
+    ]
+    for model, inputs in models:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", safeload.UnsignedLoadWarning)
+            loaded = safeload.loads(pickle.dumps(model), require_signature=False)
+        assert (loaded.predict(inputs) == model.predict(inputs)).all()
+    for fmt in ("csr", "csc", "bsr", "coo", "dia", "lil", "dok"):
+        matrix = sp.random(20, 10, density=0.3, format=fmt, random_state=1)
+        for value in (matrix, sp.csr_array(matrix).asformat(fmt)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", safeload.UnsignedLoadWarning)
+                loaded = safeload.loads(pickle.dumps(value), require_signature=False)
+            assert (loaded != value).nnz == 0
