@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from .._names import parse_canonical
 from ..errors import PolicyError
-from ..policy import Policy
+from ..policy import Policy, UserConfig
 
 __all__ = ["allowed_globals", "current_allowed", "effective_policy"]
 
@@ -64,12 +65,29 @@ def _extend(base: Policy, names: tuple[str, ...]) -> Policy:
 _cache: dict[tuple[int, tuple[str, ...]], tuple[Policy, Policy]] = {}
 
 
-def effective_policy(policy: Policy | None, allow: Iterable[str]) -> Policy:
-    """`policy` (default: the built-in one and `[tool.safeload]` is *not* read) plus
-    the `allow` argument and the current `allowed_globals` names."""
+_project: dict[tuple[str, int], Policy] = {}
+
+
+def project_policy() -> Policy:
+    """The built-in policy plus the `[tool.safeload]` table of the nearest pyproject.toml
+    above the working directory (its `allow` and `rules`), as the CLI reads it."""
     from ..scan import default_policy
 
-    base = policy if policy is not None else default_policy()
+    config = UserConfig.find(Path.cwd())
+    if config.path is None or not (config.allow or config.rules):
+        return default_policy()
+    key = (str(config.path), config.path.stat().st_mtime_ns)
+    hit = _project.get(key)
+    if hit is None:
+        _project.clear()
+        hit = _project[key] = Policy.build(config=config)
+    return hit
+
+
+def effective_policy(policy: Policy | None, allow: Iterable[str]) -> Policy:
+    """`policy` (default: the built-in one with the project's `[tool.safeload]`) plus
+    the `allow` argument and the current `allowed_globals` names."""
+    base = policy if policy is not None else project_policy()
     if isinstance(allow, str):
         raise TypeError("allow takes a list of names, not one string")
     extra = (*allow, *current_allowed())

@@ -66,8 +66,9 @@ def load(
 
     The file must carry a signature from a key in `trust` (`PATH.sig`, or the
     signature of a signed directory holding it, or `signature`), and every
-    global it names must be allowed by `policy` (default: the built-in packs)
-    plus `allow` and any `allowed_globals` block around the call.
+    global it names must be allowed by `policy` (default: the built-in packs
+    plus the `[tool.safeload]` table of the project's pyproject.toml, found from
+    the working directory) plus `allow` and any `allowed_globals` block.
     `require_signature=False` skips the signature, with an `UnsignedLoadWarning`.
 
     Raises `UnsafeFileError` (with `.findings`), a `SignatureError` subclass,
