@@ -913,14 +913,54 @@ def test_overlapping_members_are_flagged(tmp_path: Path) -> None:
     assert ("corrupt-container", "o.zip") in bad(report)
 
 
-def test_torchscript_archive(tmp_path: Path) -> None:
+def test_torchscript_archive_is_one_finding_and_never_safe(tmp_path: Path) -> None:
     path = tmp_path / "ts.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), path)
     report = scan(path)
-    assert report.format == "pytorch-zip"
-    assert report.verdict is not Verdict.DANGEROUS, report.findings
-    assert not any(f.location.endswith(".debug_pkl") for f in report.findings)
-    assert {f.location for f in report.findings} <= {"ts.pt:ts/data.pkl", "ts.pt:ts/constants.pkl"}
+    assert report.format == "torchscript"
+    assert report.verdict is Verdict.UNKNOWN
+    assert [(f.rule_name, f.location) for f in report.findings] == [
+        ("torchscript-archive", "ts.pt")
+    ]
+
+
+_TORCHSCRIPT_WRITER = """
+import torch
+from typing import Tuple
+
+class Writer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.x = torch.ones(1)
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[torch.Tensor, bool]:
+        return (self.x, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[torch.Tensor, bool]) -> None:
+        self.x = state[0]
+        self.training = state[1]
+        torch.save(self.x, "canary")
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return a + self.x
+
+torch.jit.save(torch.jit.script(Writer()), "ts.pt")
+"""
+
+
+def test_torchscript_setstate_writes_a_file_yet_names_only_torch(tmp_path: Path) -> None:
+    # TorchScript needs the class's source, so the archive is made by a script file.
+    script = tmp_path / "make_ts.py"
+    script.write_text(_TORCHSCRIPT_WRITER)
+    subprocess.run([sys.executable, "-W", "ignore", str(script)], cwd=tmp_path, check=True)
+    path = tmp_path / "ts.pt"
+    assert not (tmp_path / CANARY).exists()
+    assert runs_payload(tmp_path, f"import torch; torch.load({str(path)!r}, weights_only=False)")
+    report = scan(path)
+    assert report.verdict is not Verdict.SAFE
+    assert [f.rule for f in report.findings] == ["SL404"]
 
 
 def test_tar_member_name_that_reads_as_a_harmless_pickle(tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ class Format(enum.Enum):
     PYTORCH_ZIP = "pytorch-zip"
     PYTORCH_LEGACY = "pytorch-legacy"
     PYTORCH_TAR = "pytorch-tar"
+    TORCHSCRIPT = "torchscript"
+    """A PyTorch archive that `torch.load` hands to `torch.jit.load`."""
     NPY = "npy"
     NPY_OBJECT = "npy-object"
     NPZ = "npz"

@@ -41,9 +41,31 @@ def is_torch_zip(archive: zipread.Archive) -> bool:
     return f"{prefix}/data.pkl" in names or f"{prefix}/constants.pkl" in names
 
 
+def is_torchscript(archive: zipread.Archive) -> bool:
+    """torch's own test (`_is_torchscript_zip`): a `constants.pkl` record."""
+    prefix = archive_prefix(archive)
+    return prefix is not None and any(m.name == f"{prefix}/constants.pkl" for m in archive.members)
+
+
 def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth: int) -> Format:
-    """Scan the pickles of a `torch.save` / TorchScript archive; tensor bytes stay unread."""
+    """Scan the pickles of a `torch.save` archive; tensor bytes stay unread.
+
+    A TorchScript archive is one note: `torch.jit.load` resolves its pickles'
+    names through the archive's own code, so Python's rules for names say
+    nothing about what loading it runs.
+    """
     prefix = archive_prefix(archive) or ""
+    if is_torchscript(archive):
+        code = sum(1 for m in archive.members if m.name.startswith(f"{prefix}/code/"))
+        ctx.add(
+            "torchscript-archive",
+            f"TorchScript archive ({code} code files under {prefix}/code/): torch.load runs it "
+            "with torch.jit.load, which executes the archive's own code (including "
+            "__setstate__) while loading",
+            location,
+            0,
+        )
+        return Format.TORCHSCRIPT
     for m in archive.members:
         where = f"{location}:{m.name}"
         rel = m.name[len(prefix) + 1 :] if m.name.startswith(f"{prefix}/") else m.name
