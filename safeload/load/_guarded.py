@@ -275,6 +275,14 @@ def _deserialize(located: Located, data: bytes, policy: Policy, map_location: An
         from ._torch import load_torch_zip
 
         return load_torch_zip(located, data, policy, map_location)
+    if single is Format.PYTORCH_LEGACY:
+        from ._torch import load_torch_legacy
+
+        return load_torch_legacy(located, data, policy, map_location)
+    if single is Format.PYTORCH_TAR:
+        from ._torch import load_torch_tar
+
+        return load_torch_tar(located, data, policy, map_location)
     if single is Format.SAFETENSORS:
         from ._safetensors import load_safetensors
 
