@@ -55,7 +55,7 @@ def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: in
                             location)  # fmt: skip
                     e = end
                 order.append((info.name, s, e))
-                members.setdefault(info.name, (s, e))
+                members[info.name] = (s, e)  # the last wins, as in tarfile.getmember (torch)
     except tarfile.TarError as exc:
         ctx.add("corrupt-container", f"tar archive cannot be read: {exc}", location, 0)
     if torch_fmt.is_legacy_tar(set(members)):
