@@ -95,8 +95,9 @@ def _storage_dtype(torch: Any, storage_type: object) -> Any:
 
     torch's reader turns the pickled name into a dtype holder; here the
     name was imported (allowed by the policy), so the class must be one of
-    torch's storage classes. `_dtype` is read rather than `dtype`, which
-    warns that typed storages are deprecated on every first access.
+    torch's storage classes. `_dtype` is read rather than `dtype`, whose
+    first access in a process warns that typed storages are deprecated
+    (torch.load never reads it, so it never warns).
     """
     if storage_type is torch.UntypedStorage:
         return torch.uint8
