@@ -33,9 +33,11 @@ def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: in
 
     members: dict[str, tuple[int, int]] = {}
     order: list[tuple[str, int, int]] = []
+    last: dict[str, tarfile.TarInfo] = {}
     try:
         with tarfile.open(fileobj=range_file(data, start, end), mode="r:") as tf:
             for info in tf:
+                last[info.name] = info  # whatever its type: tarfile.getmember takes the last
                 if len(order) >= MAX_MEMBERS:
                     ctx.add("resource-limit", f"more than {MAX_MEMBERS} tar members", location)
                     break
@@ -58,6 +60,19 @@ def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: in
                 members[info.name] = (s, e)  # the last wins, as in tarfile.getmember (torch)
     except tarfile.TarError as exc:
         ctx.add("corrupt-container", f"tar archive cannot be read: {exc}", location, 0)
+    for name in sorted(torch_fmt.LEGACY_TAR_MEMBERS & set(last)):
+        info = last[name]
+        if not info.isreg():
+            # torch extracts the last member of this name: a link makes it read
+            # another member's bytes, or a file from the disk, not this one's.
+            ctx.add(
+                "unsupported-container",
+                f"tar member {name!r}, which torch's legacy loader reads, is a "
+                f"{'hard link' if info.islnk() else 'symbolic link' if info.issym() else 'special file'}"
+                f" to {info.linkname!r}; cannot be verified",
+                location,
+            )
+            members.pop(name, None)
     if torch_fmt.is_legacy_tar(set(members)):
         return torch_fmt.scan_legacy_tar(ctx, data, members, location, depth)
     for name, s, e in order:

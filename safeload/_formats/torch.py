@@ -192,9 +192,13 @@ def _string_list(data: Any, a: int, b: int) -> list[str] | None:
 # -- legacy tar -------------------------------------------------------------------------
 
 
+LEGACY_TAR_MEMBERS = frozenset({"sys_info", "pickle", "storages", "tensors"})
+"""The members torch < 0.4 wrote."""
+
+
 def is_legacy_tar(names: set[str]) -> bool:
     """The members torch < 0.4 wrote."""
-    return {"sys_info", "pickle", "storages", "tensors"} <= names
+    return LEGACY_TAR_MEMBERS <= names
 
 
 class _Stop(Exception):
