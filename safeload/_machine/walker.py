@@ -52,6 +52,7 @@ class GRef:
     __slots__ = (
         "args",
         "base",
+        "calls",
         "canon",
         "ext",
         "folds",
@@ -87,6 +88,9 @@ class GRef:
         self.uses: set[str] = set()
         """`Use` members (plain strings compare equal)."""
         self.args: list[str] = []
+        self.calls: list[Res] = []
+        """Every call or instantiation of it, with its arguments and (after BUILD)
+        its state: what the policy's argument and state checks read."""
         self.ext: int | None = None
         self.base: GRef | None = None
         self.refs = 1
@@ -134,7 +138,7 @@ class GRef:
 class Res:
     """The object a call (REDUCE/NEWOBJ/OBJ/INST) would return."""
 
-    __slots__ = ("args", "fn", "offset", "state", "use")
+    __slots__ = ("args", "builds", "fn", "offset", "state", "use")
 
     def __init__(self, fn: object, offset: int, args: object = None, use: str = ""):
         self.fn = fn
@@ -144,6 +148,9 @@ class Res:
         """'called' (REDUCE/INST/OBJ: __init__ or the function runs) or 'instantiated'."""
         self.state: object = None
         """What BUILD gave it (kept for joblib's dtype and wrapper states)."""
+        self.builds = 0
+        """How many BUILDs it got: a genuine pickle builds an object once, and a
+        check of its state must see every state it is given."""
 
 
 class Tup:
@@ -584,6 +591,7 @@ def _call(data: Any, out: PickleWalk, fn: object, args: object, at: int, use: st
         if len(fn.args) < 3 and type(args) is Tup:
             fn.args.append(render(data, args))
         res = Res(fn, at, args, use)
+        fn.calls.append(res)
         if fn.name == "NumpyArrayWrapper" or fn.name == "_reconstructor":
             _count_canonical(data, res)
         return res
@@ -656,6 +664,17 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
     fused = 0
     dicts: dict[int, list[Any] | None] | None = None
     wrappers: list[GRef] = []  # joblib NumpyArrayWrapper classes seen
+    unpack_u4 = _unpack_u4
+    # The opcode table's names, as locals: compared as fast as literals.
+    SHORT_BINUNICODE, BINUNICODE, MEMOIZE = O.SHORT_BINUNICODE, O.BINUNICODE, O.MEMOIZE
+    BINPUT, LONG_BINPUT, BINGET, LONG_BINGET = O.BINPUT, O.LONG_BINPUT, O.BINGET, O.LONG_BINGET
+    BININT, BININT1, BININT2, BINFLOAT = O.BININT, O.BININT1, O.BININT2, O.BINFLOAT
+    SETITEMS, APPENDS, SETITEM, APPEND, MARK = O.SETITEMS, O.APPENDS, O.SETITEM, O.APPEND, O.MARK
+    NONE, NEWTRUE, NEWFALSE, EMPTY_TUPLE = O.NONE, O.NEWTRUE, O.NEWFALSE, O.EMPTY_TUPLE
+    EMPTY_LIST, EMPTY_DICT, EMPTY_SET = O.EMPTY_LIST, O.EMPTY_DICT, O.EMPTY_SET
+    TUPLE1, TUPLE2, TUPLE3, SHORT_BINBYTES = O.TUPLE1, O.TUPLE2, O.TUPLE3, O.SHORT_BINBYTES
+    REDUCE, BUILD, NEWOBJ, NEWOBJ_EX = O.REDUCE, O.BUILD, O.NEWOBJ, O.NEWOBJ_EX
+    GLOBAL, STACK_GLOBAL, FRAME, PROTO, STOP = O.GLOBAL, O.STACK_GLOBAL, O.FRAME, O.PROTO, O.STOP
 
     try:
         for nops in range(budget):
@@ -686,26 +705,26 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
             start = pos
             op = data[pos]
             # Hot opcodes first (data pickles are mostly these).
-            if op == 0x8C:  # SHORT_BINUNICODE
+            if op == SHORT_BINUNICODE:
                 # String bodies are skipped, not decoded: only strings that a
                 # consumer reads (global names, call arguments) are decoded.
                 pos += 2 + data[pos + 1]
                 append(start)
-                if data[pos] == 0x94:  # MEMOIZE right after: one step
+                if data[pos] == MEMOIZE:  # MEMOIZE right after: one step
                     if sparse:
                         memo.put(len(memo), start, start)
                     else:
                         vals_append(start)
                     pos += 1
                     fused += 1
-            elif op == 0x58:  # BINUNICODE
+            elif op == BINUNICODE:
                 if data[pos + 2] or data[pos + 3] or data[pos + 4]:
                     pos += 5 + _unpack_u4(data, pos + 1)[0]
                 else:  # short string: skip the struct call
                     pos += 5 + data[pos + 1]
                 append(start)
                 nxt = data[pos]
-                if nxt == 0x71:  # BINPUT right after: one step
+                if nxt == BINPUT:  # BINPUT right after: one step
                     idx = data[pos + 1]
                     if idx == len(vals) and not sparse:
                         vals_append(start)
@@ -713,7 +732,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         memo.put(idx, start, start)
                     pos += 2
                     fused += 1
-                elif nxt == 0x72:  # LONG_BINPUT right after
+                elif nxt == LONG_BINPUT:  # LONG_BINPUT right after
                     idx = _unpack_u4(data, pos + 1)[0]
                     if idx == len(vals) and not sparse:
                         vals_append(start)
@@ -721,26 +740,26 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         memo.put(idx, start, start)
                     pos += 5
                     fused += 1
-            elif op == 0x4A:  # BININT
+            elif op == BININT:
                 append(start)
                 pos += 5
-            elif op == 0x94:  # MEMOIZE
+            elif op == MEMOIZE:
                 if len(stack) <= fence:
                     raise _underflow(start)
                 memo.put(len(memo), stack[-1], start)
                 pos += 1
-            elif op == 0x4B:  # BININT1
+            elif op == BININT1:
                 append(start)
                 pos += 2
-            elif op == 0x4D:  # BININT2
+            elif op == BININT2:
                 append(start)
                 pos += 3
-            elif op == 0x71:  # BINPUT
+            elif op == BINPUT:
                 if len(stack) <= fence:
                     raise _underflow(start)
                 memo.put(data[pos + 1], stack[-1], start)
                 pos += 2
-            elif op == 0x68:  # BINGET
+            elif op == BINGET:
                 idx = data[pos + 1]
                 if idx < len(vals):
                     v = vals[idx]
@@ -760,12 +779,12 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         "malformed-pickle", start, f"memo value not found at index {data[pos + 1]}"
                     ) from None
                 pos += 2
-            elif op == 0x75 or op == 0x65:  # SETITEMS / APPENDS
+            elif op == SETITEMS or op == APPENDS:
                 if not marks:
                     raise _Fail("malformed-pickle", start, f"could not find MARK at offset {start}")
                 k = marks.pop()
                 fence = marks[-1] if marks else 0
-                if op == 0x75 and (len(stack) - k) & 1:
+                if op == SETITEMS and (len(stack) - k) & 1:
                     raise _Fail(
                         "malformed-pickle",
                         start,
@@ -774,7 +793,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 if k <= fence:
                     raise _underflow(start)
                 target = stack[k - 1]
-                if dicts is not None and op == 0x75 and type(target) is int:
+                if dicts is not None and op == SETITEMS and type(target) is int:
                     kept = dicts.setdefault(target, [])
                     if kept is not None:
                         if len(stack) - k <= 64:
@@ -783,16 +802,16 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                             dicts[target] = None  # too big to keep: never a wrapper state
                 del stack[k:]
                 if type(target) is not int:
-                    _mutate(out, target, start, "SETITEMS" if op == 0x75 else "APPENDS")
+                    _mutate(out, target, start, "SETITEMS" if op == SETITEMS else "APPENDS")
                 pos += 1
-            elif op == 0x28:  # MARK
+            elif op == MARK:
                 fence = len(stack)
                 marks.append(fence)
                 pos += 1
-            elif op == 0x47:  # BINFLOAT
+            elif op == BINFLOAT:
                 append(start)
                 pos += 9
-            elif op == 0x72:  # LONG_BINPUT
+            elif op == LONG_BINPUT:
                 if len(stack) <= fence:
                     raise _underflow(start)
                 if pos + 5 > n:
@@ -801,7 +820,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     )
                 memo.put(_unpack_u4(data, pos + 1)[0], stack[-1], start)
                 pos += 5
-            elif op == 0x6A:  # LONG_BINGET
+            elif op == LONG_BINGET:
                 if pos + 5 > n:
                     raise _Fail(
                         "truncated-pickle", start, f"pickle data was truncated at offset {start}"
@@ -815,36 +834,35 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     ) from None
                 pos += 5
             elif (
-                op == 0x4E
-                or op == 0x88
-                or op == 0x89
-                or op == 0x29
-                or op == 0x5D
-                or op == 0x7D
-                or op == 0x8F
+                op == NONE
+                or op == NEWTRUE
+                or op == NEWFALSE
+                or op == EMPTY_TUPLE
+                or op == EMPTY_LIST
+                or op == EMPTY_DICT
+                or op == EMPTY_SET
             ):
-                # NONE NEWTRUE NEWFALSE EMPTY_TUPLE EMPTY_LIST EMPTY_DICT EMPTY_SET
                 append(start)
                 pos += 1
-            elif op == 0x85:  # TUPLE1
+            elif op == TUPLE1:
                 if len(stack) <= fence:
                     raise _underflow(start)
                 stack[-1] = Tup([stack[-1]], 1)
                 pos += 1
-            elif op == 0x86:  # TUPLE2
+            elif op == TUPLE2:
                 if len(stack) - fence < 2:
                     raise _underflow(start)
                 stack[-2:] = [Tup(stack[-2:], 2)]
                 pos += 1
-            elif op == 0x87:  # TUPLE3
+            elif op == TUPLE3:
                 if len(stack) - fence < 3:
                     raise _underflow(start)
                 stack[-3:] = [Tup(stack[-3:], 3)]
                 pos += 1
-            elif op == 0x43:  # SHORT_BINBYTES
+            elif op == SHORT_BINBYTES:
                 pos += 2 + data[pos + 1]
                 append(start)
-            elif op == 0x73:  # SETITEM
+            elif op == SETITEM:
                 if len(stack) - fence < 3:
                     raise _underflow(start)
                 target = stack[-3]
@@ -856,7 +874,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 if type(target) is not int:
                     _mutate(out, target, start, "SETITEM")
                 pos += 1
-            elif op == 0x61:  # APPEND
+            elif op == APPEND:
                 if len(stack) - fence < 2:
                     raise _underflow(start)
                 pop()
@@ -864,13 +882,13 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 if type(target) is not int:
                     _mutate(out, target, start, "APPEND")
                 pos += 1
-            elif op == 0x52:  # REDUCE
+            elif op == REDUCE:
                 if len(stack) - fence < 2:
                     raise _underflow(start)
                 args = pop()
                 stack[-1] = _call(data, out, stack[-1], args, start, Use.CALLED)
                 pos += 1
-            elif op == 0x62:  # BUILD
+            elif op == BUILD:
                 if len(stack) - fence < 2:
                     raise _underflow(start)
                 state = pop()
@@ -911,6 +929,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                                 "cannot follow",
                             )
                         inst.state = state
+                        inst.builds += 1
                         # joblib reads the array from the file itself, past
                         # the frame, which its pickler always ends here.
                         if in_frame:
@@ -932,8 +951,9 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         pos = _joblib_array(data, pos + 1, n, state, dicts, out, budget - nops)
                         continue
                     inst.state = state
+                    inst.builds += 1
                 pos += 1
-            elif op == 0x93:  # STACK_GLOBAL
+            elif op == STACK_GLOBAL:
                 if len(stack) - fence < 2:
                     raise _underflow(start)
                 name_item = pop()
@@ -966,7 +986,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     )
                     append(g)
                 pos += 1
-            elif op == 0x63:  # GLOBAL
+            elif op == GLOBAL:
                 try:
                     raw_mod, p2 = _line(data, pos + 1, limit, n, start)
                     raw_name, pos = _line(data, p2, limit, n, start)
@@ -986,20 +1006,20 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     if dicts is None:
                         dicts = {}  # from now on small dicts are kept for BUILD states
                 append(g)
-            elif op == 0x81:  # NEWOBJ
+            elif op == NEWOBJ:
                 if len(stack) - fence < 2:
                     raise _underflow(start)
                 args = pop()
                 stack[-1] = _call(data, out, stack[-1], args, start, Use.INSTANTIATED)
                 pos += 1
-            elif op == 0x92:  # NEWOBJ_EX
+            elif op == NEWOBJ_EX:
                 if len(stack) - fence < 3:
                     raise _underflow(start)
                 pop()
                 args = pop()
                 stack[-1] = _call(data, out, stack[-1], args, start, Use.INSTANTIATED)
                 pos += 1
-            elif op == 0x95:  # FRAME
+            elif op == FRAME:
                 if pos + 9 > n:
                     raise _Fail(
                         "truncated-pickle", start, f"pickle data was truncated at offset {start}"
@@ -1032,7 +1052,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 else:
                     limit = pos + size
                     in_frame = True
-            elif op == 0x80:  # PROTO
+            elif op == PROTO:
                 if pos + 2 > n:
                     raise _Fail(
                         "truncated-pickle", start, f"pickle data was truncated at offset {start}"
@@ -1042,7 +1062,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     raise _Fail("malformed-pickle", start, f"unsupported pickle protocol: {proto}")
                 out.protocol = max(out.protocol, proto)
                 pos += 2
-            elif op == 0x2E:  # STOP
+            elif op == STOP:
                 if len(stack) <= fence:
                     raise _underflow(start)
                 pos += 1
