@@ -2,6 +2,7 @@
 
 Every hostile file is also loaded by the real loader in a subprocess (cwd =
 tmp_path) to prove its payload runs: the payload only creates a canary file.
+The builders are shared with the guarded loader's tests (`tests/hostile_containers.py`).
 """
 
 from __future__ import annotations
@@ -28,25 +29,15 @@ import torch
 import safeload
 import safeload._formats as formats
 from safeload import Verdict
+from tests.hostile_containers import CANARY, OPENERS, Evil, payload, torchscript_setstate
+from tests.hostile_containers import evil_torch_zip as _evil_torch_zip
+from tests.hostile_containers import legacy_tar as _legacy_tar
+from tests.hostile_containers import npy_bytes as _npy_bytes
+from tests.hostile_containers import stacked_pickles as _stacked_pickles
+from tests.hostile_containers import state_dict as _state_dict
+from tests.hostile_containers import tar_member as _tar_member
+from tests.hostile_containers import zip_of as _zip_of
 from tests.picklebuild import glob, proto, reduce, sbu, stop, tuple2
-
-CANARY = "canary"
-OPENERS = ("builtins.open", "io.open")
-"""How the payload's callable is named (the real pickler writes `open` as io.open)."""
-
-
-def payload(canary: str = CANARY) -> bytes:
-    """builtins.open(canary, 'w'): creates the canary file when unpickled."""
-    return (
-        proto(2) + glob("builtins", "open") + sbu(canary) + sbu("w") + tuple2() + reduce() + stop()
-    )
-
-
-class Evil:
-    """Pickles as the payload above, written by the real pickler (inside real files)."""
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return open, (CANARY, "w")
 
 
 def scan(path: Path) -> safeload.FileReport:
@@ -113,11 +104,6 @@ def runs_payload(tmp_path: Path, code: str) -> bool:
 # -- PyTorch -------------------------------------------------------------------------
 
 
-def _state_dict() -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    return {"w": torch.randn(8, 4), "b": torch.zeros(4), "i": torch.arange(5)}
-
-
 def test_torch_zip_benign(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     torch.save(_state_dict(), path)
@@ -149,12 +135,6 @@ def test_torch_legacy_stacked_benign_is_safe(tmp_path: Path) -> None:
     path = tmp_path / "legacy.pt"
     torch.save(_state_dict(), path, _use_new_zipfile_serialization=False)
     assert scan(path).verdict is Verdict.SAFE
-
-
-def _evil_torch_zip(tmp_path: Path, name: str = "evil.pt") -> tuple[Path, bytes]:
-    path = tmp_path / name
-    torch.save({"w": torch.ones(2), "x": Evil()}, path)
-    return path, path.read_bytes()
 
 
 def test_torch_zip_payload(tmp_path: Path) -> None:
@@ -254,21 +234,6 @@ def test_torch_zip_extra_pickle_member_is_scanned(tmp_path: Path) -> None:
     assert_payload_found(scan(path), "m.pt:m/extra/hook")
 
 
-def _stacked_pickles(raw: bytes) -> list[tuple[int, int]]:
-    """Start/end of the 5 pickles of a legacy torch file."""
-    import pickletools
-
-    spans = []
-    pos = 0
-    for _ in range(5):
-        for op, _arg, at in pickletools.genops(raw[pos:]):
-            if op.name == "STOP":
-                spans.append((pos, pos + at + 1))
-                pos = pos + at + 1
-                break
-    return spans
-
-
 def test_torch_legacy_payload_in_object_pickle(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"w": torch.ones(2), "x": Evil()}, path, _use_new_zipfile_serialization=False)
@@ -301,12 +266,6 @@ def test_torch_legacy_raw_storage_bytes_are_not_walked(tmp_path: Path) -> None:
     assert report.pickles == 5
 
 
-def _tar_member(tf: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tf.addfile(info, io.BytesIO(data))
-
-
 def test_torch_legacy_tar_payload(tmp_path: Path) -> None:
     path = tmp_path / "old.pt"
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
@@ -318,27 +277,6 @@ def test_torch_legacy_tar_payload(tmp_path: Path) -> None:
     assert report.format == "pytorch-tar"
     assert_payload_found(report, "old.pt:pickle")
     assert runs_payload(tmp_path, "import torch; torch.load('old.pt', weights_only=False)")
-
-
-def _legacy_tar(path: Path, storage_views: bytes, top: bytes) -> None:
-    """torch < 0.4's tar layout: one float storage of 2 elements and one tensor on it."""
-    storages = (
-        pickle.dumps(1, protocol=2)
-        + pickle.dumps((0, "cpu", torch.FloatStorage), protocol=2)
-        + struct.pack("<q2f", 2, 1.5, 2.5)
-        + storage_views
-    )
-    tensors = (
-        pickle.dumps(1, protocol=2)
-        + pickle.dumps((1, 0, torch.FloatTensor), protocol=2)
-        + struct.pack("<i4xqqq", 1, 2, 1, 0)
-    )
-    sys_info = {"protocol_version": 1001, "little_endian": True}
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
-        _tar_member(tf, "sys_info", pickle.dumps(sys_info, protocol=2))
-        _tar_member(tf, "storages", storages)
-        _tar_member(tf, "tensors", tensors)
-        _tar_member(tf, "pickle", top)
 
 
 def test_torch_legacy_tar_is_parsed_exactly(tmp_path: Path) -> None:
@@ -398,13 +336,6 @@ def test_npy_object_payload(tmp_path: Path) -> None:
     np.save(path, np.array([1, Evil()], dtype=object))
     assert_payload_found(scan(path), "o.npy")
     assert runs_payload(tmp_path, "import numpy as np; np.load('o.npy', allow_pickle=True)")
-
-
-def _npy_bytes(header: str, body: bytes, version: int = 2) -> bytes:
-    raw = header.encode("latin1")
-    if version == 1:
-        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(raw)) + raw + body
-    return b"\x93NUMPY" + bytes([version, 0]) + struct.pack("<I", len(raw)) + raw + body
 
 
 def test_npy_long_header_payload(tmp_path: Path) -> None:
@@ -924,38 +855,9 @@ def test_torchscript_archive_is_one_finding_and_never_safe(tmp_path: Path) -> No
     ]
 
 
-_TORCHSCRIPT_WRITER = """
-import torch
-from typing import Tuple
-
-class Writer(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.x = torch.ones(1)
-
-    @torch.jit.export
-    def __getstate__(self) -> Tuple[torch.Tensor, bool]:
-        return (self.x, self.training)
-
-    @torch.jit.export
-    def __setstate__(self, state: Tuple[torch.Tensor, bool]) -> None:
-        self.x = state[0]
-        self.training = state[1]
-        torch.save(self.x, "canary")
-
-    def forward(self, a: torch.Tensor) -> torch.Tensor:
-        return a + self.x
-
-torch.jit.save(torch.jit.script(Writer()), "ts.pt")
-"""
-
-
 def test_torchscript_setstate_writes_a_file_yet_names_only_torch(tmp_path: Path) -> None:
-    # TorchScript needs the class's source, so the archive is made by a script file.
-    script = tmp_path / "make_ts.py"
-    script.write_text(_TORCHSCRIPT_WRITER)
-    subprocess.run([sys.executable, "-W", "ignore", str(script)], cwd=tmp_path, check=True)
     path = tmp_path / "ts.pt"
+    torchscript_setstate(path)
     assert not (tmp_path / CANARY).exists()
     assert runs_payload(tmp_path, f"import torch; torch.load({str(path)!r}, weights_only=False)")
     report = scan(path)
@@ -982,13 +884,6 @@ def test_zstd_missing_is_invalid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         Verdict.INVALID,
         [("unsupported-container", "df.pkl.zst")],
     )
-
-
-def _zip_of(name: str, body: bytes) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(name, body)
-    return buf.getvalue()
 
 
 def test_pickle_zip_polyglot_with_bytes_after_the_zip(tmp_path: Path) -> None:

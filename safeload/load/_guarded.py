@@ -39,6 +39,7 @@ from ..sign import (
     read_signature,
 )
 from ._allowed import effective_policy
+from ._archives import is_pandas_archive, load_pandas_archive
 from ._joblib import load_joblib
 from ._numpy import load_npy, load_npz
 from ._open import read_private, read_private_in
@@ -287,6 +288,9 @@ def _deserialize(located: Located, data: bytes, policy: Policy, map_location: An
         from ._safetensors import load_safetensors
 
         return load_safetensors(data, location)
+    if is_pandas_archive(shape):
+        # pandas.read_pickle(compression="zip" | "tar"): the archive's one file.
+        return load_pandas_archive(data, located.size, shape, location, _unpickler_for(policy))
     raise UnsupportedFormatError(
         f"{location}: the guarded loader does not load {shape} files "
         "(pickle, joblib, numpy .npy/.npz, pandas pickles, PyTorch and safetensors are loaded)"

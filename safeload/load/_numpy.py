@@ -24,6 +24,7 @@ Unpickle = Callable[[Any, int, int, str], Any]
 
 _MEMBER_LIMIT = 1 << 40
 """Decompression limit per member: the scan already bounded the archive's total."""
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 def _numpy() -> Any:
@@ -53,8 +54,9 @@ class NpzArrays(Mapping[str, Any]):
 
     `files` lists the array names (`.npy` stripped); `arrays["x"]` and
     `arrays["x.npy"]` are the same array. Members that are not `.npy` files
-    are returned as bytes, as numpy does. Everything is loaded up front: the
-    bytes were verified and scanned as a whole.
+    (by their bytes, not their names) are returned as bytes, as numpy does. Everything is loaded up front: the
+    bytes were verified and scanned as a whole. Like `NpzFile`, it is a
+    context manager (closing it releases nothing: nothing stays open).
     """
 
     def __init__(self, members: dict[str, Any]) -> None:
@@ -76,6 +78,15 @@ class NpzArrays(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"NpzArrays(files={self.files!r})"
+
+    def __enter__(self) -> NpzArrays:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release; `NpzFile.close` closes the zip file it keeps open."""
 
 
 def _member_bytes(
@@ -110,7 +121,9 @@ def load_npz(data: Any, start: int, end: int, location: str, unpickle: Unpickle)
         # read from it is a copy, so the mapping goes as soon as it is read.
         with ExitStack() as stack:
             buf, s, e = _member_bytes(data, member, where, stack)
-            if member.name.endswith(".npy"):
+            # As numpy's NpzFile: a member is an array when it starts with the
+            # .npy magic, whatever its name.
+            if bytes(buf[s : min(s + len(_NPY_MAGIC), e)]) == _NPY_MAGIC:
                 members[member.name] = load_npy(buf, s, e, where, unpickle)
             else:
                 members[member.name] = bytes(buf[s:e])

@@ -1,0 +1,90 @@
+"""pandas' zip and tar pickles: an archive of exactly one file, read as a pickle.
+
+`pandas.read_pickle(compression="zip")` (and `"tar"`, also when pandas infers
+them from the file name) unpickles the one file of the archive and refuses an
+archive of more or fewer files; a tar may be gzip-, bz2- or xz-compressed, as
+`tarfile`'s "r:*" mode reads it. The member's bytes are found again in the held
+buffer, with the decompressors the scan used (as for `.npz` members), and go
+through the restricted unpickler.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+from .._formats import Compressed, Compression, Format, Shape, compress, zipread
+from ..errors import UnsupportedFormatError
+from ._numpy import _member_bytes as member_bytes
+
+__all__ = ["is_pandas_archive", "load_pandas_archive"]
+
+Unpickle = Callable[[Any, int, int, str], Any]
+"""`unpickle(data, start, end, location)`: the restricted unpickler over a range."""
+
+_TAR_COMPRESSIONS = (Compression.GZIP, Compression.BZ2, Compression.XZ)
+"""What `tarfile.open(mode="r:*")` (pandas' tar reading) decompresses."""
+_LIMIT = 1 << 40
+"""Decompression limit: the scan already bounded the expanded size."""
+
+
+def _tar_compression(shape: Shape) -> Compression | bool | None:
+    """None for a plain tar, the compression of a compressed one, False for no tar."""
+    single = shape.single
+    if single is Format.TAR:
+        return None
+    if (
+        isinstance(single, Compressed)
+        and single.compression in _TAR_COMPRESSIONS
+        and single.inner.single is Format.TAR
+    ):
+        return single.compression
+    return False
+
+
+def is_pandas_archive(shape: Shape) -> bool:
+    """A zip, or a (compressed) tar: what pandas reads with compression="zip"/"tar"."""
+    return shape.single is Format.ZIP or _tar_compression(shape) is not False
+
+
+def _one(names: list[str], kind: str, location: str) -> None:
+    if len(names) != 1:
+        raise UnsupportedFormatError(
+            f"{location}: a {kind} archive of {len(names)} entries; pandas.read_pickle reads "
+            "an archive of exactly one file, and the guarded loader loads nothing else from "
+            "archives"
+        )
+
+
+def load_pandas_archive(
+    data: Any, size: int, shape: Shape, location: str, unpickle: Unpickle
+) -> Any:
+    """The object `pandas.read_pickle(compression="zip" | "tar")` returns for `data[:size]`."""
+    with ExitStack() as stack:
+        if shape.single is Format.ZIP:
+            archive = zipread.read_archive(data, 0, size)
+            _one([m.name for m in archive.members], "zip", location)
+            member = archive.members[0]
+            where = f"{location}:{member.name}"
+            buf, start, end = member_bytes(data, member, where, stack)
+            return unpickle(buf, start, end, where)
+        kind = _tar_compression(shape)
+        buf, start, end = data, 0, size
+        if isinstance(kind, Compression):
+            out = compress.expand(kind.value, data, 0, size, _LIMIT, stack)
+            if out.error is not None:
+                raise UnsupportedFormatError(f"{location}: {out.error}")
+            buf, start, end = out.data, 0, out.size
+        with tarfile.open(fileobj=compress.range_file(buf, start, end), mode="r:") as tf:
+            infos = tf.getmembers()
+        _one([info.name for info in infos], "tar", location)
+        info = infos[0]
+        where = f"{location}:{info.name}"
+        if not info.isreg():
+            raise UnsupportedFormatError(f"{where}: the archive's one entry is not a file")
+        first = start + info.offset_data
+        if first + info.size > end:
+            raise UnsupportedFormatError(f"{where}: the tar member is cut short")
+        return unpickle(buf, first, first + info.size, where)
