@@ -22,6 +22,7 @@ from .._formats import Compressed, Format, Located, Reading, locate
 from .._formats.compress import range_file
 from .._machine.walker import analyze
 from ..errors import (
+    LoadInputError,
     SafeloadError,
     SignatureError,
     UnsafeFileError,
@@ -92,9 +93,16 @@ def load(
     if signature is not None:
         sig_path, root, name = Path(signature), path, "."
     else:
-        sig_path, root, name = locate_signature(path)
+        try:
+            sig_path, root, name = locate_signature(path)
+        except FileNotFoundError:
+            raise LoadInputError(f"{path}: no such file") from None
     auth = authenticate(read_signature(sig_path, model=path), trust, where=sig_path)
     data = read_private(path) if name == "." else read_private_in(root, name)
+    if name == "." and auth.files == (".",):
+        # Checked under its own name: bytes signed for another file are then a
+        # SubjectMismatchError, as verify() reports them, not "changed since signed".
+        name = path.name
     return _load_buffer(data, str(path), judged, auth, name, map_location)
 
 

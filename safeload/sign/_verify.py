@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,17 +52,25 @@ def read_signature(
 
     Raises `MissingSignatureError` if it does not exist (naming `model`, the
     artifact it should sign, when given) and `MalformedSignatureError` if it
-    is empty or too large.
+    is empty, too large, or not a regular file (a FIFO is never waited on).
     """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_SIGNATURE_FILE + 1)
+        # Non-blocking, so that a FIFO is refused below instead of waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         what = f"{model} is not signed: " if model is not None else ""
         raise MissingSignatureError(
             f"{what}{path} does not exist; refuse it, or sign it with "
             "`safeload sign` (give --signature if the signature is elsewhere)"
         ) from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MalformedSignatureError(
+                f"{path} is not a regular file (a directory, FIFO or device); a signature "
+                "file is read only when it is one"
+            )
+        os.set_blocking(fd, True)
+        data = handle.read(MAX_SIGNATURE_FILE + 1)
     if len(data) > MAX_SIGNATURE_FILE:
         raise MalformedSignatureError(f"{path} is larger than {MAX_SIGNATURE_FILE} bytes")
     if not data.strip():
