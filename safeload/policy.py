@@ -39,7 +39,7 @@ _RULE_KEYS = {
     "modules",
 }
 _REQUIRED_RULE_KEYS = {"id", "name", "severity", "verdict", "summary", "why", "fix"}
-_PACK_KEYS = {"name", "description", "generated_by", "versions", "sources", "globals"}
+_PACK_KEYS = {"name", "description", "generated_by", "versions", "sources", "globals", "allow"}
 _ID_RE = re.compile(r"^[A-Z][A-Z0-9]{1,9}[0-9]{3}$")
 _NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -92,15 +92,100 @@ class Rule:
         return bool(self.globals or self.modules)
 
 
+Shape = tuple[str, ...]
+"""The argument kinds of one call (see `safeload._machine.shapes`)."""
+
+#: Uses an allow entry scopes. Storing a global (keeping a class or function
+#: as data) runs nothing, and a folded `getattr` is judged by the name it
+#: reaches, so neither needs an entry's permission; rewriting or mutating the
+#: imported object itself are stream events of their own (SL203, SL204).
+SCOPED_USES = frozenset(
+    {
+        Use.CALLED,
+        Use.INSTANTIATED,
+        Use.STATE,
+        Use.MUTATED_INSTANCE,
+        Use.PERSISTENT_ID,
+        Use.GETATTR_BASE,
+    }
+)
+_USE_WORDS = {
+    Use.CALLED: "called",
+    Use.INSTANTIATED: "rebuilt without __init__",
+    Use.STATE: "given state",
+    Use.MUTATED_INSTANCE: "filled with items",
+    Use.PERSISTENT_ID: "named in a persistent id",
+    Use.GETATTR_BASE: "read an attribute of",
+}
+_SHAPE_RE = re.compile(r"^(\*|\(\)|[a-z]+(,[a-z]+)*)$")
+
+
+def shape_text(shape: Shape | None) -> str:
+    """`str,bool,bool`; `()` for no arguments; `?` when the kinds are not known."""
+    if shape is None:
+        return "?"
+    return ",".join(shape) if shape else "()"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How an allow entry lets its global be used."""
+
+    uses: frozenset[Use] | None = None
+    """The scoped uses it may have (`SCOPED_USES`); None: every use."""
+    calls: frozenset[str] | None = None
+    """Argument shapes it may be called with (`str,bool,bool`, `()`); None or
+    `*` in the set: any. Only read when `called` is among `uses`."""
+    check: str | None = None
+    """A named check of its arguments or state (safeload/_checks)."""
+    audit: str = ""
+    """Why the entry is safe within this scope (the gadget audit)."""
+
+    def merge(self, other: Scope) -> Scope:
+        """What two entries for one global allow together."""
+        uses = None if self.uses is None or other.uses is None else self.uses | other.uses
+        calls = None if self.calls is None or other.calls is None else self.calls | other.calls
+        if self.check is not None and other.check is not None and self.check != other.check:
+            raise PolicyError(
+                f"two allow entries name different checks ({self.check}, {other.check})"
+            )
+        return Scope(uses, calls, self.check or other.check, self.audit or other.audit)
+
+    def violation(self, uses: Iterable[Use], shapes: Iterable[Shape | None]) -> str | None:
+        """What `uses` and call `shapes` do that the entry does not cover, or None."""
+        if self.uses is not None:
+            outside = [u for u in Use if u in set(uses) and u in SCOPED_USES and u not in self.uses]
+            if outside:
+                allowed = ", ".join(_USE_WORDS[u] for u in Use if u in self.uses) or "stored only"
+                done = ", ".join(_USE_WORDS[u] for u in outside)
+                return f"its allow entry covers {allowed}; not {done}"
+        if self.calls is None or "*" in self.calls:
+            return None
+        if self.uses is not None and Use.CALLED not in self.uses:
+            return None
+        bad = sorted({shape_text(s) for s in shapes} - self.calls)
+        if bad:
+            shown = " | ".join(f"({b})" for b in bad[:3])
+            allowed = " | ".join(f"({c})" for c in sorted(self.calls)[:3])
+            return f"it is called with {shown}; its allow entry covers calls with {allowed}"
+        return None
+
+
+FULL_SCOPE = Scope()
+"""Every use, any arguments: user allow entries (`--allow`, `[tool.safeload]`)."""
+
+
 @dataclass(frozen=True)
 class AllowPack:
-    """A named set of exact globals that are safe to import and call."""
+    """A named set of exact globals, each with the scope of its use."""
 
     name: str
     description: str
     globals: frozenset[tuple[str, str]]
     versions: Mapping[str, str] = field(default_factory=dict)
     generated_by: str = ""
+    scopes: Mapping[tuple[str, str], Scope] = field(default_factory=dict)
+    """Each global's scope (`FULL_SCOPE` where the pack gives none)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +204,8 @@ class Decision:
     rule: Rule | None
     usage: tuple[Use, ...] = ()
     """The uses the decision was asked about, in `Use` order."""
+    detail: str = ""
+    """For an allowlisted global used beyond its entry's scope: what it did."""
 
     @property
     def allowed(self) -> bool:
@@ -217,14 +304,26 @@ class Policy:
         self.rules: Mapping[str, Rule] = by_id
         self._by_name = by_name
         self.packs: tuple[AllowPack, ...] = tuple(packs)
-        allowed: set[tuple[str, str]] = set(extra_allow)
+        self.extra_allow: frozenset[tuple[str, str]] = frozenset(extra_allow)
+        """User allow entries: every use, any arguments."""
+        scopes: dict[tuple[str, str], Scope] = {}
         for pack in self.packs:
-            allowed |= pack.globals
-        if not allowed:
+            for pair in pack.globals:
+                scope = pack.scopes.get(pair, FULL_SCOPE)
+                known = scopes.get(pair)
+                scopes[pair] = scope if known is None else known.merge(scope)
+        for pair in self.extra_allow:
+            scopes[pair] = FULL_SCOPE
+        if not scopes:
             # An empty allowlist would make everything unknown; refusing it
             # catches a broken install instead of reporting noise.
             raise PolicyError("the policy has no allowed globals (no allow packs loaded)")
-        self._allowed = frozenset(allowed)
+        self._scopes = scopes
+        self._allowed = frozenset(scopes)
+        out_of_scope = by_name.get("out-of-scope-use")
+        if out_of_scope is None:
+            raise PolicyError("the policy has no out-of-scope-use rule (built-in rules missing)")
+        self._out_of_scope = out_of_scope
         unknown = by_name.get("unknown-global")
         if unknown is None:
             # `decide` must be able to name why a global is refused.
@@ -239,7 +338,7 @@ class Policy:
                 self._deny_module.setdefault(module, rule)
         # Deny rules win over allow entries: a team config cannot quietly
         # turn `os.system` into "safe". Say so at load time, not at scan time.
-        for module, qualname in extra_allow:
+        for module, qualname in self.extra_allow:
             hit = self._deny_rule(module, qualname)
             if hit is not None:
                 raise PolicyError(
@@ -291,16 +390,28 @@ class Policy:
         """Every allowed (module, qualname) pair."""
         return self._allowed
 
-    def decide(self, module: str, qualname: str, usage: Iterable[Use | str] = ()) -> Decision:
-        """Judge the global `module:qualname`, used as `usage` says.
+    def scope(self, module: str, qualname: str) -> Scope | None:
+        """The scope of an allowed global's entry (None when it is on no allow list)."""
+        return self._scopes.get((module, qualname))
+
+    def decide(
+        self,
+        module: str,
+        qualname: str,
+        usage: Iterable[Use | str] = (),
+        shapes: Iterable[Shape | None] = (),
+    ) -> Decision:
+        """Judge the global `module:qualname`, used as `usage` says and called with
+        arguments of `shapes`.
 
         The name is the one `find_class` really imports: map it first with
         `safeload._names.map_name` for the protocol current at its opcode.
         Deny rules are asked first and always win over allow entries; a name
         no deny rule names is allowed only if it is exactly on an allow pack
-        or a user allow entry, and is otherwise `unknown`, never safe.
-        Every allow entry allows every use today; `usage` is validated and
-        passed through so that entries can be scoped by use.
+        or a user allow entry, and is otherwise `unknown`, never safe. An
+        allowed name used beyond its entry's scope (rebuilt-only but called,
+        called with arguments of another shape) is `unknown` under
+        `out-of-scope-use`, saying which scope was left.
         """
         uses = _uses(usage)
         rule = self._deny_rule(module, qualname)
@@ -309,16 +420,13 @@ class Policy:
             # verdict "none" or "unknown") still never makes a global safe.
             verdict = Verdict.worst([rule.verdict or Verdict.UNKNOWN, Verdict.UNKNOWN])
             return Decision(module, qualname, verdict, rule, uses)
-        if self._is_allowed(module, qualname, uses):
-            return Decision(module, qualname, Verdict.SAFE, None, uses)
-        return Decision(module, qualname, Verdict.UNKNOWN, self._unknown, uses)
-
-    def _is_allowed(self, module: str, qualname: str, usage: tuple[Use, ...] = ()) -> bool:
-        """True only for an exact allowlisted (module, qualname) pair.
-
-        Only `decide` may ask: alone it ignores deny rules.
-        """
-        return (module, qualname) in self._allowed
+        scope = self._scopes.get((module, qualname))
+        if scope is None:
+            return Decision(module, qualname, Verdict.UNKNOWN, self._unknown, uses)
+        problem = scope.violation(uses, shapes)
+        if problem is not None:
+            return Decision(module, qualname, Verdict.UNKNOWN, self._out_of_scope, uses, problem)
+        return Decision(module, qualname, Verdict.SAFE, None, uses)
 
     def _deny_rule(self, module: str, qualname: str) -> Rule | None:
         """The deny rule naming this global, also when reached through a relay.
@@ -464,10 +572,16 @@ def parse_rules(raw: bytes, where: str, *, builtin: bool) -> list[Rule]:
 
 
 def parse_pack(raw: bytes, where: str) -> AllowPack:
-    """One allow pack file."""
+    """One allow pack file.
+
+    Schema 2 lists entries with their scope: `allow = [{name, use, calls,
+    check, audit}, ...]`; schema 1 (`globals = [...]`, every use allowed) is
+    still read for packs users wrote.
+    """
     data = _read_toml(raw, where)
-    if data.get("schema") != 1:
-        raise PolicyError(f"{where}: unsupported schema {data.get('schema')!r} (expected 1)")
+    schema = data.get("schema")
+    if schema not in (1, 2):
+        raise PolicyError(f"{where}: unsupported schema {schema!r} (expected 1 or 2)")
     pack = data.get("pack")
     if not isinstance(pack, dict):
         raise PolicyError(f"{where}: missing [pack] table")
@@ -477,22 +591,81 @@ def parse_pack(raw: bytes, where: str) -> AllowPack:
     name = pack.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise PolicyError(f"{where}: pack name must be a lowercase slug")
-    names = _str_list(pack.get("globals"), f"{where}: pack.globals")
-    if not names:
+    scopes: dict[tuple[str, str], Scope] = {}
+    if schema == 1:
+        if "allow" in pack:
+            raise PolicyError(f"{where}: schema 1 packs list `globals`; `allow` needs schema 2")
+        names = _str_list(pack.get("globals"), f"{where}: pack.globals")
+        pairs = [_check_global(g, f"{where}: pack {name}") for g in names]
+        if len(set(pairs)) != len(pairs):
+            raise PolicyError(f"{where}: pack {name} lists a global twice")
+        scopes = dict.fromkeys(pairs, FULL_SCOPE)
+    else:
+        if "globals" in pack:
+            raise PolicyError(f"{where}: schema 2 packs list `allow` entries, not `globals`")
+        entries = pack.get("allow")
+        if not isinstance(entries, list):
+            raise PolicyError(f"{where}: pack.allow must be a list of entries")
+        for entry in entries:
+            pair, scope = _parse_entry(entry, f"{where}: pack {name}")
+            if pair in scopes:
+                raise PolicyError(f"{where}: pack {name} lists {canonical(*pair)} twice")
+            scopes[pair] = scope
+    if not scopes:
         raise PolicyError(f"{where}: pack {name} allows nothing")
-    pairs = [_check_global(g, f"{where}: pack {name}") for g in names]
-    if len(set(pairs)) != len(pairs):
-        raise PolicyError(f"{where}: pack {name} lists a global twice")
     versions = pack.get("versions", {})
     if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):
         raise PolicyError(f"{where}: pack.versions must map names to version strings")
     return AllowPack(
         name=name,
         description=str(pack.get("description", "")),
-        globals=frozenset(pairs),
+        globals=frozenset(scopes),
         versions=dict(versions),
         generated_by=str(pack.get("generated_by", "")),
+        scopes=scopes,
     )
+
+
+_ENTRY_KEYS = {"name", "use", "calls", "check", "audit"}
+
+
+def _parse_entry(raw: object, where: str) -> tuple[tuple[str, str], Scope]:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: each allow entry must be a table")
+    unknown = set(raw) - _ENTRY_KEYS
+    if unknown:
+        raise PolicyError(f"{where}: unknown allow entry keys {sorted(unknown)}")
+    text = raw.get("name")
+    if not isinstance(text, str):
+        raise PolicyError(f"{where}: an allow entry needs a name")
+    pair = _check_global(text, where)
+    where = f"{where}: {text}"
+    uses: set[Use] = set()
+    for word in _str_list(raw.get("use", []), f"{where}: use"):
+        try:
+            use = Use(word)
+        except ValueError:
+            raise PolicyError(f"{where}: unknown use {word!r}") from None
+        if use not in SCOPED_USES:
+            raise PolicyError(f"{where}: {word!r} is not a use an entry scopes")
+        uses.add(use)
+    calls = frozenset(_str_list(raw.get("calls", []), f"{where}: calls"))
+    for shape in calls:
+        if not _SHAPE_RE.match(shape):
+            raise PolicyError(
+                f"{where}: bad call shape {shape!r} (e.g. 'str,bool,bool', '()', '*')"
+            )
+    if calls and Use.CALLED not in uses:
+        raise PolicyError(f"{where}: call shapes without the 'called' use")
+    if Use.CALLED in uses and not calls:
+        raise PolicyError(f"{where}: a called entry must list its call shapes ('*' for any)")
+    check = raw.get("check")
+    if check is not None and (not isinstance(check, str) or not _NAME_RE.match(check)):
+        raise PolicyError(f"{where}: check must be a check's slug")
+    audit = raw.get("audit", "")
+    if not isinstance(audit, str) or not audit.strip():
+        raise PolicyError(f"{where}: every allow entry says why it is safe (audit)")
+    return pair, Scope(frozenset(uses), calls, check, audit)
 
 
 def load_user_rules(path: Path) -> tuple[list[Rule], list[tuple[str, str]]]:

@@ -13,7 +13,7 @@ import safeload
 from safeload import Policy, PolicyError, Verdict
 from safeload._machine.walker import analyze
 from safeload._names import Use, map_name
-from safeload.policy import AllowPack, Decision, builtin_packs, builtin_rules
+from safeload.policy import AllowPack, Decision, Shape, builtin_packs, builtin_rules
 from safeload.scan._judge import findings_for
 from tools import corpus
 
@@ -200,8 +200,14 @@ class _Recording(Policy):
         self.asked: list[tuple[str, str, tuple[Use, ...]]] = []
         self.refuse = refuse
 
-    def decide(self, module: str, qualname: str, usage: Iterable[Use | str] = ()) -> Decision:
-        d = super().decide(module, qualname, usage)
+    def decide(
+        self,
+        module: str,
+        qualname: str,
+        usage: Iterable[Use | str] = (),
+        shapes: Iterable[Shape | None] = (),
+    ) -> Decision:
+        d = super().decide(module, qualname, usage, shapes)
         self.asked.append((module, qualname, d.usage))
         if self.refuse is not None and (module, qualname) == self.refuse[:2]:
             if self.refuse[2] in d.usage:

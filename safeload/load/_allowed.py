@@ -59,7 +59,7 @@ def _extend(base: Policy, names: tuple[str, ...]) -> Policy:
         except ValueError as exc:
             raise PolicyError(f"allow: {exc}") from None
     # The constructor refuses a pair that a deny rule names.
-    return Policy(base.rules.values(), base.packs, base.allowed | pairs)
+    return Policy(base.rules.values(), base.packs, base.extra_allow | pairs)
 
 
 _cache: dict[tuple[int, tuple[str, ...]], tuple[Policy, Policy]] = {}

@@ -9,6 +9,7 @@ from typing import Any
 
 from .._formats import Located, ReadingKind
 from .._machine import opcodes as O
+from .._machine.shapes import Shape, call_shape, effective_uses
 from .._machine.walker import (
     Event,
     GRef,
@@ -31,6 +32,7 @@ class _Agg:
     count: int = 0
     uses: set[str] = field(default_factory=set)
     args: list[str] = field(default_factory=list)
+    shapes: set[Shape | None] = field(default_factory=set)
 
 
 def judge(located: Located, policy: Policy) -> list[Finding]:
@@ -80,6 +82,7 @@ def findings_for(
     """Findings for every global and event of `analysis`, in stream order."""
     out: list[Finding] = []
     aggs: dict[tuple[str, str, str], _Agg] = {}
+    effective = effective_uses(analysis.globals)
     for g in analysis.globals:
         if not g.resolved:
             continue  # reported through its event (computed name, EXT code)
@@ -90,7 +93,8 @@ def findings_for(
         if agg is None:
             agg = aggs[key] = _Agg(g)
         agg.count += 1
-        agg.uses |= g.uses
+        agg.uses |= effective[id(g)]
+        agg.shapes.update(call_shape(data, c) for c in g.calls if c.use == Use.CALLED)
         for a in g.args:
             if len(agg.args) < 3 and a not in agg.args:
                 agg.args.append(a)
@@ -114,7 +118,7 @@ def _usage(uses: Iterable[str]) -> tuple[str, ...]:
 
 def _global_finding(agg: _Agg, policy: Policy, location: str) -> Finding | None:
     g = agg.first
-    decision = policy.decide(g.module, g.name, agg.uses)
+    decision = policy.decide(g.module, g.name, agg.uses, agg.shapes)
     rule = decision.rule
     if rule is None:
         return None
@@ -123,6 +127,9 @@ def _global_finding(agg: _Agg, policy: Policy, location: str) -> Finding | None:
     how = _describe(g, usage, agg.args)
     if decision.denied:
         message = f"{how}: {rule.summary[:1].lower()}{rule.summary[1:]}"
+        fix = rule.fix
+    elif decision.detail:
+        message = f"{how}: allowlisted, but {decision.detail}"
         fix = rule.fix
     else:
         message = f"{how}: not on any allow pack"
