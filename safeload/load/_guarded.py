@@ -155,11 +155,18 @@ def _load_buffer(
         with locate(data, location) as located:
             findings = judge(located, policy)
             if verdict_of(findings) is not Verdict.SAFE:
-                _signature_first(pending)
                 raise _unsafe(location, findings)
             obj = _deserialize_checked(located, data, policy, map_location)
         if pending is not None:
             pending.result()
+    except SafeloadError as exc:
+        if pending is not None:
+            if not isinstance(exc, SignatureError):
+                # Refused by the scan, the unpickler or the format: if the bytes are not
+                # the signed ones, that is the news.
+                _signature_first(pending)
+            pending.cancel()
+        raise
     except BaseException:
         if pending is not None:
             pending.cancel()
@@ -181,17 +188,19 @@ def _signature_first(pending: PendingCheck | None) -> None:
 def _unsafe(location: str, findings: list[Finding]) -> UnsafeFileError:
     bad = [f for f in findings if f.verdict is not None and f.verdict is not Verdict.SAFE]
     verdict = verdict_of(findings).value
+    unknown = sorted(
+        {f.global_name for f in bad if f.rule_name == "unknown-global" and f.global_name}
+    )
+    only_unknown = bool(unknown) and len(unknown) == len({f.global_name for f in bad})
     lines = [f"{location}: refused to load: the scan says {verdict} ({len(bad)} findings):"]
     for f in bad:
         at = f"@{f.offset}" if f.offset is not None else ""
         what = f"{f.global_name} " if f.global_name else ""
         lines.append(f"  {f.location}{at}: {what}[{f.rule} {f.rule_name}] {f.message}")
-        if f.fix:
+        # Allowing an unknown global is no fix for a file that is refused for more.
+        if f.fix and (only_unknown or f.rule_name != "unknown-global"):
             lines.append(f"      fix: {f.fix}")
-    unknown = sorted(
-        {f.global_name for f in bad if f.rule_name == "unknown-global" and f.global_name}
-    )
-    if unknown and len(unknown) == len({f.global_name for f in bad}):
+    if only_unknown:
         names = ", ".join(repr(n) for n in unknown)
         lines.append(
             "  only globals on no allow pack were found; if you trust the code that defines them:"
