@@ -27,6 +27,7 @@ from .report import Severity, Verdict
 __all__ = ["AllowPack", "Decision", "Policy", "Rule", "Use", "UserConfig"]
 
 _RULE_KEYS = {
+    "except",
     "id",
     "name",
     "severity",
@@ -84,6 +85,9 @@ class Rule:
     """Exact (module, qualname) pairs this deny rule names."""
     modules: tuple[str, ...] = ()
     """Modules (and their submodules) whose every global this rule names."""
+    exceptions: frozenset[tuple[str, str]] = frozenset()
+    """Exact globals inside `modules` that this rule does not name (reviewed, each
+    with its reason in the rule file)."""
     source: str = "builtin"
 
     @property
@@ -451,9 +455,9 @@ class Policy:
             # `<anything>.__builtins__`, `.__globals__`, ...: attribute paths
             # that lead from any object to the interpreter's internals.
             return self._by_name.get("attribute-access")
-        for mod, _name in candidates:
+        for mod, name in candidates:
             hit = self._module_rule(mod)
-            if hit is not None:
+            if hit is not None and (mod, name) not in hit.exceptions:
                 return hit
         return None
 
@@ -540,6 +544,15 @@ def _parse_rule(raw: object, where: str, *, builtin: bool) -> Rule:
     for module in modules:
         if not _MODULE_RE.match(module):
             raise PolicyError(f"{where}: rule {rid}: bad module {module!r}")
+    exceptions = frozenset(
+        _check_global(g, f"{where}: rule {rid}: except")
+        for g in _str_list(raw.get("except", []), f"{where}: rule {rid}: except")
+    )
+    for module, qualname in exceptions:
+        if not any(module == m or module.startswith(m + ".") for m in modules):
+            raise PolicyError(
+                f"{where}: rule {rid}: except {canonical(module, qualname)} is in none of its modules"
+            )
     if not builtin and not (globs or modules):
         raise PolicyError(f"{where}: rule {rid}: a user rule must name `globals` or `modules`")
     return Rule(
@@ -553,6 +566,7 @@ def _parse_rule(raw: object, where: str, *, builtin: bool) -> Rule:
         fix=texts["fix"],
         globals=globs,
         modules=modules,
+        exceptions=exceptions,
         source=where,
     )
 

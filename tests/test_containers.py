@@ -464,8 +464,9 @@ def test_joblib_legacy_zf_format(tmp_path: Path) -> None:
     with open(path, "wb") as fh:
         write_zfile(fh, payload())
     report = scan(path)
+    # A Z-file's pickle is judged like any other: here, by its payload.
     assert report.verdict is Verdict.DANGEROUS
-    assert ("joblib-legacy-format", "old.pkl") in bad(report)
+    assert "joblib-legacy-format" not in {f.rule_name for f in report.findings}
     assert_payload_found(report, "old.pkl")
     assert runs_payload(tmp_path, "import joblib; joblib.load('old.pkl')")
 

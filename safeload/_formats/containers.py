@@ -430,18 +430,33 @@ def _npy(
 def _joblib_zf(
     ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
 ) -> Format:
-    ctx.add(
-        "joblib-legacy-format",
-        "legacy joblib 'ZF' file: joblib.load reads it with numpy_pickle_compat, which "
-        "np.load()s companion files with allow_pickle=True",
-        location,
-        0,
-    )
-    # "ZF", the length as hex padded to 19 characters, then a zlib stream.
-    content = expand_into(ctx, "zlib", data, start + 21, end, location)
-    if content is not None:
-        buf, s, e = content
+    """A joblib <= 0.9 "Z-file": the main pickle of a legacy dump, or a raw array buffer.
+
+    Laid out as `read_zfile` reads it: "ZF", the length in hex padded to 19
+    characters, one optional space (joblib 0.8.x wrote it), then a zlib
+    stream. The main file is a pickle and is judged like any other: its
+    wrappers that open companion files are globals a deny rule names. A
+    companion `.z` file holds raw array bytes that `read_zfile` hands to
+    `ndarray.__setstate__`: no loader unpickles it.
+    """
+    body = start + 21
+    if body < end and data[body] == ord(" "):
+        body += 1
+    content = expand_into(ctx, "zlib", data, body, end, location)
+    if content is None:
+        return Format.JOBLIB_ZF
+    buf, s, e = content
+    first = walk_one(buf, s, e, ctx.opcodes_left) if e > s else None
+    if first is not None and (starts_with_proto(buf, s, e) or first.complete or first.globals):
         scan_pickle(ctx, buf, s, e, location)
+    else:
+        ctx.add(
+            "not-a-pickle",
+            "a joblib Z-file holding raw array bytes (the companion of a legacy joblib dump); "
+            "no loader unpickles it",
+            location,
+            0,
+        )
     return Format.JOBLIB_ZF
 
 

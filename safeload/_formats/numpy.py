@@ -8,8 +8,10 @@ Anything else is raw numbers, reported as data.
 from __future__ import annotations
 
 import ast
+import io
 import re
 import struct
+import tokenize
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,8 +68,23 @@ def read_header(data: Any, start: int, end: int) -> NpyHeader:
     encoding = "utf-8" if major == 3 else "latin1"
     try:
         text = raw.decode(encoding)
-        value = ast.literal_eval(text)
-    except (UnicodeDecodeError, ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        try:
+            value = ast.literal_eval(text)
+        except SyntaxError:
+            if major > 2:
+                raise
+            # Python 2 wrote longs as `2L`; numpy drops the `L` after a number
+            # token and parses again (`_filter_header`), so it still reads them.
+            value = ast.literal_eval(_without_long_suffixes(text))
+    except (
+        UnicodeDecodeError,
+        ValueError,
+        SyntaxError,
+        MemoryError,
+        RecursionError,
+        tokenize.TokenError,
+        IndentationError,
+    ) as exc:
         raise NpyError(f"header is not a Python literal: {type(exc).__name__}") from exc
     if not isinstance(value, dict) or set(value) != {"descr", "fortran_order", "shape"}:
         raise NpyError("header keys are not descr, fortran_order, shape")
@@ -79,6 +96,17 @@ def read_header(data: Any, start: int, end: int) -> NpyHeader:
     return NpyHeader(
         (major, minor), value["descr"], shape, pos + hlen, _has_object(value["descr"], 0), hlen
     )
+
+
+def _without_long_suffixes(text: str) -> str:
+    """numpy's `_filter_header`: the `L` name right after a number token goes."""
+    tokens = []
+    after_number = False
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if not (after_number and token.type == tokenize.NAME and token.string == "L"):
+            tokens.append(token)
+        after_number = token.type == tokenize.NUMBER
+    return tokenize.untokenize(tokens)
 
 
 def _has_object(descr: object, depth: int) -> bool:
