@@ -23,7 +23,7 @@ import sys
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -467,14 +467,19 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 
-def write_corpus(directory: Path) -> dict[str, Path]:
-    """Write every variant to `directory/<name>/<filename>`; returns the paths by name.
+def write_corpus(directory: Path, names: Collection[str] | None = None) -> dict[str, Path]:
+    """Write every variant (or those `names`) to `directory/<name>/<filename>`; returns
+    the paths by name.
 
     Each file has a folder of its own, so that companions (the NDArrayWrapper's
     array file) sit beside it and nothing else does.
     """
+    unknown = set(names or ()) - {v.name for v in VARIANTS}
+    assert not unknown, f"no such variants: {unknown}"
     out = {}
     for variant in VARIANTS:
+        if names is not None and variant.name not in names:
+            continue
         folder = directory / variant.name
         folder.mkdir(parents=True)
         path = folder / variant.filename

@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from ..errors import UnsupportedFormatError
+from ..errors import MissingSignatureError, UnsupportedFormatError
 from ..policy import Policy
-from ..sign import TrustStore
+from ..sign import TrustStore, locate_signature
 from ._guarded import load, loads
 
 __all__ = ["Guard", "guard"]
@@ -90,19 +90,28 @@ class Guard:
     def load_file(self, handle: Any, map_location: Any = None) -> Any:
         """A patched loader given an open file: its bytes from the current position.
 
-        The signature is looked up beside the file the handle names, if any.
+        The signature is the one `load` would use for the file the handle names;
+        bytes with no file name (`pickle.loads`, `io.BytesIO`) have none, so a
+        guard that requires signatures refuses them with `MissingSignatureError`.
         """
         name = getattr(handle, "name", None)
         data = handle.read()
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError("a guarded load needs a binary file")
-        signature = None
-        if self.require_signature and isinstance(name, str) and os.path.exists(f"{name}.sig"):
-            signature = f"{name}.sig"
         location = name if isinstance(name, str) else "<file>"
+        signature: str | os.PathLike[str] | None = None
+        member = "."
+        if self.require_signature:
+            if not isinstance(name, str) or not os.path.lexists(name):
+                raise MissingSignatureError(
+                    f"{location}: bytes that are not read from a named file carry no "
+                    "signature; a guard with require_signature=True refuses them (verify "
+                    "them with safeload.loads(data, signature=..., trust=...))"
+                )
+            signature, _root, member = locate_signature(name)
         return loads(
-            data, signature=signature, location=location, map_location=map_location,
-            **self._options(),
+            data, signature=signature, name=member, location=location,
+            map_location=map_location, **self._options(),
         )  # fmt: skip
 
     def load_any(self, source: Any, map_location: Any = None) -> Any:
