@@ -46,17 +46,10 @@ LOADS_UNDER_FORCED_SAFE: dict[str, str] = {
     "torch.load never reads; the loader reads data.pkl only",
 }
 
-#: Formats the guarded loader does not deserialize at all: under a forced-safe
-#: scan they are refused before any unpickler runs (`UnsupportedFormatError`),
-#: or, once a loader for them exists, by its restricted unpickler.
+#: Files the guarded loader does not deserialize at all: under a forced-safe scan
+#: they are refused by the format dispatch (`UnsupportedFormatError`), or by the
+#: restricted unpickler as not being a pickle, before any global is imported.
 NOT_LOADED_FORMATS: dict[str, str] = {
-    **{
-        f"container:torch-legacy-pickle-{i}": "legacy PyTorch (stacked pickles)"
-        for i in range(1, 5)
-    },
-    "case:E6-c13-legacy-torch-stack": "legacy PyTorch (stacked pickles)",
-    "container:torch-legacy-tar-pickle": "legacy PyTorch tar",
-    "container:torch-legacy-tar-storages": "legacy PyTorch tar",
     "container:joblib-legacy-zf": "legacy joblib ZF: never loaded",
     "container:tar-gz-two-members": "a tar of two files (pandas reads archives of one file)",
     "container:nested-zip": "a zip whose one file is a zip, not a pickle",
