@@ -232,11 +232,47 @@ def test_pandas_to_pickle_every_compression(tmp_path: Path, compression: str | N
     assert_same(got, want)
 
 
-@pytest.mark.parametrize("suffix", [".pkl.gz", ".pkl.bz2", ".pkl.xz", ".pkl.zst", ".zip", ".tar"])
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        ".pkl.gz",
+        ".pkl.bz2",
+        ".pkl.xz",
+        ".pkl.zst",
+        ".zip",
+        ".tar",
+        ".tar.gz",
+        ".tar.bz2",
+        ".tar.xz",
+    ],
+)
 def test_pandas_compression_inferred_from_the_name(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"frame{suffix}"
     _frame().to_pickle(path)  # compression="infer"
     pd.testing.assert_frame_equal(guarded(path), pd.read_pickle(path))
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_archive_of_two_pickles_is_refused_as_pandas_refuses_it(tmp_path: Path, kind: str) -> None:
+    import tarfile
+    import zipfile
+
+    from tests.hostile_containers import tar_member
+
+    path = tmp_path / f"two.{kind}"
+    members = {"a.pkl": pickle.dumps(1), "b.pkl": pickle.dumps(2)}
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+    else:
+        with tarfile.open(path, "w") as tf:
+            for name, data in members.items():
+                tar_member(tf, name, data)
+    with pytest.raises(ValueError, match="Multiple files"):
+        pd.read_pickle(path, compression=kind)
+    with pytest.raises(safeload.UnsupportedFormatError, match="2 entries"):
+        guarded(path)
 
 
 def test_pandas_global_on_no_allow_pack_is_named_and_allowed(tmp_path: Path) -> None:
