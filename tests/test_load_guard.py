@@ -197,6 +197,35 @@ def test_mmap_mode_is_refused(files: dict[str, Path]) -> None:
             joblib.load(files["joblib"], mmap_mode="r")
 
 
+def _load_all(path: Path) -> list[Any]:
+    """The usual loop over a file of several pickles."""
+    out = []
+    with open(path, "rb") as fh:
+        while True:
+            try:
+                out.append(pickle.load(fh))
+            except EOFError:
+                return out
+
+
+def test_a_loop_over_pickle_load_reads_every_pickle(tmp_path: Path) -> None:
+    path = tmp_path / "log.pkl"
+    with open(path, "wb") as fh:
+        for protocol, obj in enumerate([{"a": 1}, [2, 3], "four", (5.0,), {6}, None]):
+            pickle.dump(obj, fh, protocol=protocol)
+    want = _load_all(path)
+    assert len(want) == 6
+    with safeload.guard(require_signature=False):
+        assert _load_all(path) == want
+
+
+def test_a_loop_over_pickle_load_refuses_a_later_hostile_pickle(tmp_path: Path) -> None:
+    path = tmp_path / "log.pkl"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=2) + test_hostile.C02)
+    with safeload.guard(require_signature=False), pytest.raises(UnsafeFileError):
+        _load_all(path)  # refused at the first load: it scans all that follows
+
+
 def test_hostile_bytes_in_process_are_refused(tmp_path: Path) -> None:
     """`pickle.loads` of a hostile stream under the guard (the payload would only
     create the canary in this test's directory)."""

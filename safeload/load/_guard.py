@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from .._machine.walker import DEFAULT_MAX_OPCODES, walk_one
 from ..errors import MissingSignatureError, UnsupportedFormatError
 from ..policy import Policy
 from ..sign import TrustStore, locate_signature
@@ -87,17 +88,25 @@ class Guard:
         """What every patched loader does with a file name."""
         return load(path, map_location=map_location, **self._options())
 
-    def load_file(self, handle: Any, map_location: Any = None) -> Any:
+    def load_file(self, handle: Any, map_location: Any = None, *, one_pickle: bool = False) -> Any:
         """A patched loader given an open file: its bytes from the current position.
 
         The signature is the one `load` would use for the file the handle names;
         bytes with no file name (`pickle.loads`, `io.BytesIO`) have none, so a
         guard that requires signatures refuses them with `MissingSignatureError`.
+        With `one_pickle` (`pickle.load`), the handle is left after the pickle
+        it read, and at the end of the file `EOFError` is raised, as `pickle.load`
+        does: loops over a file of several pickles read each in turn (every
+        load scans all that follows, and refuses the file if any of it is unsafe).
         """
         name = getattr(handle, "name", None)
+        seekable = getattr(handle, "seekable", None)
+        start = handle.tell() if one_pickle and seekable is not None and seekable() else None
         data = handle.read()
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError("a guarded load needs a binary file")
+        if one_pickle and not data:
+            raise EOFError("Ran out of input")
         location = name if isinstance(name, str) else "<file>"
         signature: str | os.PathLike[str] | None = None
         member = "."
@@ -109,10 +118,13 @@ class Guard:
                     "them with safeload.loads(data, signature=..., trust=...))"
                 )
             signature, _root, member = locate_signature(name)
-        return loads(
+        obj = loads(
             data, signature=signature, name=member, location=location,
             map_location=map_location, **self._options(),
         )  # fmt: skip
+        if start is not None:
+            handle.seek(start + walk_one(data, 0, len(data), DEFAULT_MAX_OPCODES).end)
+        return obj
 
     def load_any(self, source: Any, map_location: Any = None) -> Any:
         if isinstance(source, str | os.PathLike):
@@ -178,7 +190,7 @@ def _current() -> Guard:
 
 
 def _pickle_load(file: Any, *args: Any, **kwargs: Any) -> Any:
-    return _current().load_file(file)
+    return _current().load_file(file, one_pickle=True)
 
 
 def _pickle_loads(data: Any, /, *args: Any, **kwargs: Any) -> Any:
