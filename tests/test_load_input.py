@@ -209,7 +209,7 @@ def test_directory_swapped_during_the_load_is_refused_at_the_handle(
         sub.symlink_to(signed_dir.parent / target, target_is_directory=True)
 
     calls = _patch_read(monkeypatch, "read_private_in", swap, None)
-    with pytest.raises(LoadInputError):
+    with pytest.raises(LoadInputError, match="'sub' on its path is a symbolic link"):
         safeload.load(sub / "model.pkl", trust=keys[1])
     assert calls and sub.is_symlink()
 

@@ -69,6 +69,13 @@ def read_private(path: str | os.PathLike[str]) -> bytes:
         os.close(fd)
 
 
+def _is_symlink(part: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
 def read_private_in(root: Path, name: str) -> bytes:
     """The bytes of file `name` (a POSIX path) inside directory `root`.
 
@@ -87,6 +94,11 @@ def read_private_in(root: Path, name: str) -> bytes:
             try:
                 inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
+                if _is_symlink(part, fd):  # O_NOFOLLOW | O_DIRECTORY says ENOTDIR
+                    raise LoadInputError(
+                        f"{root / name}: {part!r} on its path is a symbolic link; a file in a "
+                        "signed directory is opened only through the directories signed"
+                    ) from None
                 raise _refusal(root / name, exc) from None
             os.close(fd)
             fd = inner
