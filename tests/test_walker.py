@@ -187,6 +187,25 @@ def test_frame_crossing_is_reported() -> None:
     assert rules_of(pickle.dumps(list(range(10000)), protocol=5)) == []
 
 
+@pytest.mark.parametrize(
+    "string, memo",
+    [
+        (sbu("abc"), b"\x94"),
+        (b"X\x03\x00\x00\x00abc", b"q\x00"),
+        (b"X\x00\x00\x00\x00", b"r\0\0\0\0"),
+    ],
+    ids=["short-binunicode-memoize", "binunicode-binput", "binunicode-long-binput"],
+)
+def test_memo_write_right_after_a_frame_is_unframed(string: bytes, memo: bytes) -> None:
+    # A frame ends with a string; its memo write follows, outside any frame. Every
+    # unpickler reads that; the walker takes a string and its memo write in one
+    # step, but not across the end of a frame.
+    data = b"\x80\x04\x95" + struct.pack("<Q", len(string)) + string + memo + b"0N."
+    for loader in (pickle.loads, lambda d: pickle._Unpickler(io.BytesIO(d)).load()):
+        assert loader(data) is None
+    assert rules_of(data) == []
+
+
 def test_opcode_budget_fails_closed() -> None:
     data = pickle.dumps(list(range(1000)), protocol=4)
     report = safeload.scan_bytes(data, max_opcodes=100)

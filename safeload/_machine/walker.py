@@ -35,6 +35,12 @@ _TUPLE_KEEP = 64
 _MAX_RESYNC = 32
 #: Memo indices further than this past the dense part are a loader DoS.
 _MEMO_GAP = 1 << 16
+#: Dict contents are kept (BUILD states, dtype fields: what state checks read)
+#: up to this many items per dict, and this many over a pickle until a joblib
+#: wrapper appears (whose state must always be read); past the second bound,
+#: dicts created later are not kept and read as unknown.
+_DICT_ITEMS = 2048
+_DICT_BUDGET = 1 << 18
 
 _unpack_i4 = struct.Struct("<i").unpack_from
 _unpack_u4 = struct.Struct("<I").unpack_from
@@ -184,6 +190,8 @@ class PersRes:
 
 _LIST = Opaque("list")
 _DICT = Opaque("dict")
+"""A dict whose items are not kept."""
+_UNSEEN: Any = object()
 _FROZENSET = Opaque("frozenset")
 _BUFFER = Opaque("buffer")
 
@@ -214,6 +222,23 @@ class PickleWalk:
     """Offsets of joblib raw arrays with no padding byte before them: there a
     plain `pickle.load` (e.g. `pandas.read_pickle` of a gzipped joblib file)
     would read the array bytes as opcodes."""
+    dicts: dict[Any, list[Any] | None] = field(default_factory=dict)
+    """Items (key, value, key, value, ...) put into each dict, keyed by its
+    EMPTY_DICT offset or (protocol 0) its DICT node; None when too many."""
+    dict_gap: list[int] = field(default_factory=list)
+    """[from, to): dicts created there were not kept (`_DICT_BUDGET`)."""
+
+    def dict_items(self, item: object) -> list[Any] | None:
+        """The items of the dict `item` stands for, or None when not known
+        (not a dict, too big, or not kept)."""
+        if type(item) is int:
+            gap = self.dict_gap
+            if gap and gap[0] <= item < (gap[1] if len(gap) > 1 else 1 << 62):
+                return None
+            return self.dicts.get(item, [])
+        if type(item) is Opaque and item is not _DICT:
+            return self.dicts.get(item)
+        return None
 
 
 @dataclass
@@ -657,12 +682,12 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
     in_frame = False
     events = out.events
     globs = out.globals
-    append = stack.append
     pop = stack.pop
     start = pos
     nops = 0
     fused = 0
-    dicts: dict[int, list[Any] | None] | None = None
+    dicts = out.dicts
+    room = _DICT_BUDGET  # items dicts may still keep (unbounded once a wrapper is seen)
     wrappers: list[GRef] = []  # joblib NumpyArrayWrapper classes seen
     unpack_u4 = _unpack_u4
     # The opcode table's names, as locals: compared as fast as literals.
@@ -709,50 +734,51 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 # String bodies are skipped, not decoded: only strings that a
                 # consumer reads (global names, call arguments) are decoded.
                 pos += 2 + data[pos + 1]
-                append(start)
-                if data[pos] == MEMOIZE:  # MEMOIZE right after: one step
+                stack.append(start)
+                # Its MEMOIZE in the same step, when that lies before `limit`
+                # (at or past it, the next step reads it, with the frame checks).
+                if pos < limit and data[pos] == MEMOIZE:
                     if sparse:
-                        memo.put(len(memo), start, start)
+                        memo.put(len(memo), start, pos)
                     else:
                         vals_append(start)
                     pos += 1
                     fused += 1
-            elif op == BINUNICODE:
-                if data[pos + 2] or data[pos + 3] or data[pos + 4]:
-                    pos += 5 + _unpack_u4(data, pos + 1)[0]
-                else:  # short string: skip the struct call
-                    pos += 5 + data[pos + 1]
-                append(start)
-                nxt = data[pos]
-                if nxt == BINPUT:  # BINPUT right after: one step
-                    idx = data[pos + 1]
-                    if idx == len(vals) and not sparse:
-                        vals_append(start)
-                    else:
-                        memo.put(idx, start, start)
-                    pos += 2
-                    fused += 1
-                elif nxt == LONG_BINPUT:  # LONG_BINPUT right after
-                    idx = _unpack_u4(data, pos + 1)[0]
-                    if idx == len(vals) and not sparse:
-                        vals_append(start)
-                    else:
-                        memo.put(idx, start, start)
-                    pos += 5
-                    fused += 1
             elif op == BININT:
-                append(start)
+                stack.append(start)
                 pos += 5
+            elif op == BINUNICODE:
+                pos += 5 + unpack_u4(data, pos + 1)[0]
+                stack.append(start)
+                # Its BINPUT or LONG_BINPUT in the same step, likewise.
+                if pos + 5 <= limit:
+                    nxt = data[pos]
+                    if nxt == BINPUT:
+                        idx = data[pos + 1]
+                        if idx == len(vals) and not sparse:
+                            vals_append(start)
+                        else:
+                            memo.put(idx, start, pos)
+                        pos += 2
+                        fused += 1
+                    elif nxt == LONG_BINPUT:
+                        idx = unpack_u4(data, pos + 1)[0]
+                        if idx == len(vals) and not sparse:
+                            vals_append(start)
+                        else:
+                            memo.put(idx, start, pos)
+                        pos += 5
+                        fused += 1
             elif op == MEMOIZE:
                 if len(stack) <= fence:
                     raise _underflow(start)
                 memo.put(len(memo), stack[-1], start)
                 pos += 1
             elif op == BININT1:
-                append(start)
+                stack.append(start)
                 pos += 2
             elif op == BININT2:
-                append(start)
+                stack.append(start)
                 pos += 3
             elif op == BINPUT:
                 if len(stack) <= fence:
@@ -764,16 +790,16 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 if idx < len(vals):
                     v = vals[idx]
                     if v >= 0:
-                        append(v)
+                        stack.append(v)
                     else:
                         v = nodes[~v]
                         if type(v) is GRef:
                             v.refs += 1
-                        append(v)
+                        stack.append(v)
                     pos += 2
                     continue
                 try:
-                    append(memo.get(idx))
+                    stack.append(memo.get(idx))
                 except KeyError:
                     raise _Fail(
                         "malformed-pickle", start, f"memo value not found at index {data[pos + 1]}"
@@ -793,13 +819,8 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 if k <= fence:
                     raise _underflow(start)
                 target = stack[k - 1]
-                if dicts is not None and op == SETITEMS and type(target) is int:
-                    kept = dicts.setdefault(target, [])
-                    if kept is not None:
-                        if len(stack) - k <= 64:
-                            kept.extend(stack[k:])
-                        else:
-                            dicts[target] = None  # too big to keep: never a wrapper state
+                if op == SETITEMS:
+                    room = _keep(dicts, target, stack, k, room, out, start)
                 del stack[k:]
                 if type(target) is not int:
                     _mutate(out, target, start, "SETITEMS" if op == SETITEMS else "APPENDS")
@@ -809,7 +830,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 marks.append(fence)
                 pos += 1
             elif op == BINFLOAT:
-                append(start)
+                stack.append(start)
                 pos += 9
             elif op == LONG_BINPUT:
                 if len(stack) <= fence:
@@ -827,7 +848,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     )
                 idx = _unpack_u4(data, pos + 1)[0]
                 try:
-                    append(memo.get(idx))
+                    stack.append(memo.get(idx))
                 except KeyError:
                     raise _Fail(
                         "malformed-pickle", start, f"memo value not found at index {idx}"
@@ -842,7 +863,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 or op == EMPTY_DICT
                 or op == EMPTY_SET
             ):
-                append(start)
+                stack.append(start)
                 pos += 1
             elif op == TUPLE1:
                 if len(stack) <= fence:
@@ -861,15 +882,12 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 pos += 1
             elif op == SHORT_BINBYTES:
                 pos += 2 + data[pos + 1]
-                append(start)
+                stack.append(start)
             elif op == SETITEM:
                 if len(stack) - fence < 3:
                     raise _underflow(start)
                 target = stack[-3]
-                if dicts is not None and type(target) is int:
-                    kept = dicts.setdefault(target, [])
-                    if kept is not None:
-                        kept.extend(stack[-2:])
+                room = _keep(dicts, target, stack, len(stack) - 2, room, out, start)
                 del stack[-2:]
                 if type(target) is not int:
                     _mutate(out, target, start, "SETITEM")
@@ -921,7 +939,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         # joblib's load_build reads an array after *any* BUILD
                         # whose target is a wrapper instance; only the form
                         # joblib writes can be sized statically.
-                        if dicts is None or not _canonical_wrapper(data, inst, wrappers):
+                        if not _canonical_wrapper(data, inst, wrappers):
                             raise _Fail(
                                 "malformed-pickle",
                                 start,
@@ -948,7 +966,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                                 )
                             in_frame = False
                             limit = n
-                        pos = _joblib_array(data, pos + 1, n, state, dicts, out, budget - nops)
+                        pos = _joblib_array(data, pos + 1, n, state, out, budget - nops)
                         continue
                     inst.state = state
                     inst.builds += 1
@@ -964,9 +982,8 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     g = _new_global(out, module, name, start, "STACK_GLOBAL", proto)
                     if joblib and _is_wrapper(g):
                         wrappers.append(g)
-                        if dicts is None:
-                            dicts = {}  # from now on small dicts are kept for BUILD states
-                    append(g)
+                        room = _unbounded(out, room, start)
+                    stack.append(g)
                 else:
                     g = GRef(
                         _str_or_empty(data, mod_item),
@@ -984,7 +1001,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                             g,
                         )
                     )
-                    append(g)
+                    stack.append(g)
                 pos += 1
             elif op == GLOBAL:
                 try:
@@ -1003,9 +1020,8 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 g = _new_global(out, module, name, start, "GLOBAL", proto)
                 if joblib and _is_wrapper(g):
                     wrappers.append(g)
-                    if dicts is None:
-                        dicts = {}  # from now on small dicts are kept for BUILD states
-                append(g)
+                    room = _unbounded(out, room, start)
+                stack.append(g)
             elif op == NEWOBJ:
                 if len(stack) - fence < 2:
                     raise _underflow(start)
@@ -1110,6 +1126,47 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _keep(
+    dicts: dict[Any, list[Any] | None],
+    target: object,
+    stack: list[Any],
+    k: int,
+    room: int,
+    out: PickleWalk,
+    at: int,
+) -> int:
+    """Keep the items `stack[k:]` SETITEM(S) puts into the dict `target`; the room left."""
+    if type(target) is int:
+        kept = dicts.get(target, _UNSEEN)
+        if kept is _UNSEEN:
+            if room <= 0 and target >= out.dict_gap[0]:
+                return room  # created after the budget ran out: not kept
+            kept = dicts[target] = []
+    elif type(target) is Opaque:
+        kept = dicts.get(target)
+    else:
+        return room
+    if kept is None:
+        return room
+    added = len(stack) - k
+    if len(kept) + added > _DICT_ITEMS:
+        dicts[target] = None  # too big to be a state a check reads
+        return room
+    kept.extend(stack[k:])
+    if room > 0:
+        room -= added
+        if room <= 0:
+            out.dict_gap.append(at)  # dicts created from here on are not kept
+    return room
+
+
+def _unbounded(out: PickleWalk, room: int, at: int) -> int:
+    """A joblib wrapper's state must be read: keep every dict from here on."""
+    if len(out.dict_gap) == 1:
+        out.dict_gap.append(at)
+    return 1 << 62
+
+
 _DTYPE_NAMES = frozenset(
     {("numpy", "dtype"), ("numpy.core.multiarray", "dtype"), ("numpy._core.multiarray", "dtype")}
 )
@@ -1123,7 +1180,6 @@ def _joblib_array(
     pos: int,
     n: int,
     state: object,
-    dicts: dict[int, list[Any] | None],
     out: PickleWalk,
     budget: int,
 ) -> int:
@@ -1139,7 +1195,7 @@ def _joblib_array(
     def bad(why: str) -> _Fail:
         return _Fail("malformed-pickle", pos, f"joblib array at offset {pos}: {why}")
 
-    fields = _const_dict(data, state, dicts)
+    fields = _const_dict(data, state, out)
     if fields is None:
         raise bad("wrapper state is not a constant dict")
     shape_item = fields.get("shape")
@@ -1192,12 +1248,10 @@ def _joblib_array(
     return pos + nbytes
 
 
-def _const_dict(
-    data: Any, item: object, dicts: dict[int, list[Any] | None]
-) -> dict[str, Any] | None:
+def _const_dict(data: Any, item: object, walk: PickleWalk) -> dict[str, Any] | None:
     if type(item) is not int or data[item] != O.EMPTY_DICT:
         return None
-    items = dicts.get(item, [])
+    items = walk.dict_items(item)
     if items is None:
         return None
     out: dict[str, Any] = {}
@@ -1363,7 +1417,12 @@ def _slow(
                 raise _Fail(
                     "malformed-pickle", start, f"odd number of items for DICT at offset {start}"
                 )
-            stack.append(_DICT)
+            node = Opaque("dict")
+            if len(out.dict_gap) == 1 or len(items) > _DICT_ITEMS:
+                node = _DICT  # not kept: read as unknown
+            else:
+                out.dicts[node] = items
+            stack.append(node)
         elif op == O.LIST:
             stack.append(_LIST)
         else:
