@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import _pickle
 import importlib
-import io
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -83,8 +82,7 @@ _EXT_KINDS = frozenset({"EXT1", "EXT2", "EXT4"})
 #: joblib reads raw array bytes after each wrapper's BUILD; the C unpickler
 #: would read them as opcodes, so such a walk does not describe this load.
 _JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
-#: What `peek` may prefetch: the C unpickler then reads unframed (protocol
-#: < 4) streams from this buffer instead of calling `read` per opcode.
+#: The most a non-`bytes` buffer hands the C unpickler at once (copied: see `_Held`).
 _PREFETCH = 1 << 17
 _MAX_SHOWN = 200
 
@@ -400,13 +398,8 @@ class RestrictedUnpickler(_pickle.Unpickler):
     ) -> None:
         if persistent_load is not None and check_pid is None:
             raise TypeError("persistent_load needs check_pid (e.g. check_torch_storage_pid)")
-        if type(data) is bytes:
-            chunk = data[plan.start : plan.end]  # the whole buffer is not copied
-        else:
-            with memoryview(data) as view:
-                chunk = bytes(view[plan.start : plan.end])
-        self._size = len(chunk)
-        self._reader = io.BufferedReader(io.BytesIO(chunk), _PREFETCH)
+        self._size = plan.end - plan.start
+        self._reader = _Held(data, plan.start, plan.end)
         super().__init__(self._reader, fix_imports=True, encoding=encoding, errors=errors)
         self.guard = ImportGuard(plan, policy, location=location)
         self._pers = persistent_load
@@ -460,6 +453,64 @@ class RestrictedUnpickler(_pickle.Unpickler):
         assert self._check_pid is not None  # __init__ requires it with persistent_load
         self._check_pid(pid, self.guard)
         return self._pers(pid)
+
+
+class _Held:
+    """The file the C unpickler reads `data[start:end]` from; nothing past `end`.
+
+    A `bytes` buffer (what the guarded loader holds) is handed out as views:
+    `peek` gives the C unpickler all the rest at once, so it parses that
+    memory as `pickle.loads` does, with no copy and no call per frame or
+    opcode, and calls `read` only at the end, to move past what it consumed
+    (hence `tell`). Any other buffer (an mmap must stay closable, a bytearray
+    resizable) is handed out in copies, `peek` giving at most `_PREFETCH`
+    bytes, so the unpickler never holds an export of it nor a copy of all of it.
+    """
+
+    __slots__ = ("_data", "_end", "_pos", "_start", "_view")
+
+    def __init__(self, data: Any, start: int, end: int) -> None:
+        self._data = data
+        self._view = memoryview(data) if type(data) is bytes else None
+        self._start = self._pos = start
+        self._end = end
+
+    def _slice(self, start: int, stop: int) -> Any:
+        if self._view is not None:
+            return self._view[start:stop]
+        with memoryview(self._data) as view, view[start:stop] as part:
+            return bytes(part)
+
+    def _advance(self, size: int) -> Any:
+        start = self._pos
+        self._pos = min(self._end, start + size)
+        return self._slice(start, self._pos)
+
+    def peek(self, size: int = 0, /) -> Any:
+        stop = self._end if self._view is not None else min(self._end, self._pos + _PREFETCH)
+        return self._slice(self._pos, stop)
+
+    def read(self, size: int | None = -1, /) -> Any:
+        return self._advance(self._end - self._pos if size is None or size < 0 else size)
+
+    def readinto(self, buffer: Any, /) -> int:
+        with memoryview(buffer) as target, target.cast("B") as flat:
+            chunk = self._advance(len(flat))
+            flat[: len(chunk)] = chunk
+            return len(chunk)
+
+    def readline(self, size: int | None = -1, /) -> Any:
+        at = self._pos
+        while at < self._end:  # in bounded steps: only a line's length is copied
+            stop = min(at + _PREFETCH, self._end)
+            newline = bytes(self._slice(at, stop)).find(b"\n")
+            if newline >= 0:
+                return self._advance(at + newline + 1 - self._pos)
+            at = stop
+        return self._advance(self._end - self._pos)
+
+    def tell(self) -> int:
+        return self._pos - self._start
 
 
 def _resolve(module: str, qualname: str, *, dotted: bool) -> object:
