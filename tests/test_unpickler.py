@@ -14,6 +14,7 @@ import copyreg
 import dataclasses
 import io
 import json
+import mmap
 import pickle
 import subprocess
 import sys
@@ -381,6 +382,31 @@ def test_the_unpickler_reads_only_the_walked_pickle() -> None:
     assert RestrictedUnpickler(data, ImportPlan.from_walk(walks[0]), POLICY).load() is None
     got = RestrictedUnpickler(data, ImportPlan.from_walk(walks[1]), POLICY).load()
     assert got is __import__("collections").OrderedDict
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("holder", ["bytes", "bytearray", "memoryview", "mmap"])
+def test_any_buffer_is_read_in_place_up_to_the_pickle_end(
+    protocol: int, holder: str, tmp_path: Path
+) -> None:
+    # Long lines and strings (protocol 0 writes this one as a 300 KB text line) cross
+    # the 128 KiB slices a non-bytes buffer is handed out in.
+    value = {"text": "x" * 300_000, "numbers": list(range(3000)), "pair": (1.5, None)}
+    body = pickle.dumps(value, protocol=protocol)
+    data = b"JUNK" + body + b"\x80\x02cos\nsystem\n."  # a second pickle that must stay unread
+    (walk,) = analyze(data, 4, 4 + len(body)).pickles
+    path = tmp_path / "held.bin"
+    path.write_bytes(data)
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        buffer: Any = {
+            "bytes": data,
+            "bytearray": bytearray(data),
+            "memoryview": memoryview(data),
+            "mmap": mm,
+        }[holder]
+        unpickler = RestrictedUnpickler(buffer, ImportPlan.from_walk(walk), POLICY)
+        assert unpickler.load() == value
+        del unpickler, buffer  # the map closes: the unpickler holds no export of it
 
 
 def test_one_load_per_unpickler_and_persistent_load_needs_a_check() -> None:
