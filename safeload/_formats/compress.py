@@ -87,7 +87,9 @@ class _Range(io.RawIOBase):
         n = min(len(buf), self._end - self._pos)
         if n <= 0:
             return 0
-        buf[:n] = self._data[self._pos : self._pos + n]
+        # Copied once, from a view: slicing `bytes` or an mmap would copy twice.
+        with memoryview(self._data) as view, view[self._pos : self._pos + n] as part:
+            buf[:n] = part
         self._pos += n
         return n
 
