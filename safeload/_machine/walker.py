@@ -40,7 +40,7 @@ _MEMO_GAP = 1 << 16
 #: wrapper appears (whose state must always be read); past the second bound,
 #: dicts created later are not kept and read as unknown.
 _DICT_ITEMS = 2048
-_DICT_BUDGET = 1 << 18
+_DICT_BUDGET = 1 << 17
 
 _unpack_i4 = struct.Struct("<i").unpack_from
 _unpack_u4 = struct.Struct("<I").unpack_from
