@@ -230,12 +230,12 @@ class PickleWalk:
 
     def dict_items(self, item: object) -> list[Any] | None:
         """The items of the dict `item` stands for, or None when not known
-        (not a dict, too big, or not kept)."""
+        (not a dict, never filled, too big, or not kept)."""
         if type(item) is int:
             gap = self.dict_gap
             if gap and gap[0] <= item < (gap[1] if len(gap) > 1 else 1 << 62):
                 return None
-            return self.dicts.get(item, [])
+            return self.dicts.get(item)
         if type(item) is Opaque and item is not _DICT:
             return self.dicts.get(item)
         return None
@@ -1217,6 +1217,8 @@ def _joblib_array(
     if hasobject:
         nested = walk_one(data, pos, n, budget, joblib=False)
         out.globals.extend(nested.globals)
+        # Offsets are unique in `data`: the nested dicts read as the outer ones.
+        out.dicts.update(nested.dicts)
         out.events.extend(nested.events)
         out.persids.extend(nested.persids)
         if not nested.complete:
@@ -1759,6 +1761,7 @@ def _plain_reading(data: Any, walk: PickleWalk, n: int, budget: int, out: Stream
         and e.rule not in ("malformed-pickle", "truncated-pickle", "resource-limit")
     ]
     extra.persids = [p for p in plain.persids if p[0] >= cut]
+    extra.dicts, extra.dict_gap = plain.dicts, plain.dict_gap
     if extra.globals or extra.events or extra.persids:
         extra.events.append(
             Event(
