@@ -252,6 +252,19 @@ def test_pandas_compression_inferred_from_the_name(tmp_path: Path, suffix: str) 
     pd.testing.assert_frame_equal(guarded(path), pd.read_pickle(path))
 
 
+def test_pandas_frame_pickled_after_use(tmp_path: Path) -> None:
+    """A frame used before it is saved, as in any real program: pandas' dtype singletons
+    (`Int64Dtype`, ...) then pickle with the state of their cached properties."""
+    frame = _frame()
+    frame["nullable"].to_numpy()
+    repr(frame)
+    dtype = frame["nullable"].dtype
+    assert vars(dtype).get("_cache"), "the dtype cached nothing: the test would be moot"
+    path = tmp_path / "used.pkl"
+    frame.to_pickle(path)
+    assert_same(guarded(path), pd.read_pickle(path))
+
+
 @pytest.mark.parametrize("kind", ["zip", "tar"])
 def test_archive_of_two_pickles_is_refused_as_pandas_refuses_it(tmp_path: Path, kind: str) -> None:
     import tarfile
