@@ -22,6 +22,8 @@ import re
 import struct
 from array import array
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import length_hint
 from typing import Any
 
 from .._names import Use, canonical, map_name
@@ -275,7 +277,7 @@ class _Memo:
     that size.  `len()` is the number of keys, as MEMOIZE needs.
     """
 
-    __slots__ = ("events", "flagged", "nodes", "sparse", "vals")
+    __slots__ = ("appended", "events", "flagged", "nodes", "sparse", "vals")
 
     def __init__(self, events: list[Event]) -> None:
         self.vals = array("q")
@@ -283,6 +285,10 @@ class _Memo:
         self.sparse: dict[int, int] = {}
         self.events = events
         self.flagged = False
+        self.appended = 0
+        """Entries `put` appended to `vals`. The walk appends the others itself,
+        one per memo write it takes in the same step as its string, and counts
+        those opcodes by them (an int per write would cost 5% of a walk)."""
 
     def __len__(self) -> int:
         return len(self.vals) + len(self.sparse)
@@ -299,11 +305,13 @@ class _Memo:
             vals[idx] = v
         elif idx == n:
             vals.append(v)
+            self.appended += 1
             sparse = self.sparse
             if sparse:
                 sparse.pop(n, None)
                 while len(vals) in sparse:
                     vals.append(sparse.pop(len(vals)))
+                    self.appended += 1
         else:
             if idx - n > _MEMO_GAP and not self.flagged:
                 self.flagged = True
@@ -684,8 +692,11 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
     globs = out.globals
     pop = stack.pop
     start = pos
-    nops = 0
-    fused = 0
+    # One step per loop turn, counted by what the iterator has left: a range would
+    # allocate an int per step (step numbers pass 256 at once), which costs a
+    # data pickle's walk about 7%.
+    steps = repeat(None, budget)
+    fused = 0  # opcodes taken with the step before them, beyond those `vals_append` counts
     dicts = out.dicts
     room = _DICT_BUDGET  # items dicts may still keep (unbounded once a wrapper is seen)
     wrappers: list[GRef] = []  # joblib NumpyArrayWrapper classes seen
@@ -702,7 +713,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
     GLOBAL, STACK_GLOBAL, FRAME, PROTO, STOP = O.GLOBAL, O.STACK_GLOBAL, O.FRAME, O.PROTO, O.STOP
 
     try:
-        for nops in range(budget):
+        for _ in steps:
             if pos >= limit:
                 if in_frame:
                     if pos > limit:
@@ -740,10 +751,10 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 if pos < limit and data[pos] == MEMOIZE:
                     if sparse:
                         memo.put(len(memo), start, pos)
+                        fused += 1
                     else:
-                        vals_append(start)
+                        vals_append(start)  # counted by the memo (`_Memo.appended`)
                     pos += 1
-                    fused += 1
             elif op == BININT:
                 stack.append(start)
                 pos += 5
@@ -759,16 +770,16 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                             vals_append(start)
                         else:
                             memo.put(idx, start, pos)
+                            fused += 1
                         pos += 2
-                        fused += 1
                     elif nxt == LONG_BINPUT:
                         idx = unpack_u4(data, pos + 1)[0]
                         if idx == len(vals) and not sparse:
                             vals_append(start)
                         else:
                             memo.put(idx, start, pos)
+                            fused += 1
                         pos += 5
-                        fused += 1
             elif op == MEMOIZE:
                 if len(stack) <= fence:
                     raise _underflow(start)
@@ -966,7 +977,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                                 )
                             in_frame = False
                             limit = n
-                        pos = _joblib_array(data, pos + 1, n, state, out, budget - nops)
+                        pos = _joblib_array(data, pos + 1, n, state, out, length_hint(steps) + 1)
                         continue
                     inst.state = state
                     inst.builds += 1
@@ -1094,7 +1105,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     )
                 out.end = pos
                 out.complete = True
-                out.opcodes = nops + 1 + fused
+                out.opcodes = budget - length_hint(steps) + fused + len(vals) - memo.appended
                 _finish(out)
                 return
             else:
@@ -1120,7 +1131,8 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 "resource-limit", pos, f"opcode budget of {budget} exhausted at offset {pos}"
             )
     except (_Fail, IndexError, struct.error):
-        out.opcodes = nops + fused
+        done = max(0, budget - length_hint(steps) - 1)
+        out.opcodes = done + fused + len(vals) - memo.appended
         out.end = start
         raise
     raise AssertionError("unreachable")  # pragma: no cover
