@@ -41,14 +41,15 @@ Judgment = tuple[bool, str | None, str | None]
 
 def _scanner(findings: Iterable[Finding], policy: Policy) -> dict[str, set[str]]:
     """Canonical global -> the rule IDs of the scanner's findings *for that global*
-    (deny rules and unknown-global; events that merely mention it are excluded)."""
+    (deny rules, unknown-global and out-of-scope-use: `Policy.decide`'s answers;
+    events that merely mention it are excluded)."""
     out: dict[str, set[str]] = {}
-    unknown = policy.rule("unknown-global").id
+    decided = {policy.rule("unknown-global").id, policy.rule("out-of-scope-use").id}
     for f in findings:
         if f.global_name is None:
             continue
         rule = policy.rules[f.rule] if f.rule in policy.rules else None
-        if f.rule == unknown or (rule is not None and rule.is_deny):
+        if f.rule in decided or (rule is not None and rule.is_deny):
             out.setdefault(f.global_name, set()).add(f.rule)
     return out
 

@@ -600,11 +600,11 @@ CASES += [
       canary="loads"),
     c("C1-newobj-partial", proto(2), glob("functools", "partial"), glob("os", "system"),
       sbu(CMD), tuple2(), newobj(), empty_tuple(), K(reduce()), stop(),
-      rules={"SL101", "SL205"}, unless_allowed=(("functools.partial", "SL102"),), verdict=D,
+      rules={"SL101", "SL205", "SL405"}, unless_allowed=(("functools.partial", "SL102"),), verdict=D,
       key="SL205", canary="loads"),
     c("C1-newobj-ex-partial", proto(4), glob("functools", "partial"), glob("os", "system"),
       sbu(CMD), tuple2(), empty_dict(), newobj_ex(), empty_tuple(), K(reduce()), stop(),
-      rules={"SL101", "SL205"}, unless_allowed=(("functools.partial", "SL102"),), verdict=D,
+      rules={"SL101", "SL205", "SL405"}, unless_allowed=(("functools.partial", "SL102"),), verdict=D,
       key="SL205", canary="loads"),
     # usage of a global that no pack lists: instantiated, given state, stored
     c("C1-usage-instantiated", proto(2), K(glob("evilpkg.models", "Backdoor")), empty_tuple(),

@@ -152,8 +152,10 @@ def test_usage_is_validated_and_ordered() -> None:
 
 
 @pytest.mark.parametrize("use", list(Use))
-def test_every_allow_entry_allows_every_use_today(use: Use) -> None:
-    assert POLICY.decide("collections", "OrderedDict", [use]).allowed
+def test_user_allow_entries_allow_every_use(use: Use) -> None:
+    # Pack entries are scoped (tests/test_scopes.py); a user's own entry is not.
+    policy = Policy.build(allow=["mylib.models.Thing"])
+    assert policy.decide("mylib.models", "Thing", [use]).allowed
     assert not POLICY.decide("os", "system", [use]).allowed
 
 

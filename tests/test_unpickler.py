@@ -289,12 +289,13 @@ def test_dangerous_global_error_never_suggests_allowing_it() -> None:
 
 
 def test_folded_getattr_to_an_escape_attribute_is_refused() -> None:
-    # getattr(collections.OrderedDict, '__dict__'): builtins.getattr is handed out
-    # restricted; the dotted name it reaches is what is judged.
+    # getattr(zoneinfo.ZoneInfo, '__dict__'): builtins.getattr is handed out
+    # restricted; the dotted name it reaches is what is judged. (ZoneInfo's
+    # allow entry covers reading an attribute of it, as genuine pickles do.)
     data = (
         proto(2)
         + glob("builtins", "getattr")
-        + glob("collections", "OrderedDict")
+        + glob("zoneinfo", "ZoneInfo")
         + sbu("__dict__")
         + tuple2()
         + reduce()
@@ -302,12 +303,9 @@ def test_folded_getattr_to_an_escape_attribute_is_refused() -> None:
     )
     with pytest.raises(UnsafeFileError) as info:
         restricted_loads(data)
-    assert (info.value.rule, info.value.global_name) == (
-        "SL104",
-        "collections:OrderedDict.__dict__",
-    )
+    assert (info.value.rule, info.value.global_name) == ("SL104", "zoneinfo:ZoneInfo.__dict__")
     scanned = {(f.rule, f.global_name) for f in safeload.scan_bytes(data).findings}
-    assert scanned == {("SL104", "collections:OrderedDict.__dict__")}
+    assert scanned == {("SL104", "zoneinfo:ZoneInfo.__dict__")}
 
 
 def test_restricted_getattr_only_reads_imported_globals() -> None:
@@ -434,7 +432,11 @@ PIDS: dict[str, tuple[bytes, bool]] = {
     "zip-format": (_S + _ST + _KEY + _LOC + _N, True),
     "legacy-no-view": (_S + _ST + _KEY + _LOC + _N + none(), True),
     "legacy-view": (_S + _ST + _KEY + _LOC + _N + _VIEW, True),
-    "any-allowed-global": (_S + glob("collections", "OrderedDict") + _KEY + _LOC + _N, True),
+    # allowlisted, but its allow entry does not cover naming it in a persistent id
+    "allowed-global-not-a-storage": (
+        _S + glob("collections", "OrderedDict") + _KEY + _LOC + _N,
+        False,
+    ),
     "tag-module": (sbu("module") + _ST + _KEY + _LOC + _N, False),
     "tag-bytes": (short_binbytes(b"storage") + _ST + _KEY + _LOC + _N, False),
     "key-int": (_S + _ST + binint1(0) + _LOC + _N, False),
@@ -635,8 +637,9 @@ def test_persistent_id_is_refused_without_persistent_load(tmp_path: Path) -> Non
 
 
 def test_hostile_persistent_id_never_reaches_persistent_load(tmp_path: Path) -> None:
-    # ('module', <allowed global>, ...) as torch's legacy format pickles modules.
-    data = _pid_stream(sbu("module") + glob("collections", "OrderedDict") + _KEY + _LOC + _N)
+    # ('module', <allowed global>, ...) as torch's legacy format pickles modules
+    # (the global one whose allow entry covers persistent ids).
+    data = _pid_stream(sbu("module") + glob("torch", "FloatStorage") + _KEY + _LOC + _N)
     result = run(data, "restricted-persid", tmp_path)
     assert not (tmp_path / "canary").exists(), "persistent_load ran"
     assert result == {"outcome": "refused", "rule": "SL402", "global": None}

@@ -3,12 +3,24 @@
     python -m tools.gen_allow_packs [--out DIR]
 
 Builds real benign objects (tools/corpus.py), pickles each at protocols 0-5
-(PyTorch objects also through a real `torch.save`), and lists every global
-that safeload's own walker reports for them. Nothing is imported or unpickled
-to discover a name: the names are what the pickles really contain. A few
-explicit enumerations add names the issue asks for even when no toy object
-produces them (every estimator class of `all_estimators()`, every torch.nn
-layer class, numpy's `numpy.core` spelling of every `numpy._core` name).
+(PyTorch objects also through a real `torch.save`, estimators and frames
+also through `joblib.dump`), and lists every global that safeload's own
+walker reports for them, with how each is used: its effective uses (a
+reconstructor's class argument counts as rebuilt, as the scanner counts it)
+and the argument shapes of its calls. Nothing is imported or unpickled to
+discover a name: the names and scopes are what the pickles really contain.
+A few explicit enumerations add names even when no toy object produces them
+(every estimator class of `all_estimators()`, every torch.nn layer class,
+every torch dtype, numpy's `numpy.core` spelling of every `numpy._core`
+name, pandas' defining-module spelling of its public classes); an alias gets
+the scope of the name it aliases.
+
+Every name must be covered by the reviewed gadget audit, tools/pack_audit.toml:
+its reason is written next to the entry, and the audit may state the scope
+outright (the corpus must stay inside it), leave out shapes that genuine
+pickles write only next to a denied global, or remove the name. A name that
+no audit entry covers stops the generator, so a library upgrade cannot add
+an unaudited name.
 
 Each name goes to the pack of its top-level module. A name that a deny rule
 flags is dropped (and printed) unless it is on the reviewed EXCEPTIONS list.
@@ -19,24 +31,30 @@ files; tests/test_allow_packs.py regenerates and diffs them.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import importlib
+import json
 import re
 import sys
+import tomllib
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from safeload._machine.shapes import call_shape, effective_uses, shape_text
 from safeload._machine.walker import analyze
-from safeload._names import parse_canonical
-from safeload.policy import Policy, builtin_rules
+from safeload._names import Use, parse_canonical
+from safeload.policy import SCOPED_USES, Policy, builtin_rules
 from tools import corpus
 
 GENERATED_BY = "tools/gen_allow_packs.py"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "rules" / "allow"
+AUDIT = REPO / "tools" / "pack_audit.toml"
 
 #: Top-level module -> pack. Modules of the Python standard library go to
 #: `python-stdlib`; any other module stops the generator so that a new
@@ -90,15 +108,9 @@ LIBRARIES = (
 #: Each entry needs a reason; keep this list short.
 EXCEPTIONS: dict[str, str] = {}
 
-#: Names seen in benign pickles that are still never allowlisted, with why.
-#: The files that contain them scan `unknown`; reported to the maintainers.
-REFUSED: dict[str, str] = {
-    # dateutil >= 2.9 pickles tz files as `_unpickle(tzfile, key, filename,
-    # data)`; `tzfile(<str>)` itself opens and reads the named path.
-    "dateutil.tz._tzfile.tzfile": "its constructor opens the file a string argument names",
-}
-
 #: Names added by enumeration rather than observed in a pickle, with why.
+#: Their scope comes from the name they alias (EXPLICIT_ALIASES) or from
+#: their audit entry, which must then state it.
 EXPLICIT: dict[str, str] = {
     # copyreg's reconstructors: `__newobj__`/`__newobj_ex__` are what
     # `__reduce_ex__(2+)` returns; the pickler writes them as NEWOBJ opcodes,
@@ -119,6 +131,20 @@ EXPLICIT: dict[str, str] = {
     "pathlib._local.PureWindowsPath": "pathlib pure paths, Python 3.13+",
 }
 
+#: Enumerated names that are another spelling of an observed one.
+EXPLICIT_ALIASES: dict[str, str] = {
+    "pathlib._local.PurePosixPath": "pathlib.PurePosixPath",
+    "pathlib._local.PureWindowsPath": "pathlib.PureWindowsPath",
+}
+
+_USE_ORDER = [u for u in Use if u in SCOPED_USES]
+#: Uses a pattern entry of the audit may cover: rebuilt classes, storage
+#: types and attribute bases. A called or stored-only name is a callable or a
+#: value whose risk is its own, so it needs an audit entry naming it.
+_PATTERN_USES = frozenset(
+    {Use.INSTANTIATED, Use.STATE, Use.MUTATED_INSTANCE, Use.PERSISTENT_ID, Use.GETATTR_BASE}
+)
+
 
 def versions() -> dict[str, str]:
     """The versions of Python and every library the packs are generated from."""
@@ -128,13 +154,35 @@ def versions() -> dict[str, str]:
     return found
 
 
-def walked_globals(data: bytes, where: str, *, partial: bool = False) -> set[str]:
-    """Every resolved global the walker reports for one pickle stream."""
+# -- what the corpus pickles contain -------------------------------------------
+
+
+@dataclass
+class Seen:
+    """How the corpus pickles use one global."""
+
+    uses: set[str] = field(default_factory=set)
+    """Its effective scoped uses (`SCOPED_USES` values), over every pickle."""
+    shapes: set[str] = field(default_factory=set)
+    """The argument shapes (`shape_text`) of every call of it."""
+    labels: set[str] = field(default_factory=set)
+    """The corpus objects whose pickles contain it."""
+
+    def merge(self, other: Seen) -> None:
+        self.uses |= other.uses
+        self.shapes |= other.shapes
+        self.labels |= other.labels
+
+
+def walked(data: bytes, where: str) -> dict[str, Seen]:
+    """Every resolved global of one pickle stream, with its uses and call shapes,
+    computed as the scanner computes them (`safeload.scan._judge`)."""
     analysis = analyze(data)
     events = analysis.all_events
-    if events and not partial:
+    if events:
         raise SystemExit(f"{where}: the walker reports {[(e.rule, e.message) for e in events]}")
-    names = set()
+    effective = effective_uses(analysis.globals)
+    found: dict[str, Seen] = {}
     for ref in analysis.globals:
         if not ref.resolved:
             raise SystemExit(f"{where}: unresolved global {ref.canonical}")
@@ -142,17 +190,25 @@ def walked_globals(data: bytes, where: str, *, partial: bool = False) -> set[str
             # `builtins.getattr` used only as `getattr(<allowed global>, '<name>')`:
             # the walker folds it into the dotted name it reaches (listed below).
             continue
-        names.add(ref.canonical)
-    return names
+        seen = found.setdefault(ref.canonical, Seen())
+        seen.uses |= {u for u in effective[id(ref)] if Use(u) in SCOPED_USES}
+        seen.shapes |= {shape_text(call_shape(data, c)) for c in ref.calls if c.use == Use.CALLED}
+    return found
 
 
-def observed() -> dict[str, set[str]]:
-    """Observed global -> labels of the objects whose pickles contain it."""
-    seen: dict[str, set[str]] = {}
+def walked_globals(data: bytes, where: str) -> set[str]:
+    """Every resolved global the walker reports for one pickle stream."""
+    return set(walked(data, where))
 
-    def add(names: Iterable[str], label: str) -> None:
-        for name in names:
-            seen.setdefault(name, set()).add(label)
+
+def observed() -> dict[str, Seen]:
+    """Observed global -> how the corpus pickles use it."""
+    seen: dict[str, Seen] = {}
+
+    def add(found: Mapping[str, Seen], label: str) -> None:
+        for name, what in found.items():
+            what.labels.add(label)
+            seen.setdefault(name, Seen()).merge(what)
 
     groups = {group: build() for group, build in corpus.BUILDERS.items()}
     groups["sklearn"] = [
@@ -164,19 +220,16 @@ def observed() -> dict[str, set[str]]:
     for group, objects in groups.items():
         for label, obj in objects:
             for proto, data in corpus.pickles(obj):
-                add(walked_globals(data, f"{group}/{label}/p{proto}"), f"{group}/{label}")
+                add(walked(data, f"{group}/{label}/p{proto}"), f"{group}/{label}")
     for label, obj in corpus.torch_objects():
         for proto, data in corpus.pickles(obj):
-            add(walked_globals(data, f"torch/{label}/p{proto}"), f"torch/{label}")
-        add(
-            walked_globals(corpus.torch_save_data_pkl(obj), f"torch/{label}/data.pkl"),
-            f"torch/{label}",
-        )
+            add(walked(data, f"torch/{label}/p{proto}"), f"torch/{label}")
+        add(walked(corpus.torch_save_data_pkl(obj), f"torch/{label}/data.pkl"), f"torch/{label}")
     # Uncompressed joblib.dump files: the walker reads the raw array bytes
     # that follow each NumpyArrayWrapper the way joblib.load does.
     for label, obj in corpus.joblib_objects():
         data = corpus.joblib_dump_bytes(obj)
-        add(walked_globals(data, f"joblib/{label}"), f"joblib/{label}")
+        add(walked(data, f"joblib/{label}"), f"joblib/{label}")
     return seen
 
 
@@ -199,25 +252,33 @@ def enumerated() -> set[str]:
     return names
 
 
-def with_numpy_aliases(names: set[str]) -> set[str]:
-    """numpy 1.x pickles name `numpy.core.*`, numpy 2 `numpy._core.*`: list both."""
-    out = set(names)
+# -- other spellings of the same object ------------------------------------------
+
+
+def numpy_aliases(names: Iterable[str]) -> set[tuple[str, str]]:
+    """(name, alias): numpy 1.x pickles name `numpy.core.*`, numpy 2 `numpy._core.*`."""
+    pairs = set()
     for name in names:
         for old, new in (("numpy._core.", "numpy.core."), ("numpy.core.", "numpy._core.")):
             if name.startswith(old):
-                out.add(new + name[len(old) :])
-    return out
+                pairs.add((name, new + name[len(old) :]))
+    return pairs
 
 
-def with_pandas_aliases(names: set[str]) -> set[str]:
-    """pandas 3 renamed its public classes to `pandas.X`; pandas 2 pickles them
-    under their defining module (`pandas.core.frame.DataFrame`): list both.
+def with_numpy_aliases(names: set[str]) -> set[str]:
+    """`names` with both numpy spellings of every `numpy._core`/`numpy.core` name."""
+    return set(names) | {alias for _, alias in numpy_aliases(names)}
+
+
+def pandas_aliases(names: Iterable[str]) -> set[tuple[str, str]]:
+    """(name, alias): pandas 3 renamed its public classes to `pandas.X`; pandas 2
+    pickles them under their defining module (`pandas.core.frame.DataFrame`).
 
     The defining module is the one pandas module whose source has `class X`
     (or, for Cython classes, the one extension module that holds the object);
     that name resolves to the very same object, so it is exactly as safe.
     """
-    out = set(names)
+    pairs = set()
     for name in sorted(names):
         module, qualname = parse_canonical(name)
         if module not in ("pandas", "pandas.arrays") or "." in qualname:
@@ -225,8 +286,13 @@ def with_pandas_aliases(names: set[str]) -> set[str]:
         homes = _defining_modules(module, qualname)
         if len(homes) != 1:
             raise SystemExit(f"{name}: cannot tell its defining module ({homes})")
-        out.add(f"{homes[0]}.{qualname}")
-    return out
+        pairs.add((name, f"{homes[0]}.{qualname}"))
+    return pairs
+
+
+def with_pandas_aliases(names: set[str]) -> set[str]:
+    """`names` with the defining-module spelling of every public pandas class."""
+    return set(names) | {alias for _, alias in pandas_aliases(names)}
 
 
 def _defining_modules(module: str, qualname: str) -> list[str]:
@@ -256,6 +322,242 @@ def _defining_modules(module: str, qualname: str) -> list[str]:
     ]
 
 
+def with_aliases(seen: Mapping[str, Seen]) -> dict[str, Seen]:
+    """Every observed or enumerated name, each with the union of what the corpus
+    shows for it and for its other spellings (which name the same object)."""
+    names = set(seen) | enumerated()
+    pairs = set(numpy_aliases(names))
+    pairs |= {(a, b) for a, b in EXPLICIT_ALIASES.items() if b in names}
+    pairs |= pandas_aliases(names | {b for _, b in pairs})
+    groups: dict[str, set[str]] = {n: {n} for n in names}
+    for a, b in sorted(pairs):
+        merged = groups.get(a, {a}) | groups.get(b, {b})
+        for n in merged:
+            groups[n] = merged
+    out: dict[str, Seen] = {}
+    for name, group in groups.items():
+        out[name] = Seen()
+        for n in sorted(group & set(seen)):
+            out[name].merge(seen[n])
+    return out
+
+
+# -- the gadget audit --------------------------------------------------------------
+
+_AUDIT_KEYS = {
+    "names",
+    "patterns",
+    "audit",
+    "use",
+    "calls",
+    "refuse-calls",
+    "needs-check",
+    "remove",
+}
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One reviewed entry of tools/pack_audit.toml."""
+
+    where: str
+    audit: str
+    names: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    use: frozenset[str] | None = None
+    """The scope's uses, stated by the reviewer (None: as the corpus uses it); the
+    corpus must stay inside them. A rebuilt class is rebuilt and given state
+    whether or not the corpus object happened to carry a `__dict__`."""
+    calls: frozenset[str] | None = None
+    """The scope's call shapes, stated by the reviewer (None: as the corpus calls it);
+    genuine variants the corpus lacks may be listed, the corpus must stay inside."""
+    refuse_calls: Mapping[str, str] = field(default_factory=dict)
+    """Shapes genuine pickles write that the scope leaves out, with why."""
+    needs_check: str = ""
+    """What the scope cannot bound and a state or argument check must."""
+    remove: str = ""
+    """Why the name is never allowlisted."""
+
+
+def load_audit(path: Path = AUDIT) -> list[AuditEntry]:
+    """Parse and validate the audit file."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    if data.get("schema") != 1 or set(data) - {"schema", "entry"}:
+        raise SystemExit(f"{path.name}: expected `schema = 1` and [[entry]] tables only")
+    entries = []
+    for i, raw in enumerate(data.get("entry", [])):
+        first = (raw.get("names") or raw.get("patterns") or ["?"])[0]
+        where = f"{path.name}: entry {i + 1} ({first})"
+        unknown = set(raw) - _AUDIT_KEYS
+        if unknown:
+            raise SystemExit(f"{where}: unknown keys {sorted(unknown)}")
+        names = tuple(raw.get("names", ()))
+        patterns = tuple(raw.get("patterns", ()))
+        if not names and not patterns:
+            raise SystemExit(f"{where}: names or patterns are required")
+        audit = raw.get("audit", "")
+        if not isinstance(audit, str) or len(audit.split()) < 4:
+            raise SystemExit(f"{where}: every entry says why in `audit` (a sentence)")
+        use = raw.get("use")
+        if use is not None:
+            bad = set(use) - {u.value for u in _USE_ORDER}
+            if bad:
+                raise SystemExit(f"{where}: unknown uses {sorted(bad)}")
+        calls = raw.get("calls")
+        if calls is not None and (use is None or Use.CALLED not in use):
+            raise SystemExit(f"{where}: `calls` needs `use` with 'called'")
+        entry = AuditEntry(
+            where=where,
+            audit=" ".join(audit.split()),
+            names=names,
+            patterns=patterns,
+            use=frozenset(use) if use is not None else None,
+            calls=frozenset(calls) if calls is not None else None,
+            refuse_calls=dict(raw.get("refuse-calls", {})),
+            needs_check=" ".join(str(raw.get("needs-check", "")).split()),
+            remove=" ".join(str(raw.get("remove", "")).split()),
+        )
+        if entry.remove and (entry.use is not None or entry.calls or entry.refuse_calls):
+            raise SystemExit(f"{where}: a removed name has no scope")
+        entries.append(entry)
+    exact = [n for e in entries for n in e.names]
+    if len(exact) != len(set(exact)):
+        twice = sorted({n for n in exact if exact.count(n) > 1})
+        raise SystemExit(f"{path.name}: names audited twice: {twice}")
+    return entries
+
+
+class Audit:
+    """Finds the entry that covers a name: an exact name wins over a pattern, a
+    longer pattern over a shorter one; two patterns of one length are ambiguous."""
+
+    def __init__(self, entries: list[AuditEntry]):
+        self.entries = entries
+        self._exact = {n: e for e in entries for n in e.names}
+        self._patterns = [(p, e) for e in entries for p in e.patterns]
+        self.used: set[tuple[str, str]] = set()
+        """(entry where, name or pattern) that covered some name."""
+
+    def covering(self, name: str) -> tuple[AuditEntry, bool]:
+        """The entry for `name`, and whether it names it exactly."""
+        entry = self._exact.get(name)
+        if entry is not None:
+            self.used.add((entry.where, name))
+            return entry, True
+        hits = [(p, e) for p, e in self._patterns if fnmatch.fnmatchcase(name, p)]
+        if not hits:
+            raise SystemExit(
+                f"{name}: no entry of tools/pack_audit.toml covers it; review it as a "
+                "gadget (memory, code, files, resources) and add an entry"
+            )
+        hits.sort(key=lambda h: -len(h[0]))
+        if len(hits) > 1 and len(hits[0][0]) == len(hits[1][0]):
+            raise SystemExit(f"{name}: audit patterns {hits[0][0]!r} and {hits[1][0]!r} tie")
+        pattern, entry = hits[0]
+        self.used.add((entry.where, pattern))
+        return entry, False
+
+    def stale(self) -> list[str]:
+        """Names and patterns that covered nothing (a name that no longer exists)."""
+        out = []
+        for e in self.entries:
+            out += [f"{e.where}: {n}" for n in e.names if (e.where, n) not in self.used]
+            out += [f"{e.where}: {p}" for p in e.patterns if (e.where, p) not in self.used]
+        return out
+
+
+@dataclass(frozen=True)
+class PackEntry:
+    """One allow entry of a generated pack."""
+
+    name: str
+    uses: tuple[str, ...]
+    """Scoped uses in `Use` order; empty: stored only."""
+    calls: tuple[str, ...]
+    """Sorted call shapes; only when `called` is a use."""
+    audit: str
+    check: str | None = None
+
+
+def checks_by_global() -> dict[str, str]:
+    """Global -> the slug of the named check (safeload/_checks) that applies to it."""
+    try:
+        from safeload._checks import APPLIES_TO
+    except ImportError:  # a checkout from before the checks: entries name none
+        return {}
+    out: dict[str, str] = {}
+    for slug, names in sorted(APPLIES_TO.items()):
+        for name in names:
+            if name in out:
+                raise SystemExit(f"{name}: checks {out[name]} and {slug} both apply; name one")
+            out[name] = slug
+    return out
+
+
+def scope(
+    name: str, seen: Seen, audit: Audit, checks: Mapping[str, str] | None = None
+) -> PackEntry | str:
+    """The pack entry for `name`, or why the audit removes it. `checks`: global ->
+    the slug of the check that applies to it (`checks_by_global`)."""
+    entry, exact = audit.covering(name)
+    if entry.remove:
+        return entry.remove
+    if not seen.labels and entry.use is None:
+        raise SystemExit(f"{name}: no corpus pickle uses it; {entry.where} must state its `use`")
+    kind = set(seen.uses) if seen.labels else set(entry.use or ())
+    if not exact and not (kind and kind <= _PATTERN_USES):
+        raise SystemExit(
+            f"{name}: {'called' if Use.CALLED in kind else 'stored only'}, so an audit "
+            f"entry must name it (not only the pattern of {entry.where})"
+        )
+    if entry.use is not None and seen.uses - entry.use:
+        raise SystemExit(
+            f"{name}: the corpus uses it as {sorted(seen.uses - entry.use)} ({_where(seen)}), "
+            f"which {entry.where} does not accept: review that use"
+        )
+    uses = set(entry.use) if entry.use is not None else set(seen.uses)
+    calls: set[str] = set()
+    if Use.CALLED in uses:
+        stale = set(entry.refuse_calls) - seen.shapes
+        if stale:
+            raise SystemExit(f"{name}: {entry.where} refuses shapes never seen: {sorted(stale)}")
+        shapes = seen.shapes - set(entry.refuse_calls)
+        if entry.calls is not None:
+            if "*" not in entry.calls and not shapes <= entry.calls:
+                raise SystemExit(
+                    f"{name}: the corpus calls it with {sorted(shapes - entry.calls)} "
+                    f"({_where(seen)}), which {entry.where} does not cover: review those"
+                )
+            calls = set(entry.calls)
+        else:
+            calls = shapes
+        if "?" in calls:
+            raise SystemExit(f"{name}: called with arguments of unknown kinds; audit its calls")
+        if not calls:
+            raise SystemExit(f"{name}: called, but with no shape: {entry.where} must list `calls`")
+    elif entry.refuse_calls:
+        raise SystemExit(f"{name}: {entry.where} refuses shapes of a name that is not called")
+    check = (checks or {}).get(name)
+    text = entry.audit
+    if entry.needs_check:
+        text += f" Named check {check}, which must ensure: " if check else " Needs a check: "
+        text += entry.needs_check
+    return PackEntry(
+        name=name,
+        uses=tuple(u.value for u in _USE_ORDER if u.value in uses),
+        calls=tuple(sorted(calls)),
+        audit=text,
+        check=check,
+    )
+
+
+def _where(seen: Seen) -> str:
+    return ", ".join(sorted(seen.labels)[:3]) or "no corpus object"
+
+
+# -- packs -------------------------------------------------------------------------
+
+
 def pack_of(name: str) -> str:
     """The pack a global belongs to, by its top-level module."""
     top = name.split(":")[0].split(".")[0]
@@ -271,18 +573,30 @@ def deny_policy() -> Policy:
     return Policy(builtin_rules(), [], extra_allow=[("builtins", "object")])
 
 
-def split(names: Iterable[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """Pack name -> sorted globals, and the names a deny rule dropped (-> rule).
+def removals(entries: Iterable[AuditEntry] | None = None) -> dict[str, str]:
+    """Exact names the audit removes, with why."""
+    if entries is None:
+        entries = load_audit()
+    return {n: e.remove for e in entries if e.remove for n in e.names}
+
+
+def split(
+    names: Iterable[str], removed: Mapping[str, str] | None = None
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Pack name -> sorted globals, and the names dropped (-> why).
 
     A deny rule always wins over observation, except for the reviewed
-    EXCEPTIONS: a pack never allows what the rules call dangerous.
+    EXCEPTIONS: a pack never allows what the rules call dangerous. Names the
+    audit removes (`removed`, by default the audit file's) are dropped too.
     """
+    if removed is None:
+        removed = removals()
     policy = deny_policy()
     packs: dict[str, set[str]] = {name: set() for name in DESCRIPTIONS}
     dropped: dict[str, str] = {}
     for name in sorted(set(names)):
-        if name in REFUSED:
-            dropped[name] = f"refused: {REFUSED[name]}"
+        if name in removed:
+            dropped[name] = f"removed by the audit: {removed[name]}"
             continue
         decision = policy.decide(*parse_canonical(name))
         if decision.denied and decision.rule is not None and name not in EXCEPTIONS:
@@ -292,53 +606,98 @@ def split(names: Iterable[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
     return {pack: sorted(globs) for pack, globs in packs.items()}, dropped
 
 
-def collect() -> dict[str, list[str]]:
-    """Pack name -> sorted globals from the real libraries, after the deny check."""
+def scoped(
+    seen: Mapping[str, Seen], entries: list[AuditEntry]
+) -> tuple[dict[str, list[PackEntry]], dict[str, str]]:
+    """Pack name -> its entries, and the names dropped (-> why), for every name
+    in `seen` (observed, enumerated and aliases)."""
+    audit = Audit(entries)
+    checks = checks_by_global()
+    packs, dropped = split(seen, removed={})
+    out: dict[str, list[PackEntry]] = {}
+    for pack, names in packs.items():
+        out[pack] = []
+        for name in names:
+            result = scope(name, seen[name], audit, checks)
+            if isinstance(result, str):
+                dropped[name] = f"removed by the audit: {result}"
+            else:
+                out[pack].append(result)
+    stale = audit.stale()
+    if stale:
+        raise SystemExit("audit entries that cover no name (remove them):\n  " + "\n  ".join(stale))
+    return out, dropped
+
+
+def collect(audit_path: Path = AUDIT) -> dict[str, list[PackEntry]]:
+    """Pack name -> scoped entries from the real libraries, after the deny check
+    and the audit."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        seen = observed()
-        names = with_pandas_aliases(with_numpy_aliases(set(seen) | enumerated()))
-    packs, dropped = split(names)
-    for name, rule in dropped.items():
-        where = ", ".join(sorted(seen.get(name, {"enumerated"}))[:3])
-        print(f"dropped {name}: {rule} (seen in {where})", file=sys.stderr)
+        seen = with_aliases(observed())
+    packs, dropped = scoped(seen, load_audit(audit_path))
+    for name, why in sorted(dropped.items()):
+        where = _where(seen[name]) if seen[name].labels else "enumerated"
+        print(f"dropped {name}: {why} (seen in {where})", file=sys.stderr)
     return packs
 
 
-def render(pack: str, globs: list[str], found_versions: dict[str, str]) -> str:
-    """One pack file's text (TOML)."""
+def _toml_str(text: str) -> str:
+    # A JSON string is a TOML basic string (same escapes), kept on one line.
+    return json.dumps(text, ensure_ascii=False)
+
+
+def render_entry(entry: PackEntry) -> str:
+    """One allow entry as a TOML inline table."""
+    parts = [f"name = {_toml_str(entry.name)}"]
+    parts.append("use = [" + ", ".join(_toml_str(u) for u in entry.uses) + "]")
+    if entry.calls:
+        parts.append("calls = [" + ", ".join(_toml_str(c) for c in entry.calls) + "]")
+    if entry.check:
+        parts.append(f"check = {_toml_str(entry.check)}")
+    parts.append(f"audit = {_toml_str(entry.audit)}")
+    return "{ " + ", ".join(parts) + " }"
+
+
+def render(pack: str, entries: list[PackEntry], found_versions: dict[str, str]) -> str:
+    """One pack file's text (TOML, schema 2)."""
     vers = ", ".join(
         f'"{k}" = "{v}"' if "-" in k else f'{k} = "{v}"' for k, v in found_versions.items()
     )
     lines = [
-        "# Generated by tools/gen_allow_packs.py from the real libraries; do not edit.",
+        "# Generated by tools/gen_allow_packs.py from the real libraries and the",
+        "# reviewed gadget audit (tools/pack_audit.toml); do not edit.",
         "# Regenerate with: python -m tools.gen_allow_packs",
-        "schema = 1",
+        "#",
+        "# Each entry's `use` is how genuine pickles use the name (an empty list:",
+        "# stored only, never called or rebuilt); `calls` are the argument shapes",
+        "# of its calls; `audit` says why it is safe within that scope.",
+        "schema = 2",
         "",
         "[pack]",
         f'name = "{pack}"',
         f'description = "{DESCRIPTIONS[pack]}"',
         f'generated_by = "{GENERATED_BY}"',
         f"versions = {{ {vers} }}",
-        "globals = [",
-        *(f'    "{g}",' for g in globs),
+        "allow = [",
+        *(f"    {render_entry(e)}," for e in sorted(entries, key=lambda e: e.name)),
         "]",
         "",
     ]
     return "\n".join(lines)
 
 
-def write(out: Path) -> dict[str, Path]:
+def write(out: Path, audit_path: Path = AUDIT) -> dict[str, Path]:
     """Generate every pack into `out`; returns pack name -> file."""
     found_versions = versions()
-    packs = collect()
+    packs = collect(audit_path)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
-    for pack, globs in packs.items():
-        if not globs:
+    for pack, entries in packs.items():
+        if not entries:
             raise SystemExit(f"pack {pack} came out empty")
         path = out / f"{pack}.toml"
-        path.write_text(render(pack, globs, found_versions), encoding="utf-8")
+        path.write_text(render(pack, entries, found_versions), encoding="utf-8")
         files[pack] = path
     return files
 
@@ -348,10 +707,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="output folder (default: rules/allow)"
     )
+    parser.add_argument(
+        "--audit", type=Path, default=AUDIT, help="gadget audit (default: tools/pack_audit.toml)"
+    )
     args = parser.parse_args(argv)
-    for pack, path in write(args.out).items():
-        count = sum(1 for line in path.read_text().splitlines() if line.startswith('    "'))
-        print(f"{pack}: {count} globals -> {path}")
+    for pack, path in write(args.out, args.audit).items():
+        count = sum(1 for line in path.read_text().splitlines() if line.startswith("    { "))
+        print(f"{pack}: {count} entries -> {path}")
     return 0
 
 
