@@ -20,6 +20,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from ._checks import APPLIES_TO, check_named
 from ._names import Use, canonical, parse_canonical
 from .errors import PolicyError
 from .report import Severity, Verdict
@@ -45,6 +46,10 @@ _ID_RE = re.compile(r"^[A-Z][A-Z0-9]{1,9}[0-9]{3}$")
 _NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _BUILTIN_PREFIX = "SL"
+DEFAULT_MAX_LOAD_COST = 64.0
+"""The load-cost budget, in bytes of estimated load cost per byte of file."""
+LOAD_COST_FLOOR = 256 << 20
+"""The budget of a small file: what any file may cost to load, whatever its size."""
 #: Attribute names that reach interpreter internals from any object.
 _ESCAPE_ATTRIBUTES = frozenset(
     {
@@ -239,6 +244,7 @@ class UserConfig:
     rules: tuple[Path, ...] = ()
     fail_on: str | None = None
     exclude: tuple[str, ...] = ()
+    max_load_cost: float | None = None
     path: Path | None = None
 
     @classmethod
@@ -259,7 +265,7 @@ class UserConfig:
             return cls(path=path)
         if not isinstance(table, dict):
             raise PolicyError(f"{path}: [tool.safeload] must be a table")
-        unknown = set(table) - {"allow", "rules", "fail-on", "exclude"}
+        unknown = set(table) - {"allow", "rules", "fail-on", "exclude", "max-load-cost"}
         if unknown:
             raise PolicyError(
                 f"{path}: unknown keys in [tool.safeload]: {', '.join(sorted(unknown))}"
@@ -272,11 +278,15 @@ class UserConfig:
             raise PolicyError(f"{path}: tool.safeload.fail-on must be 'dangerous' or 'unknown'")
         for name in allow:
             _check_global(name, f"{path}: tool.safeload.allow")
+        cost = table.get("max-load-cost")
+        if cost is not None:
+            cost = check_max_load_cost(cost, f"{path}: tool.safeload.max-load-cost")
         return cls(
             allow=tuple(allow),
             rules=tuple(path.parent / r for r in rules),
             fail_on=fail_on,
             exclude=tuple(exclude),
+            max_load_cost=cost,
             path=path,
         )
 
@@ -291,7 +301,15 @@ class Policy:
         rules: Iterable[Rule],
         packs: Iterable[AllowPack],
         extra_allow: Iterable[tuple[str, str]] = (),
+        *,
+        max_load_cost: float | None = None,
     ):
+        self.max_load_cost = (
+            DEFAULT_MAX_LOAD_COST
+            if max_load_cost is None
+            else check_max_load_cost(max_load_cost, "max_load_cost")
+        )
+        """The load-cost budget per byte of file (see `load_budget`)."""
         by_id: dict[str, Rule] = {}
         by_name: dict[str, Rule] = {}
         for rule in rules:
@@ -364,21 +382,28 @@ class Policy:
         allow: Iterable[str] = (),
         rule_files: Iterable[Path] = (),
         config: UserConfig | None = None,
+        max_load_cost: float | None = None,
     ) -> Policy:
-        """The default policy plus user additions (CLI flags, files, pyproject)."""
+        """The default policy plus user additions (CLI flags, files, pyproject).
+
+        `max_load_cost` (or the config's `max-load-cost`) is the load-cost budget
+        in bytes per byte of file; the argument wins over the config.
+        """
         rules = list(builtin_rules())
         extra: list[tuple[str, str]] = []
         files = list(rule_files)
         if config is not None:
             files = [*config.rules, *files]
             allow = [*config.allow, *allow]
+            if max_load_cost is None:
+                max_load_cost = config.max_load_cost
         for name in allow:
             extra.append(_check_global(name, "--allow"))
         for path in files:
             file_rules, file_allow = load_user_rules(path)
             rules.extend(file_rules)
             extra.extend(file_allow)
-        return cls(rules, builtin_packs(), extra)
+        return cls(rules, builtin_packs(), extra, max_load_cost=max_load_cost)
 
     # -- queries ------------------------------------------------------------
 
@@ -393,6 +418,11 @@ class Policy:
     def allowed(self) -> frozenset[tuple[str, str]]:
         """Every allowed (module, qualname) pair."""
         return self._allowed
+
+    def load_budget(self, size: int) -> int:
+        """The load cost a file of `size` bytes may have (`safeload._checks`'s estimate
+        of what constructing its objects allocates and computes)."""
+        return max(LOAD_COST_FLOOR, int(self.max_load_cost * size))
 
     def scope(self, module: str, qualname: str) -> Scope | None:
         """The scope of an allowed global's entry (None when it is on no allow list)."""
@@ -491,6 +521,13 @@ def _str_list(value: object, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise PolicyError(f"{where} must be a list of strings")
     return list(value)
+
+
+def check_max_load_cost(value: object, where: str) -> float:
+    """A load-cost budget per byte of file: a positive number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise PolicyError(f"{where} must be a positive number (bytes of load cost per byte)")
+    return float(value)
 
 
 def _check_global(text: str, where: str) -> tuple[str, str]:
@@ -676,6 +713,12 @@ def _parse_entry(raw: object, where: str) -> tuple[tuple[str, str], Scope]:
     check = raw.get("check")
     if check is not None and (not isinstance(check, str) or not _NAME_RE.match(check)):
         raise PolicyError(f"{where}: check must be a check's slug")
+    if check is not None:
+        if check_named(check) is None:
+            known = ", ".join(sorted(APPLIES_TO))
+            raise PolicyError(f"{where}: unknown check {check!r} (known: {known})")
+        if canonical(*pair) not in APPLIES_TO[check]:
+            raise PolicyError(f"{where}: check {check!r} does not apply to {canonical(*pair)}")
     audit = raw.get("audit", "")
     if not isinstance(audit, str) or not audit.strip():
         raise PolicyError(f"{where}: every allow entry says why it is safe (audit)")

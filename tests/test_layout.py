@@ -13,16 +13,29 @@ PACKAGE = Path(safeload.__file__).parent
 #: listed is below it; the CLI alone sees everything.
 ALLOWED: dict[str, frozenset[str]] = {
     "_cli": frozenset(
-        {"", "scan", "sign", "load", "_formats", "_machine", "policy", "report", "errors", "_names"}
+        {
+            "",
+            "scan",
+            "sign",
+            "load",
+            "_checks",
+            "_formats",
+            "_machine",
+            "policy",
+            "report",
+            "errors",
+            "_names",
+        }
     ),
     "load": frozenset(
-        {"scan", "sign", "_formats", "_machine", "policy", "report", "errors", "_names"}
+        {"scan", "sign", "_checks", "_formats", "_machine", "policy", "report", "errors", "_names"}
     ),
-    "scan": frozenset({"_formats", "_machine", "policy", "report", "errors", "_names"}),
+    "scan": frozenset({"_checks", "_formats", "_machine", "policy", "report", "errors", "_names"}),
     "sign": frozenset({"errors"}),
+    "_checks": frozenset({"_machine", "_names", "errors"}),
     "_formats": frozenset({"_machine", "_names", "errors"}),
     "_machine": frozenset({"_names"}),
-    "policy": frozenset({"_names", "errors", "report"}),
+    "policy": frozenset({"_checks", "_names", "errors", "report"}),
     "report": frozenset(),
     "errors": frozenset({"report"}),  # UnsafeFileError carries findings
     "_names": frozenset(),

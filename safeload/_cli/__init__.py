@@ -20,7 +20,7 @@ from .. import __version__
 from .._machine.walker import DEFAULT_MAX_OPCODES
 from .._names import canonical
 from ..errors import SafeloadError
-from ..policy import Policy, Rule, UserConfig
+from ..policy import DEFAULT_MAX_LOAD_COST, LOAD_COST_FLOOR, Policy, Rule, UserConfig
 from ..report import FileReport, ScanReport, Verdict
 from ..scan import scan_bytes
 from ..scan._batch import scan_paths
@@ -206,6 +206,25 @@ def _policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-config", action="store_true", help="ignore [tool.safeload] in pyproject.toml"
     )
+    parser.add_argument(
+        "--max-load-cost",
+        type=_load_cost,
+        default=None,
+        metavar="N",
+        help="what constructing a file's objects may cost (estimated bytes allocated and "
+        f"work), per byte of file (default: {DEFAULT_MAX_LOAD_COST:g}; never less than "
+        f"{LOAD_COST_FLOOR >> 20} MiB); over it, SL309",
+    )
+
+
+def _load_cost(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return number
 
 
 def _positive(value: str) -> int:
@@ -220,7 +239,9 @@ def _positive(value: str) -> int:
 
 def _policy(args: argparse.Namespace) -> tuple[Policy, UserConfig | None]:
     config = None if args.no_config else UserConfig.find(Path.cwd())
-    policy = Policy.build(allow=args.allow, rule_files=args.rules, config=config)
+    policy = Policy.build(
+        allow=args.allow, rule_files=args.rules, config=config, max_load_cost=args.max_load_cost
+    )
     return policy, config
 
 

@@ -59,7 +59,9 @@ def _extend(base: Policy, names: tuple[str, ...]) -> Policy:
         except ValueError as exc:
             raise PolicyError(f"allow: {exc}") from None
     # The constructor refuses a pair that a deny rule names.
-    return Policy(base.rules.values(), base.packs, base.extra_allow | pairs)
+    return Policy(
+        base.rules.values(), base.packs, base.extra_allow | pairs, max_load_cost=base.max_load_cost
+    )
 
 
 _cache: dict[tuple[int, tuple[str, ...]], tuple[Policy, Policy]] = {}
@@ -74,7 +76,7 @@ def project_policy() -> Policy:
     from ..scan import default_policy
 
     config = UserConfig.find(Path.cwd())
-    if config.path is None or not (config.allow or config.rules):
+    if config.path is None or not (config.allow or config.rules or config.max_load_cost):
         return default_policy()
     key = (str(config.path), config.path.stat().st_mtime_ns)
     hit = _project.get(key)

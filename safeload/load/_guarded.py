@@ -45,7 +45,7 @@ from ._joblib import load_joblib
 from ._numpy import load_npy, load_npz
 from ._open import read_private, read_private_in
 from ._unpickler import ImportGuard, ImportPlan, RestrictedUnpickler
-from ._validators import check_loaded
+from ._validators import LoadChecks, load_checks
 
 __all__ = ["UnsignedLoadWarning", "load", "loads"]
 
@@ -215,8 +215,12 @@ def _unsafe(location: str, findings: list[Finding]) -> UnsafeFileError:
 
 
 def _deserialize_checked(located: Located, data: bytes, policy: Policy, map_location: Any) -> Any:
+    # The named checks' real side: stand-ins check arguments and record what they
+    # build while loading; `finish` verifies those and the loaded objects.
+    session = LoadChecks.for_walks((r.analysis for r in located.readings), located.location)
     try:
-        obj = _deserialize(located, data, policy, map_location)
+        with load_checks(session):
+            obj = _deserialize(located, data, policy, map_location)
     except SafeloadError:
         raise
     except Exception as exc:
@@ -226,7 +230,7 @@ def _deserialize_checked(located: Located, data: bytes, policy: Policy, map_loca
             f"{located.location}: cannot be deserialized: {type(exc).__name__}: {exc}"
         ) from exc
     imported = {(g.module, g.name) for r in located.readings for g in r.analysis.globals}
-    check_loaded(obj, imported, located.location)
+    session.finish(obj, imported)
     return obj
 
 

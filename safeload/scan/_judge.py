@@ -7,6 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._checks import (
+    UNBOUNDED,
+    Check,
+    checks_for,
+    estimate_load_cost,
+    run_symbolic,
+    shown,
+)
 from .._formats import Located, ReadingKind
 from .._machine import opcodes as O
 from .._machine.shapes import Shape, call_shape, effective_uses
@@ -20,6 +28,7 @@ from .._machine.walker import (
     is_str_const,
     render,
 )
+from .._names import canonical
 from ..policy import Policy, Rule, Use
 from ..report import Finding, Severity, Verdict
 
@@ -44,14 +53,16 @@ def judge(located: Located, policy: Policy) -> list[Finding]:
         structural(policy, note.rule, note.message, note.location, note.offset)
         for note in located.notes
     ]
+    refusals: list[frozenset[tuple[str, str]]] = []
     for reading in located.readings:
-        per = findings_for(
+        per, refused = _judge_reading(
             reading.analysis,
             reading.data,
             policy,
             reading.location,
             torch_storage_pids=reading.kind is ReadingKind.TORCH,
         )
+        refusals.append(refused)
         if reading.base:
             per = [
                 dataclasses.replace(f, offset=f.offset - reading.base)
@@ -60,6 +71,9 @@ def judge(located: Located, policy: Policy) -> list[Finding]:
                 for f in per
             ]
         found.extend(per)
+    cost = _load_cost(located, policy, refusals)
+    if cost is not None:
+        found.append(cost)
     top = located.location
     found.sort(
         key=lambda f: (
@@ -80,6 +94,21 @@ def findings_for(
     torch_storage_pids: bool = False,
 ) -> list[Finding]:
     """Findings for every global and event of `analysis`, in stream order."""
+    return _judge_reading(analysis, data, policy, location, torch_storage_pids=torch_storage_pids)[
+        0
+    ]
+
+
+def _judge_reading(
+    analysis: StreamAnalysis,
+    data: Any,
+    policy: Policy,
+    location: str,
+    *,
+    torch_storage_pids: bool = False,
+) -> tuple[list[Finding], frozenset[tuple[str, str]]]:
+    """`findings_for`, and the globals the policy refuses as they are used (which
+    the checks and the load-cost estimate leave to their own findings)."""
     out: list[Finding] = []
     aggs: dict[tuple[str, str, str], _Agg] = {}
     effective = effective_uses(analysis.globals)
@@ -98,15 +127,18 @@ def findings_for(
         for a in g.args:
             if len(agg.args) < 3 and a not in agg.args:
                 agg.args.append(a)
+    refused: set[tuple[str, str]] = set()
     for agg in aggs.values():
         finding = _global_finding(agg, policy, location)
         if finding is not None:
             out.append(finding)
+            refused.add((agg.first.module, agg.first.name))
+    out.extend(_check_findings(analysis, data, policy, location, refused))
     for event in analysis.all_events:
         out.append(_event_finding(event, policy, location))
     out.extend(_persid_findings(analysis, data, policy, location, torch_storage_pids))
     out.sort(key=lambda f: f.offset if f.offset is not None else -1)
-    return out
+    return out, frozenset(refused)
 
 
 def _usage(uses: Iterable[str]) -> tuple[str, ...]:
@@ -195,6 +227,109 @@ def _event_finding(event: Event, policy: Policy, location: str) -> Finding:
         usage=_usage(event.gref.uses) if event.gref is not None else (),
         fix=rule.fix,
     )
+
+
+def _check_findings(
+    analysis: StreamAnalysis,
+    data: Any,
+    policy: Policy,
+    location: str,
+    refused: set[tuple[str, str]],
+) -> list[Finding]:
+    """SL406: the named checks of allowed globals, on every object they build.
+
+    Every check applies to its globals whatever their allow entry names (the
+    policy only lets an entry name a check that applies to it); a global the
+    policy refuses as it is used (on no allow list, or outside its entry's
+    scope) has its own finding and is not checked.
+    """
+
+    def checks_of(module: str, qualname: str) -> tuple[Check, ...]:
+        found = checks_for(module, qualname)
+        if not found or (module, qualname) in refused or policy.scope(module, qualname) is None:
+            return ()
+        return found
+
+    failed: dict[tuple[str, str], list[Any]] = {}
+    for failure in run_symbolic(analysis, data, checks_of):
+        failed.setdefault((failure.check.name, canonical(*failure.site.name)), []).append(failure)
+    if not failed:
+        return []
+    rule = policy.rule("failed-check")
+    out = []
+    for (check_name, name), failures in failed.items():
+        first = failures[0]
+        site = first.site
+        message = f"{name} {site.how}: check {check_name} failed: {first.problem}"
+        if len(failures) > 1:
+            message += f" ({len(failures)} objects fail it)"
+        out.append(
+            Finding(
+                rule=rule.id,
+                rule_name=rule.name,
+                severity=rule.severity,
+                verdict=rule.verdict,
+                message=message,
+                location=location,
+                offset=site.res.offset,
+                global_name=name,
+                usage=_usage(site.gref.uses),
+                count=len(failures),
+                fix=rule.fix,
+            )
+        )
+    return out
+
+
+def _load_cost(
+    located: Located, policy: Policy, refusals: list[frozenset[tuple[str, str]]]
+) -> Finding | None:
+    """SL309: the estimated cost of constructing every reading's objects, against the
+    budget for the file's size (the expanded size of a compressed one). Calls of
+    globals the policy refuses have their own findings and are not counted."""
+    total = 0
+    largest: list[tuple[int, str, int | None]] = []
+    for reading, refused in zip(located.readings, refusals, strict=True):
+        part = estimate_load_cost(
+            reading.analysis,
+            reading.data,
+            torch_storages=reading.kind is ReadingKind.TORCH,
+            skip=refused,
+        )
+        total = min(UNBOUNDED, total + part.total)
+        top = reading.location == located.location
+        for item in part.largest:
+            offset = item.offset - reading.base
+            where = f"offset {offset}" if top else f"{reading.location} @ offset {offset}"
+            largest.append((item.cost, f"{item.what} ({where})", offset if top else None))
+    size = max([located.size, *(_buffer_size(r.data) for r in located.readings)])
+    budget = policy.load_budget(size)
+    if total <= budget:
+        return None
+    largest.sort(key=lambda x: -x[0])
+    rule = policy.rule("load-cost-limit")
+    return Finding(
+        rule=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        verdict=rule.verdict,
+        message=(
+            f"constructing its objects would cost about {shown(total)} (budget "
+            f"{shown(budget)} for {size} bytes: {policy.max_load_cost:g} per byte, at least "
+            f"{shown(policy.load_budget(0))}); largest: "
+            + "; ".join(what for _cost, what, _offset in largest[:3])
+        ),
+        location=located.location,
+        offset=largest[0][2] if largest else None,
+        fix=rule.fix,
+    )
+
+
+def _buffer_size(data: Any) -> int:
+    try:
+        return len(data)
+    except TypeError:
+        return 0
 
 
 def _is_torch_storage_pid(data: Any, pid: object, policy: Policy) -> bool:
