@@ -73,7 +73,7 @@ def judgments(
     by_name = _scanner(findings, policy)
     by_offset = {(f.offset, f.rule) for f in findings}
     for walk in analysis.pickles:
-        plan = ImportPlan.from_walk(walk)
+        plan = ImportPlan.from_walk(walk, data)
         guard = ImportGuard(plan, loader_policy or policy)
         for call, g in zip(
             plan.calls, [g for g in walk.globals if g.kind != "getattr"], strict=True

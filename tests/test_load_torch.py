@@ -385,9 +385,9 @@ _SIX = [("root", 6, _floats(*range(6)))]
 @pytest.mark.parametrize(
     ("sids", "raw", "rule"),
     [
-        # A storage id claiming far more than the file holds: refused before
-        # anything is allocated (allocating would fail or exhaust memory).
-        ([_sid("root", 1 << 40)], _SIX, "truncated-pickle"),
+        # A storage id claiming far more than the file holds: the scan's load-cost
+        # bound already refuses it, before anything is allocated.
+        ([_sid("root", 1 << 40)], _SIX, "load-cost-limit"),
         # The file's count disagrees with the storage id (torch: "wrong byte size").
         ([_sid("root", 6)], [("root", 5, _floats(*range(6)))], "corrupt-container"),
         # A storage the file never fills: torch would return uninitialized memory.
@@ -407,9 +407,14 @@ def test_legacy_storage_structure_is_checked(
     path = tmp_path / "bad.pt"
     obj = {f"t{i}": _Tensor(sid, 0, (1,)) for i, sid in enumerate(sids)}
     path.write_bytes(_legacy_bytes(obj, raw))
-    assert safeload.scan_file(path).verdict is Verdict.SAFE  # only the load can tell
+    scanned = safeload.scan_file(path)
     with pytest.raises(UnsafeFileError) as refused:
         guarded(path)
+    if rule == "load-cost-limit":
+        assert scanned.verdict is not Verdict.SAFE
+        assert rule in {f.rule_name for f in refused.value.findings}, refused.value
+        return
+    assert scanned.verdict is Verdict.SAFE  # only the load can tell
     assert [f.rule_name for f in refused.value.findings] == [rule], refused.value
 
 

@@ -438,6 +438,29 @@ def test_hostile_payloads_are_real_and_the_guarded_loader_refuses_them(tmp_path:
         assert guarded["elapsed"] < 5, (case.id, guarded)
 
 
+UNJUDGED = (
+    "from safeload.load import _guarded as guarded\n"
+    "guarded.judge = lambda located, policy: []  # a scanner bug: everything scans safe\n" + GUARDED
+)
+
+
+def test_the_restricted_unpickler_alone_enforces_the_scopes(tmp_path: Path) -> None:
+    """With the scan forced to say safe, `find_class` asks `decide` the scan's question
+    (the pickle's uses and call shapes) and refuses the same files."""
+    jobs = []
+    for case in HOSTILE:
+        folder = tmp_path / case.id
+        folder.mkdir()
+        path = folder / "model.pkl"
+        path.write_bytes(case.data)
+        jobs.append(Job(path, UNJUDGED, case.mem_mb, case.seconds))
+    preload = tuple(sorted({m for case in HOSTILE for m in case.preload}))
+    for case, result in zip(HOSTILE, _run(jobs, ("numpy", *preload)), strict=True):
+        assert result["outcome"] == "raised", (case.id, result)
+        assert result["type"] == "UnsafeFileError", (case.id, result)
+        assert "SL405" in result["message"], (case.id, result)
+
+
 def test_genuine_files_load_under_the_same_limits(tmp_path: Path) -> None:
     """The limits do not fail a load by themselves: genuine files of the same types
     (rebuilt layers in a torch.save checkpoint, a bytearray, a deque, a fraction)

@@ -194,7 +194,7 @@ def test_torch_checkpoint_loads_with_the_storage_id_check() -> None:
     (walk,) = analyze(data).pickles
     unpickler = RestrictedUnpickler(
         data,
-        ImportPlan.from_walk(walk),
+        ImportPlan.from_walk(walk, data),
         POLICY,
         persistent_load=persistent_load,
         check_pid=check_torch_storage_pid,
@@ -234,7 +234,7 @@ def test_one_protocol_per_pickle_would_misjudge() -> None:
     walk saw) maps a name the scanner did not judge: the guard refuses it."""
     data = proto(4) + none() + pop() + proto(2) + glob("__builtin__", "set") + stop()
     (walk,) = analyze(data).pickles
-    plan = ImportPlan.from_walk(walk)
+    plan = ImportPlan.from_walk(walk, data)
     naive = dataclasses.replace(
         plan, calls=tuple(dataclasses.replace(c, proto=walk.protocol) for c in plan.calls)
     )
@@ -312,7 +312,7 @@ def test_restricted_getattr_only_reads_imported_globals() -> None:
     data = proto(2) + glob("builtins", "getattr") + glob("collections", "OrderedDict")
     data += sbu("fromkeys") + tuple2() + reduce() + stop()
     (walk,) = analyze(data).pickles
-    guard = ImportGuard(ImportPlan.from_walk(walk), POLICY)
+    guard = ImportGuard(ImportPlan.from_walk(walk, data), POLICY)
     folded = guard.find_class("builtins", "getattr")
     assert folded is not getattr
     with pytest.raises(UnsafeFileError) as info:
@@ -325,7 +325,7 @@ def test_a_plan_binds_the_load_to_the_bytes_it_was_made_from() -> None:
     other = proto(2) + glob("collections", "Counter") + empty_tuple() + reduce() + stop()
     (walk,) = analyze(scanned).pickles
     with pytest.raises(UnsafeFileError) as info:
-        RestrictedUnpickler(other, ImportPlan.from_walk(walk), POLICY).load()
+        RestrictedUnpickler(other, ImportPlan.from_walk(walk, scanned), POLICY).load()
     assert info.value.rule == "SL209"
 
 
@@ -334,7 +334,7 @@ def test_joblib_walks_are_refused_by_the_plain_unpickler() -> None:
     data = corpus.joblib_dump_bytes({"a": np.arange(100)})
     (walk,) = analyze(data).pickles
     with pytest.raises(UnsafeFileError) as info:
-        RestrictedUnpickler(data, ImportPlan.from_walk(walk), POLICY).load()
+        RestrictedUnpickler(data, ImportPlan.from_walk(walk, data), POLICY).load()
     assert info.value.rule == "SL209"
     assert "joblib" in str(info.value)
 
@@ -345,7 +345,7 @@ def test_walk_events_refuse_before_anything_runs() -> None:
     data = proto(2) + glob("functools", "partial") + glob("builtins", "int")
     data += tuple1() + reduce() + empty_tuple() + reduce() + stop()
     (walk,) = analyze(data).pickles
-    unpickler = RestrictedUnpickler(data, ImportPlan.from_walk(walk), POLICY)
+    unpickler = RestrictedUnpickler(data, ImportPlan.from_walk(walk, data), POLICY)
     with pytest.raises(UnsafeFileError) as info:
         unpickler.load()
     assert info.value.rule == "SL205"
@@ -356,7 +356,7 @@ def test_persistent_id_without_persistent_load_is_refused_before_anything_runs()
     data = proto(2) + glob("collections", "OrderedDict") + empty_tuple() + reduce()
     data += persid("0") + tuple2() + stop()
     (walk,) = analyze(data).pickles
-    unpickler = RestrictedUnpickler(data, ImportPlan.from_walk(walk), POLICY)
+    unpickler = RestrictedUnpickler(data, ImportPlan.from_walk(walk, data), POLICY)
     with pytest.raises(UnsafeFileError) as info:
         unpickler.load()
     assert (info.value.rule, info.value.findings[0].offset) == ("SL402", walk.persids[0][0])
@@ -377,8 +377,8 @@ def test_the_unpickler_reads_only_the_walked_pickle() -> None:
     data = first + second
     walks = analyze(data).pickles
     assert [w.start for w in walks] == [0, len(first)]
-    assert RestrictedUnpickler(data, ImportPlan.from_walk(walks[0]), POLICY).load() is None
-    got = RestrictedUnpickler(data, ImportPlan.from_walk(walks[1]), POLICY).load()
+    assert RestrictedUnpickler(data, ImportPlan.from_walk(walks[0], data), POLICY).load() is None
+    got = RestrictedUnpickler(data, ImportPlan.from_walk(walks[1], data), POLICY).load()
     assert got is __import__("collections").OrderedDict
 
 
@@ -402,7 +402,7 @@ def test_any_buffer_is_read_in_place_up_to_the_pickle_end(
             "memoryview": memoryview(data),
             "mmap": mm,
         }[holder]
-        unpickler = RestrictedUnpickler(buffer, ImportPlan.from_walk(walk), POLICY)
+        unpickler = RestrictedUnpickler(buffer, ImportPlan.from_walk(walk, data), POLICY)
         assert unpickler.load() == value
         del unpickler, buffer  # the map closes: the unpickler holds no export of it
 
@@ -410,12 +410,12 @@ def test_any_buffer_is_read_in_place_up_to_the_pickle_end(
 def test_one_load_per_unpickler_and_persistent_load_needs_a_check() -> None:
     data = proto(2) + none() + stop()
     (walk,) = analyze(data).pickles
-    unpickler = RestrictedUnpickler(data, ImportPlan.from_walk(walk), POLICY)
+    unpickler = RestrictedUnpickler(data, ImportPlan.from_walk(walk, data), POLICY)
     assert unpickler.load() is None
     with pytest.raises(RuntimeError):
         unpickler.load()
     with pytest.raises(TypeError, match="check_pid"):
-        RestrictedUnpickler(data, ImportPlan.from_walk(walk), POLICY, persistent_load=print)
+        RestrictedUnpickler(data, ImportPlan.from_walk(walk, data), POLICY, persistent_load=print)
 
 
 def test_it_is_the_c_unpickler() -> None:
@@ -474,7 +474,7 @@ def test_storage_id_check_agrees_with_the_scanner(name: str) -> None:
     (walk,) = analysis.pickles
     unpickler = RestrictedUnpickler(
         data,
-        ImportPlan.from_walk(walk),
+        ImportPlan.from_walk(walk, data),
         POLICY,
         persistent_load=lambda pid: ("loaded", pid),
         check_pid=check_torch_storage_pid,
@@ -526,7 +526,7 @@ else:
     try:
         # Every pickle of the stream, as a loader that reads them all would.
         for walk in analyze(data).pickles:
-            RestrictedUnpickler(data, ImportPlan.from_walk(walk), policy, **kw).load()
+            RestrictedUnpickler(data, ImportPlan.from_walk(walk, data), policy, **kw).load()
     except UnsafeFileError as exc:
         result = {"outcome": "refused", "rule": exc.rule, "global": exc.global_name}
     except Exception as exc:

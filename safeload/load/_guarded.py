@@ -243,7 +243,7 @@ def _top_reading(located: Located) -> Reading:
 
 def _unpickle_reading(reading: Reading, policy: Policy) -> Any:
     """The first pickle of a reading, as `pickle.load` reads it."""
-    plan = ImportPlan.from_walk(reading.analysis.pickles[0])
+    plan = ImportPlan.from_walk(reading.analysis.pickles[0], reading.data)
     return RestrictedUnpickler(reading.data, plan, policy, location=reading.location).load()
 
 
@@ -252,7 +252,7 @@ def _unpickler_for(policy: Policy) -> Any:
         analysis = analyze(data, start, end)
         if not analysis.pickles:
             raise UnsupportedFormatError(f"{location}: no pickle stream to load")
-        plan = ImportPlan.from_walk(analysis.pickles[0])
+        plan = ImportPlan.from_walk(analysis.pickles[0], data)
         return RestrictedUnpickler(data, plan, policy, location=location).load()
 
     return unpickle
@@ -260,7 +260,7 @@ def _unpickler_for(policy: Policy) -> Any:
 
 def _load_joblib_reading(reading: Reading, policy: Policy) -> Any:
     """joblib's reading: raw array bytes follow each wrapper, as the walk followed them."""
-    plan = ImportPlan.from_walk(reading.analysis.pickles[0])
+    plan = ImportPlan.from_walk(reading.analysis.pickles[0], reading.data)
     guard = ImportGuard(plan, policy, location=reading.location)
     if plan.refusal is not None:
         rule_name, offset, message = plan.refusal

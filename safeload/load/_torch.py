@@ -236,7 +236,7 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
             loaded[key] = typed
         return typed
 
-    plan = ImportPlan.from_walk(reading.analysis.pickles[0])
+    plan = ImportPlan.from_walk(reading.analysis.pickles[0], reading.data)
     unpickler = RestrictedUnpickler(
         reading.data,
         plan,
@@ -288,7 +288,7 @@ def load_torch_legacy(located: Located, data: Any, policy: Policy, map_location:
         walk = readings[index].analysis.pickles[0]
         return RestrictedUnpickler(
             readings[index].data,
-            ImportPlan.from_walk(walk),
+            ImportPlan.from_walk(walk, readings[index].data),
             policy,
             location=location,
             encoding="utf-8",
@@ -490,7 +490,7 @@ def load_torch_tar(located: Located, data: Any, policy: Policy, map_location: An
         walk = reading.analysis.pickles[0]
         obj = RestrictedUnpickler(
             reading.data,
-            ImportPlan.from_walk(walk),
+            ImportPlan.from_walk(walk, reading.data),
             policy,
             location=where,
             encoding="utf-8",

@@ -59,6 +59,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._machine.shapes import Shape, call_shape, effective_uses
 from .._machine.walker import DEFAULT_MAX_OPCODES, PickleWalk, analyze
 from .._names import Use, canonical, map_name
 from ..errors import UnsafeFileError
@@ -102,8 +103,12 @@ class ExpectedImport:
     """GLOBAL, STACK_GLOBAL, INST; EXT1/2/4 or computed are never allowed."""
     offset: int
     uses: frozenset[str]
+    """How the pickle uses this name, over all its imports of it, as the scanner
+    counts them (`effective_uses`): what `decide` judges against the entry's scope."""
     folded_away: bool = False
     """`builtins.getattr` used only as folded `getattr(<global>, '<name>')`."""
+    shapes: frozenset[Shape | None] = frozenset()
+    """The argument shapes of every call of this name in the pickle."""
 
     @property
     def name(self) -> str:
@@ -132,15 +137,35 @@ class ImportPlan:
     """Offsets of PERSID/BINPERSID opcodes."""
 
     @classmethod
-    def from_walk(cls, walk: PickleWalk) -> ImportPlan:
-        """The plan for the pickle `walk` describes."""
+    def from_walk(cls, walk: PickleWalk, data: Any = None) -> ImportPlan:
+        """The plan for the pickle `walk` describes; `data` is the walked buffer.
+
+        Uses and call shapes are gathered per name over the whole pickle, as
+        the scanner gathers them, so `find_class` asks `decide` exactly what the
+        scan asked. Without `data` (tests of the binding alone) no call shapes
+        are known, and an entry that scopes its calls refuses every call.
+        """
         calls: list[ExpectedImport] = []
         folds: dict[tuple[str, str], set[str]] = {}
         refusal: tuple[str, int | None, str] | None = None
+        effective = effective_uses(walk.globals)
+        uses_of: dict[tuple[str, str, bool], set[str]] = {}
+        shapes_of: dict[tuple[str, str, bool], set[Shape | None]] = {}
+        for g in walk.globals:
+            key = (g.module, g.name, g.kind == "getattr")
+            uses_of.setdefault(key, set()).update(effective[id(g)])
+            shapes_of.setdefault(key, set()).update(
+                call_shape(data, c) if data is not None else None
+                for c in g.calls
+                if c.use == Use.CALLED
+            )
         for g in walk.globals:
             if g.kind == "getattr":
-                folds.setdefault((g.module, g.name), set()).update(g.uses)
+                folds.setdefault((g.module, g.name), set()).update(
+                    uses_of[(g.module, g.name, True)]
+                )
                 continue
+            key = (g.module, g.name, False)
             raw = g.raw or (g.module, g.name)
             calls.append(
                 ExpectedImport(
@@ -150,8 +175,9 @@ class ImportPlan:
                     proto=g.proto,
                     kind=g.kind,
                     offset=g.offset,
-                    uses=frozenset(g.uses),
+                    uses=frozenset(uses_of[key]),
                     folded_away=g.folded_away,
+                    shapes=frozenset(shapes_of[key]),
                 )
             )
             if g.ext is not None and refusal is None:
@@ -250,7 +276,7 @@ class ImportGuard:
             raise self.mismatch(f"{call.name} maps differently at load time", call.offset)
         if call.folded_away:
             return self._getattr
-        decision = self.policy.decide(module, qualname, call.uses)
+        decision = self.policy.decide(module, qualname, call.uses, call.shapes)
         if not decision.allowed:
             raise self.refusal(decision, call.offset, call.raw)
         # Only now, for an allowed global, is its module imported.
@@ -634,7 +660,7 @@ def restricted_loads(
             path=location,
             findings=[finding],
         )
-    plan = ImportPlan.from_walk(analysis.pickles[0])
+    plan = ImportPlan.from_walk(analysis.pickles[0], data)
     unpickler = RestrictedUnpickler(
         data, plan, policy, location=location, encoding=encoding, errors=errors
     )
