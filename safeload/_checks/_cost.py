@@ -210,7 +210,7 @@ class _Estimate:
             at = _ITERABLE_AT.get(pair, 0)
             if pair in _SIZED and values.is_int(args[0]):
                 size = self.int_bound(args[0])
-                return size, f"({_shown(size)}) allocates {_shown(size)} bytes"
+                return size, f"({_shown(size)}) allocates {shown(size)}"
             if len(args) > at:
                 length = self.length(args[at], 0)
                 if length == _UNKNOWN:
@@ -258,7 +258,7 @@ class _Estimate:
         count = _product(shape)
         itemsize = 8 if dtype is None else typecode_itemsize(values, dtype, self.dtypes)
         cost = min(UNBOUNDED, count * (itemsize if itemsize is not None else 8))
-        return cost, f" allocates an array of shape {_shape(shape)} ({_shown(cost)} bytes)"
+        return cost, f" allocates an array of shape {_shape(shape)} ({shown(cost)})"
 
     def fraction_cost(self, item: object) -> tuple[int, str]:
         text = self.values.text(item)
@@ -296,7 +296,7 @@ class _Estimate:
             if name.startswith("Conv") and len(sizes) >= 3 and name[-2:-1].isdigit():
                 count *= sizes[2] ** (int(name[-2]) - 1)  # an int kernel size is per dimension
         cost = min(UNBOUNDED, 4 * count)
-        return cost, f" called with sizes {_shape(tuple(sizes))} allocates {_shown(cost)} bytes"
+        return cost, f" called with sizes {_shape(tuple(sizes))} allocates {shown(cost)}"
 
     def storage_cost(self, pid: object) -> int:
         items = self.values.items(pid)
@@ -414,4 +414,6 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 def shown(n: int) -> str:
     """A cost for a message: bytes with binary prefixes, or "unbounded"."""
-    return _shown(n) + ("" if n >= UNBOUNDED or n < 1 << 20 else "B")
+    if n >= UNBOUNDED:
+        return "unbounded"
+    return _shown(n) + ("B" if n >= 1 << 20 else " bytes")
