@@ -108,8 +108,9 @@ class Layout:
     flags: int
     """The flags numpy computes for it."""
     optional: int = 0
-    """Flag bits genuine numpy may or may not set for it (`NEEDS_INIT` for text,
-    which numpy 2 sets and older releases did not; `ALIGNED_STRUCT`)."""
+    """Flag bits genuine numpy may or may not set for it, none of which decides
+    whether items are object pointers (`NEEDS_INIT` for text, `ALIGNED_STRUCT`,
+    `NEEDS_PYAPI` of a structured dtype without object fields)."""
     structured: bool = False
     byteorder: str = "|"
     fields: tuple[tuple[str, int, Layout], ...] = ()
@@ -181,6 +182,11 @@ def structured(fields: list[tuple[Layout, int]], itemsize: int, aligned: bool) -
         any_end = max(any_end, end)
         if obj:
             obj_end = max(obj_end, end)
+    if not objects:
+        # numpy 2 marks every structured dtype as needing the Python API; without
+        # object fields nothing reads or releases a pointer either way, so pickles
+        # of releases that did not mark them stay readable.
+        optional |= NEEDS_PYAPI
     return Layout("V", itemsize, alignment if aligned else 1, objects, flags, optional, True)
 
 
