@@ -31,6 +31,7 @@ from picklebuild import (
     binint1,
     binput,
     empty_dict,
+    glob,
     mark,
     newfalse,
     newtrue,
@@ -227,6 +228,9 @@ _NEVER_WRITTEN = {
             binint1(0),
         ],
     ),
+    "type-string-from-a-call": H.call(
+        "numpy", "dtype", H.call("builtins", "str", sbu("O8")), newfalse(), newtrue()
+    ),
     "built-twice": H.dtype("f8", H.simple_state("<", 0))
     + mark()
     + b"".join(H.simple_state("<", 0))
@@ -256,6 +260,28 @@ def test_a_dtype_that_contains_itself_fails_the_check() -> None:
     data = H.pickle_of(parent + mark() + b"".join(state) + tuple_() + b"b")
     messages = [f.message for f in safeload.scan_bytes(data, _DTYPES_ALLOWED).findings]
     assert any("contains itself" in m for m in messages), messages
+
+
+def test_protocol_0_fields_are_read() -> None:
+    # Protocol 0 writes the fields dict as MARK DICT and SETITEMs: the walk keeps
+    # it, so a hidden object field is seen there too.
+    data = pickle.dumps(np.dtype([("o", "O")]), protocol=0)
+    assert safeload.scan_bytes(data).verdict is Verdict.SAFE
+    forged = data.replace(b"I27\n", b"I16\n", 1)
+    assert forged != data
+    messages = [f.message for f in safeload.scan_bytes(forged).findings if f.rule == "SL406"]
+    assert any("declares flags 0x10; numpy computes 0x1b" in m for m in messages), messages
+
+
+def test_bit_generator_ctor_takes_only_bit_generators() -> None:
+    policy = Policy.build(allow=[f"{_NUMPY_RANDOM}.__bit_generator_ctor"])
+    for choice in (glob("builtins", "bytearray"), sbu("os"), H.call("builtins", "str")):
+        data = H.pickle_of(H.call(_NUMPY_RANDOM, "__bit_generator_ctor", choice))
+        messages = [f.message for f in safeload.scan_bytes(data, policy).findings]
+        assert any("numpy-bit-generator failed" in m for m in messages), messages
+    for choice in (glob("numpy.random._pcg64", "PCG64"), sbu("Philox")):
+        data = H.pickle_of(H.call(_NUMPY_RANDOM, "__bit_generator_ctor", choice))
+        assert safeload.scan_bytes(data, policy).verdict is Verdict.SAFE
 
 
 # -- genuine dtypes: the static flags are numpy's ----------------------------------------------
