@@ -13,6 +13,7 @@ import io
 import json
 import lzma
 import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -908,3 +909,17 @@ def test_zip_held_as_bytes_inside_a_pickle_is_no_polyglot(tmp_path: Path) -> Non
     # what zipfile-based readers would see is still scanned
     path.write_bytes(pickle.dumps({"vocab": _zip_of("v.pkl", payload())}, protocol=4))
     assert_payload_found(scan(path), "m.pkl:v.pkl")
+
+
+def test_torch_legacy_storage_key_that_does_not_decode_is_a_verdict() -> None:
+    """Found by test_containers_fuzz: a non-UTF-8 storage key crashed the storage check."""
+    buf = io.BytesIO()
+    torch.save({"w": torch.ones(2)}, buf, _use_new_zipfile_serialization=False)
+    raw = buf.getvalue()
+    key = re.compile(rb"X(.)\x00\x00\x00").search(raw, raw.index(b"ctorch\nFloatStorage\n"))
+    assert key is not None
+    size = key.group(1)[0]
+    bad = raw[: key.end()] + b"\xff" * size + raw[key.end() + size :]
+    report = safeload.scan_bytes(bad)
+    assert report.verdict is Verdict.INVALID
+    assert "truncated-pickle" in {f.rule_name for f in report.findings}

@@ -159,7 +159,12 @@ def _check_storages(
             storage_type, key = pid.items[1], pid.items[2]
             name = getattr(storage_type, "name", "")
             if is_str_const(data, key) and name in _ELEMENT_SIZE:
-                sizes[str(const_value(data, key))] = _ELEMENT_SIZE[name]
+                try:
+                    sizes[str(const_value(data, key))] = _ELEMENT_SIZE[name]
+                except (UnicodeDecodeError, ValueError):
+                    # torch.load cannot decode this key either: no storage
+                    # is found for it, and the check below says so.
+                    continue
     keys = _string_list(data, walks[-1].start, walks[-1].end)
     pos = walks[-1].end
     for key in keys or []:
