@@ -85,6 +85,8 @@ _EXT_KINDS = frozenset({"EXT1", "EXT2", "EXT4"})
 _JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
 #: The most a non-`bytes` buffer hands the C unpickler at once (copied: see `_Held`).
 _PREFETCH = 1 << 17
+#: The most a `bytes` buffer hands it at once (a view: see `_Held`).
+_VIEW = 8 << 20
 _MAX_SHOWN = 200
 
 
@@ -485,12 +487,15 @@ class _Held:
     """The file the C unpickler reads `data[start:end]` from; nothing past `end`.
 
     A `bytes` buffer (what the guarded loader holds) is handed out as views:
-    `peek` gives the C unpickler all the rest at once, so it parses that
-    memory as `pickle.loads` does, with no copy and no call per frame or
-    opcode, and calls `read` only at the end, to move past what it consumed
-    (hence `tell`). Any other buffer (an mmap must stay closable, a bytearray
-    resizable) is handed out in copies, `peek` giving at most `_PREFETCH`
-    bytes, so the unpickler never holds an export of it nor a copy of all of it.
+    `peek` gives the C unpickler up to `_VIEW` bytes, which it parses in place
+    as `pickle.loads` does, with no copy and no call per frame or opcode; it
+    calls `read` to move past what it consumed (hence `tell`) before the next
+    `peek`. Those two calls are Python code, where a thread waiting for the
+    GIL gets it: the signature check hashing the same bytes would otherwise
+    wait for the end of a long load of bytes or arrays, which never leaves C.
+    Any other buffer (an mmap must stay closable, a bytearray resizable) is
+    handed out in copies, `peek` giving at most `_PREFETCH` bytes, so the
+    unpickler never holds an export of it nor a copy of all of it.
     """
 
     __slots__ = ("_data", "_end", "_pos", "_start", "_view")
@@ -513,7 +518,7 @@ class _Held:
         return self._slice(start, self._pos)
 
     def peek(self, size: int = 0, /) -> Any:
-        stop = self._end if self._view is not None else min(self._end, self._pos + _PREFETCH)
+        stop = min(self._end, self._pos + (_VIEW if self._view is not None else _PREFETCH))
         return self._slice(self._pos, stop)
 
     def read(self, size: int | None = -1, /) -> Any:
