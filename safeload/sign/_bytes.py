@@ -24,8 +24,21 @@ if TYPE_CHECKING:
 __all__ = ["CHUNK", "Expected", "PendingCheck", "byte_view"]
 
 CHUNK = 1 << 20
-"""Bytes per hash update. Slices of a memoryview, so a large buffer is never
-copied, and a cancelled check stops within one chunk."""
+"""Fewest bytes per hash update. Slices of a memoryview, so a large buffer is
+never copied, and a cancelled check stops within one chunk."""
+MAX_CHUNK = 64 << 20
+"""Most bytes per hash update (about 30 ms of SHA-256)."""
+
+
+def _chunk(size: int) -> int:
+    """Bytes per update for `size` bytes: about 16 updates, within the bounds.
+
+    hashlib releases the GIL during an update, but the checking thread needs it
+    back between two, and a parser that holds it (the C unpickler, torch copying
+    storages) gives it up only every switch interval (5 ms): with 1 MiB updates
+    the check would mostly wait, and finish only after the parse.
+    """
+    return min(MAX_CHUNK, max(CHUNK, size // 16))
 
 
 def byte_view(data: Buffer) -> memoryview:
@@ -67,10 +80,11 @@ class Expected:
         for (start, end), want in sorted(self.ranges.items(), key=lambda item: item[0][0]):
             stop = len(view) if end is None else end
             hasher = HASHES[self.hash_type]()
-            for offset in range(start, stop, CHUNK):
+            chunk = _chunk(stop - start)
+            for offset in range(start, stop, chunk):
                 if cancelled is not None and cancelled.is_set():
                     raise CancelledError("the digest check was cancelled")
-                hasher.update(view[offset : min(offset + CHUNK, stop)])
+                hasher.update(view[offset : min(offset + chunk, stop)])
             if not hmac.compare_digest(hasher.hexdigest(), want):
                 raise self.mismatch()
 
