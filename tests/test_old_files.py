@@ -139,3 +139,62 @@ def test_torch_jit_list_builders_are_not_code_evaluation() -> None:
         safeload.scan_bytes(b"\x80\x02ctorch.jit._script\nCompilationUnit\n)R.").verdict
         is Verdict.DANGEROUS
     )
+
+
+# -- harmless bytes after the last pickle -------------------------------------------------
+
+
+def _tailed(tail: bytes) -> bytes:
+    return pickle.dumps({"weights": [1.0, 2.0]}, protocol=0) + tail
+
+
+def test_a_trailing_newline_is_noted_not_refused() -> None:
+    for tail in (b"\n", b"\r\n", b"  \n", b"\n\x00\x00", b" " * 4096):
+        data = _tailed(tail)
+        first = io.BytesIO(data)
+        assert pickle.load(first) == {"weights": [1.0, 2.0]}
+        try:
+            pickle.load(first)  # a reader looping over pickles stops at once
+        except pickle.UnpicklingError as exc:
+            assert "invalid load key" in str(exc)
+        report = safeload.scan_bytes(data)
+        assert report.verdict is Verdict.SAFE, (tail, report.findings)
+        assert [f.rule_name for f in report.findings] == ["inert-tail"], tail
+        assert report.findings[0].offset == len(data) - len(tail)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", safeload.UnsignedLoadWarning)
+            assert safeload.loads(data, require_signature=False) == {"weights": [1.0, 2.0]}
+
+
+def test_npy_object_array_ending_in_a_newline() -> None:
+    buf = io.BytesIO()
+    values = np.array([{"a": 1}, "text", 3], dtype=object)
+    np.save(buf, values, allow_pickle=True)
+    data = buf.getvalue() + b"\n"
+    loaded = np.load(io.BytesIO(data), allow_pickle=True)
+    assert list(loaded) == list(values)
+    report = safeload.scan_bytes(data)
+    assert report.verdict is Verdict.SAFE, report.findings
+    assert "inert-tail" in {f.rule_name for f in report.findings}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert list(safeload.loads(data, require_signature=False)) == list(values)
+
+
+def test_a_tail_some_reader_could_interpret_stays_not_safe() -> None:
+    # Each tail is whitespace plus something a reader acts on, or too long
+    # to be a writer's newline.
+    tails = {
+        b"\nc": "trailing-data",  # an opcode after the newline
+        b"\n" + pickle.dumps(1): "trailing-data",  # a further pickle after junk
+        b" " * 4097: "trailing-data",
+        b"\nPK\x05\x06" + b"\x00" * 18: "trailing-data",
+    }
+    for tail, rule in tails.items():
+        report = safeload.scan_bytes(_tailed(tail))
+        assert report.verdict is not Verdict.SAFE, tail
+        assert rule in bad(report), (tail, report.findings)
+    # A second pickle right after the first is read by a loop over
+    # pickle.load, so it is walked, not waved through as a tail.
+    report = safeload.scan_bytes(_tailed(b"\n") + pickle.dumps(eval, protocol=0))
+    assert report.verdict is not Verdict.SAFE

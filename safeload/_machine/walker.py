@@ -1684,6 +1684,13 @@ def _check_text_const(op: int, text: bytes, at: int) -> None:
 
 
 _NONZERO = re.compile(rb"[^\x00]")
+# Whitespace and NUL are not opcodes: a further pickle.load stops at the first
+# of them with "invalid load key" before doing anything, and no zip, tar or
+# compressed reading can start or end inside them.  Only a short tail is
+# accepted as a writer's newline or padding; a long one is not what writers
+# leave behind and stays trailing data.
+_INERT_TAIL_MAX = 4096
+_INERT_TAIL = re.compile(rb"[\x00\t\n\x0b\x0c\r ]+\Z")
 
 
 def _all_zero(data: Any, a: int, b: int) -> bool:
@@ -1721,6 +1728,15 @@ def analyze(
         if not first and _all_zero(data, pos, n):
             out.events.append(
                 Event("zero-padding", pos, f"{n - pos} zero bytes after the last pickle")
+            )
+            break
+        if not first and n - pos <= _INERT_TAIL_MAX and _INERT_TAIL.match(data, pos, n):
+            out.events.append(
+                Event(
+                    "inert-tail",
+                    pos,
+                    f"{n - pos} whitespace bytes after the last pickle, which no reader interprets",
+                )
             )
             break
         walk = walk_one(data, pos, n, budget)

@@ -636,7 +636,8 @@ def restricted_loads(
     """Walk `data` as one pickle and load it through `RestrictedUnpickler`.
 
     The convenience form of scan-then-load for a plain pickle: anything but
-    one complete pickle (optionally followed by zero padding) is refused, as
+    one complete pickle (optionally followed by padding that no reader
+    interprets: a note, not a verdict) is refused, as
     are persistent ids.
     """
     global _default_policy
@@ -645,7 +646,7 @@ def restricted_loads(
             _default_policy = Policy.default()
         policy = _default_policy
     analysis = analyze(data, max_opcodes=max_opcodes)
-    extra = [e for e in analysis.events if e.rule != "zero-padding"]
+    extra = [e for e in analysis.events if policy.rule(e.rule).verdict is not None]
     if extra or len(analysis.pickles) != 1:
         event = extra[0] if extra else None
         rule = policy.rule(event.rule if event is not None else "trailing-data")
