@@ -8,6 +8,7 @@ from .._names import canonical
 from ._base import Check
 from ._numbers import TEXT_NUMBER
 from ._numpy import BIT_GENERATOR, DTYPE_STATE, RAW_BYTES
+from ._pandas import BLOCK_PLACEMENT, CATEGORICAL_CODES
 from ._scipy import SPARSE
 from ._sklearn import HIST_PREDICTOR, TREE
 
@@ -21,6 +22,8 @@ CHECKS: tuple[Check, ...] = (
     HIST_PREDICTOR,
     SPARSE,
     TEXT_NUMBER,
+    BLOCK_PLACEMENT,
+    CATEGORICAL_CODES,
 )
 
 _BY_NAME: dict[str, Check] = {c.name: c for c in CHECKS}
