@@ -46,6 +46,7 @@ import safeload
 from safeload import Policy, Verdict
 from safeload._checks import APPLIES_TO, CHECKS, check_named, checks_for
 from safeload._checks._dtype import Layout, real_layout, symbolic_layout
+from safeload._checks._prebuild import real_dtypes
 from safeload._checks._values import Values
 from safeload._machine.walker import Res, analyze
 from safeload.errors import PolicyError
@@ -82,16 +83,16 @@ CASES = [
     Case("frombuffer-forged-objects-then-ufunc", H.frombuffer_forged_object_then_ufunc(), "crash",
          "numpy-dtype-state", allow=("numpy.add",), extra=("SL405",)),
     Case("newobj-builds-the-forged-dtype", H.newobj_forged_object(), "crash", "numpy-raw-bytes",
-         allow=("copyreg.__newobj__", "numpy.dtype"), real=False),
+         allow=("copyreg.__newobj__", "numpy.dtype")),
     Case("struct-hides-its-object-field-frombuffer", H.hidden_object_field(), "crash",
          "numpy-dtype-state"),
     Case("struct-hides-its-object-field-array-state", H.hidden_object_field("state"), "crash",
          "numpy-dtype-state"),
     Case("struct-field-outside-its-item", H.field_outside_item(), "crash", "numpy-dtype-state"),
-    # Filling the int field overwrites the object pointer numpy then releases: the
-    # crash comes while the load's objects are freed, so only the scan stops it.
+    # Filling the int field overwrites the object pointer numpy then releases (once
+    # the load's objects are freed): the loader builds the dtype alone first.
     Case("struct-int-field-over-an-object-field", H.overlapping_object_field(), "crash",
-         "numpy-dtype-state", real=False),
+         "numpy-dtype-state"),
     Case("generator-ctor-calls-its-second-argument",
          H.generator_ctor_calls(("builtins", "bytearray"), H.integer(1 << 33), "__generator_ctor"),
          "memory", "numpy-bit-generator", allow=(f"{_NUMPY_RANDOM}.__generator_ctor",)),
@@ -174,14 +175,45 @@ def test_real_side_refuses_it_with_the_scan_set_aside(case: Case, outcomes: dict
     assert "whose state its native code would trust is invalid" in forced["message"]
 
 
-def test_real_side_limits_are_what_the_cases_say(outcomes: dict[Any, Any]) -> None:
-    # The two the real side cannot stop: copyreg.__newobj__ hands out no stand-in
-    # for numpy.dtype (the dtype is checked after the load, after scalar() read it),
-    # and the overlapping field crashes while the refused load's objects are freed.
-    assert {c.id for c in CASES if not c.real} == {
-        "newobj-builds-the-forged-dtype",
-        "struct-int-field-over-an-object-field",
-    }
+def test_the_real_side_refuses_every_case() -> None:
+    # The C unpickler hands a dtype to ndarray.__setstate__ and scalar() with no
+    # call back into Python; the loader builds every dtype of the walk alone first
+    # (copyreg.__newobj__ hands out no stand-in for numpy.dtype; an int field over
+    # an object field crashes only once the load's objects are freed).
+    assert all(c.real for c in CASES)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_the_loader_builds_genuine_dtypes_as_numpy_does(protocol: int) -> None:
+    extra = [
+        np.dtype("i4", metadata={"vlen": str}),  # metadata holding a class: left out
+        np.dtype([(f"f{i}", "f8") for i in range(300)]),  # more names than the walk keeps
+        np.dtype(
+            {
+                "names": [f"a{i}" for i in range(70)],
+                "formats": ["i2"] * 70,
+                "titles": [f"T{i}" for i in range(70)],
+            }
+        ),
+    ]
+    for dt in _genuine_dtypes() + extra:
+        data = pickle.dumps(dt, protocol=protocol)
+        built = real_dtypes(data, analyze(data).pickles[0])
+        assert not isinstance(built, str), (dt, built)
+        assert any(b == dt and b.flags == dt.flags and b.itemsize == dt.itemsize for b in built), (
+            dt,
+            built,
+        )
+
+
+def test_the_loader_refuses_forged_dtypes_before_unpickling() -> None:
+    for data in (H.overlapping_object_field(), H.newobj_forged_object()):
+        problem = real_dtypes(data, analyze(data).pickles[0])
+        assert isinstance(problem, str), problem
+    dt = H.call("numpy", "dtype", H.call("builtins", "str", sbu("O8")), newfalse(), newtrue())
+    assert real_dtypes(H.pickle_of(dt), analyze(H.pickle_of(dt)).pickles[0]) == (
+        "a dtype built from a call of builtins.str, not constants"
+    )
 
 
 # -- forms numpy never writes ----------------------------------------------------------------

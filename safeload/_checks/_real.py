@@ -28,6 +28,7 @@ from .._machine.walker import GRef, StreamAnalysis
 from .._names import Use
 from ..errors import UnsafeFileError
 from ._base import Check, ObjectCheck, Problem
+from ._prebuild import dtype_states_before_load
 from ._registry import CHECKS, checks_for
 
 __all__ = ["CheckedConstructor", "LoadChecks", "check_loaded", "checked_constructor", "load_checks"]
@@ -64,6 +65,21 @@ class LoadChecks:
                 pair = (g.module, g.name)
                 seen[pair] = seen.get(pair, True) and _only_called(g)
         return cls(location, frozenset(p for p, ok in seen.items() if ok))
+
+    @classmethod
+    def for_readings(
+        cls, readings: Iterable[tuple[Any, StreamAnalysis]], location: str
+    ) -> LoadChecks:
+        """`for_walks` of each (buffer, walk) reading, once the dtypes every pickle
+        builds were built on their own and passed (`dtype_states_before_load`): the
+        C unpickler hands a dtype to arrays and scalars before any later check."""
+        pairs = list(readings)
+        for data, analysis in pairs:
+            for walk in analysis.pickles:
+                problem = dtype_states_before_load(data, walk)
+                if problem is not None:
+                    raise refusal(location, "numpy dtype", problem)
+        return cls.for_walks((analysis for _, analysis in pairs), location)
 
     def finish(self, obj: object, imported: Iterable[tuple[str, str]]) -> None:
         """Verify what the stand-ins built, then every loaded object checks name."""

@@ -217,7 +217,9 @@ def _unsafe(location: str, findings: list[Finding]) -> UnsafeFileError:
 def _deserialize_checked(located: Located, data: bytes, policy: Policy, map_location: Any) -> Any:
     # The named checks' real side: stand-ins check arguments and record what they
     # build while loading; `finish` verifies those and the loaded objects.
-    session = LoadChecks.for_walks((r.analysis for r in located.readings), located.location)
+    session = LoadChecks.for_readings(
+        ((r.data, r.analysis) for r in located.readings), located.location
+    )
     try:
         with load_checks(session):
             obj = _deserialize(located, data, policy, map_location)
