@@ -245,6 +245,8 @@ class UserConfig:
     fail_on: str | None = None
     exclude: tuple[str, ...] = ()
     max_load_cost: float | None = None
+    timeout: float | None = None
+    """Seconds one file's scan may take in a batch (`scan --timeout`)."""
     path: Path | None = None
 
     @classmethod
@@ -265,7 +267,9 @@ class UserConfig:
             return cls(path=path)
         if not isinstance(table, dict):
             raise PolicyError(f"{path}: [tool.safeload] must be a table")
-        unknown = set(table) - {"allow", "rules", "fail-on", "exclude", "max-load-cost"}
+        unknown = set(table) - {
+            "allow", "rules", "fail-on", "exclude", "max-load-cost", "timeout"
+        }  # fmt: skip
         if unknown:
             raise PolicyError(
                 f"{path}: unknown keys in [tool.safeload]: {', '.join(sorted(unknown))}"
@@ -281,12 +285,18 @@ class UserConfig:
         cost = table.get("max-load-cost")
         if cost is not None:
             cost = check_max_load_cost(cost, f"{path}: tool.safeload.max-load-cost")
+        timeout = table.get("timeout")
+        if timeout is not None and (
+            type(timeout) not in (int, float) or not 0 < timeout < float("inf")
+        ):
+            raise PolicyError(f"{path}: tool.safeload.timeout must be a positive number of seconds")
         return cls(
             allow=tuple(allow),
             rules=tuple(path.parent / r for r in rules),
             fail_on=fail_on,
             exclude=tuple(exclude),
             max_load_cost=cost,
+            timeout=None if timeout is None else float(timeout),
             path=path,
         )
 

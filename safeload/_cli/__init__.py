@@ -137,6 +137,15 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes (default: one per core)",
     )
     scan.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="time one file's scan may take; each file is then scanned in a worker process, "
+        "and a file over the limit is invalid (SL303) while the others are still scanned "
+        "(default: no limit, or timeout under [tool.safeload])",
+    )
+    scan.add_argument(
         "--explain",
         action="store_true",
         help="for files that are not safe, show what loading them would run (fickling's decompiler)",
@@ -227,6 +236,16 @@ def _load_cost(value: str) -> float:
     return number
 
 
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {value}")
+    return number
+
+
 def _positive(value: str) -> int:
     try:
         number = int(value)
@@ -262,6 +281,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         exclude=config.exclude if config else (),
         exclude_base=config.path.parent if config and config.path else None,
         sniff_named=args.sniff,
+        timeout=args.timeout or (config.timeout if config else None),
     )
     if args.explain:
         report = _with_explanations(report, args.jobs)

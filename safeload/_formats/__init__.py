@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from .._machine.walker import DEFAULT_MAX_OPCODES
+from .._machine.walker import DEFAULT_MAX_OPCODES, internal_error_message
 from .containers import MAX_DEPTH, MAX_EXPANDED, Ctx, container_kind, scan_blob
 from .readings import Compressed, Compression, Format, Located, Note, Reading, ReadingKind, Shape
 
@@ -49,5 +49,20 @@ def locate(
     size = len(data) if size is None else size
     with ExitStack() as stack:
         ctx = Ctx(max_opcodes=max_opcodes, stack=stack)
-        shape = scan_blob(ctx, data, location, 0, 0, size)
+        try:
+            shape = scan_blob(ctx, data, location, 0, 0, size)
+        except Exception as exc:  # the last resort: a bug is a verdict, not a crash
+            # The readings and notes found before it are kept; the rest of the
+            # file was not located, so it cannot be verified.
+            ctx.add("internal-error", internal_error_message(exc), location)
+            shape = _shape_after_error(ctx, data, size)
         yield Located(location, size, shape, ctx.readings, ctx.notes)
+
+def _shape_after_error(ctx: Ctx, data: Any, size: int) -> Shape:
+    """What a file whose locating failed was read as, as far as its first bytes say."""
+    kind = container_kind(bytes(data[: min(size, 1024)]), size)
+    if isinstance(kind, Format):
+        return Shape((kind,))
+    if kind is not None:
+        return Shape((Compressed(kind, Shape(())),))
+    return Shape((Format.PICKLE if ctx.readings else Format.DATA,))

@@ -99,10 +99,20 @@ def read_header(data: Any, start: int, end: int) -> NpyHeader:
 
 
 def _without_long_suffixes(text: str) -> str:
-    """numpy's `_filter_header`: the `L` name right after a number token goes."""
+    """numpy's `_filter_header`: the `L` name right after a number token goes.
+
+    A character the tokenizer cannot read (an ERRORTOKEN: a backtick, `$`, an
+    unterminated string) stays in numpy's filtered text, which then fails to
+    parse, so the header is refused there. Reading on is what costs: after
+    a run of spaces the tokenizer gives each space its own error token and
+    rescans the rest of the run, quadratic in its length (10 KB of spaces
+    took 74 s).
+    """
     tokens = []
     after_number = False
     for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == tokenize.ERRORTOKEN:
+            raise SyntaxError(f"unreadable character {token.string!r} in the header")
         if not (after_number and token.type == tokenize.NAME and token.string == "L"):
             tokens.append(token)
         after_number = token.type == tokenize.NUMBER

@@ -171,7 +171,10 @@ def _check_storages(
         elsize = sizes.get(key)
         if elsize is None or pos + 8 > end:
             break
-        pos += 8 + struct.unpack_from("<q", data, pos)[0] * elsize
+        count = struct.unpack_from("<q", data, pos)[0]
+        if count < 0:
+            break  # torch refuses a count that is not its storage's size
+        pos += 8 + count * elsize
     else:
         if keys is not None and pos <= end:
             return

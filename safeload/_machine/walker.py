@@ -673,7 +673,29 @@ def walk_one(data: Any, pos: int, end: int, budget: int, *, joblib: bool = True)
             Event("truncated-pickle", at, f"pickle data was truncated after offset {at}")
         )
         _finish(result)
+    except Exception as exc:  # the last resort: a bug is a verdict, not a crash
+        # What the walk saw before the error (its globals, events) is kept;
+        # nothing after it was checked, so the stream is not verifiable.
+        at = result.end
+        result.events.append(Event("internal-error", at, internal_error_message(exc, at)))
+        _finish(result)
     return result
+
+
+def internal_error_message(exc: BaseException, offset: int | None = None) -> str:
+    """What an `internal-error` finding says: where the scan stopped and the exception."""
+    where = f" after offset {offset}" if offset is not None else ""
+    text = str(exc)
+    if len(text) > 200:
+        text = text[:200] + "..."
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    detail = f"{name}: {text}" if text else name
+    return f"internal error while reading this file{where} ({detail}); nothing after it was checked"
 
 
 def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: bool) -> None:
@@ -1756,7 +1778,7 @@ def analyze(
                 )
             )
         out.pickles.append(walk)
-        if any(e.rule == "resource-limit" for e in walk.events):
+        if any(e.rule in ("resource-limit", "internal-error") for e in walk.events):
             break
         resumed = _resync(data, max(pos + 1, _fail_offset(walk)), n, budget, out, spent)
         if resumed is None:

@@ -9,10 +9,10 @@ as skipped. Paths that cannot be read end up in `ScanReport.errors`.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import pickletools
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from .._formats import Format, container_kind
@@ -20,8 +20,10 @@ from .._machine.opcodes import OPCODE_BYTES, starts_with_proto
 from .._machine.walker import DEFAULT_MAX_OPCODES
 from ..errors import ScanInputError
 from ..policy import Policy
-from ..report import FileReport, ScanReport
+from ..report import FileReport, Finding, ScanReport
+from . import _workers
 from ._core import scan_file
+from ._judge import internal_error, structural, verdict_of
 
 __all__ = ["MODEL_SUFFIXES", "discover", "scan_paths", "sniff"]
 
@@ -182,11 +184,17 @@ def scan_paths(
     exclude: Sequence[str] = (),
     exclude_base: Path | None = None,
     sniff_named: bool = False,
+    timeout: float | None = None,
 ) -> ScanReport:
     """Scan files and directories (recursively); results sorted by path.
 
     `jobs` worker processes share the work (default: one per core); a
-    handful of files is scanned in this process.
+    handful of files is scanned in this process. With `timeout` (seconds per
+    file), every file is scanned in a worker process, which is killed when
+    its file takes longer; that file's verdict is then `invalid`
+    (`resource-limit`). A file whose scan fails in any other way (a bug, a
+    worker killed by the out-of-memory killer) is `invalid` too
+    (`internal-error`); either way every other file is still scanned.
     """
     files, skipped, errors = discover(
         paths, exclude=exclude, exclude_base=exclude_base, sniff_named=sniff_named
@@ -194,20 +202,26 @@ def scan_paths(
     jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     reports: list[FileReport] = []
     total = len(files)
-    if jobs == 1 or total < _PARALLEL_MIN:
+    if timeout is None and (jobs == 1 or total < _PARALLEL_MIN):
         for done, path in enumerate(files, 1):
             _collect(_scan_one(path, policy, max_opcodes), reports, errors)
             if progress is not None:
                 progress(done, total)
-    else:
-        with ProcessPoolExecutor(
-            max_workers=min(jobs, total), initializer=_init_worker, initargs=(policy,)
-        ) as pool:
-            futures = [pool.submit(_scan_in_worker, path, max_opcodes) for path in files]
-            for done, future in enumerate(as_completed(futures), 1):
-                _collect(future.result(), reports, errors)
-                if progress is not None:
-                    progress(done, total)
+    elif files:
+        finished = _workers.run(
+            files,
+            functools.partial(_scan_in_worker, max_opcodes=max_opcodes),
+            workers=jobs,
+            timeout=timeout,
+            initializer=_init_worker,
+            initargs=(policy,),
+        )
+        for done, result in enumerate(finished, 1):
+            if isinstance(result, _workers.Lost):
+                result = _lost(result, policy)
+            _collect(result, reports, errors)
+            if progress is not None:
+                progress(done, total)
     reports.sort(key=lambda r: r.path)
     return ScanReport(
         files=tuple(reports), skipped=tuple(sorted(skipped)), errors=dict(sorted(errors.items()))
@@ -235,6 +249,33 @@ def _scan_one(path: Path, policy: Policy, max_opcodes: int) -> FileReport | tupl
         return scan_file(path, policy, max_opcodes=max_opcodes)
     except ScanInputError as exc:
         return str(path), _reason(str(path), exc.diagnostics())
+    except Exception as exc:  # the last resort: one file's bug never stops the batch
+        return _failed(path, internal_error(policy, exc, str(path)))
+
+
+def _lost(lost: _workers.Lost, policy: Policy) -> FileReport:
+    """The report of a file whose worker was killed (time limit) or died."""
+    if lost.timed_out:
+        message = f"{lost.reason} (the per-file time limit); it was stopped and nothing was verified"
+        finding = structural(policy, "resource-limit", message, str(lost.path), None)
+    else:
+        message = f"internal error while reading this file: {lost.reason}; nothing was verified"
+        finding = structural(policy, "internal-error", message, str(lost.path), None)
+    return _failed(lost.path, finding)
+
+
+def _failed(path: Path, finding: Finding) -> FileReport:
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = 0
+    return FileReport(
+        path=str(path),
+        verdict=verdict_of([finding]),
+        format="unknown",
+        findings=(finding,),
+        size=size,
+    )
 
 
 def _reason(path: str, text: str) -> str:

@@ -11,8 +11,8 @@ from .._formats import locate
 from .._machine.walker import DEFAULT_MAX_OPCODES
 from ..errors import ScanInputError
 from ..policy import Policy
-from ..report import FileReport
-from ._judge import judge, verdict_of
+from ..report import FileReport, Finding
+from ._judge import internal_error, judge, verdict_of
 
 _default_policy: Policy | None = None
 
@@ -62,14 +62,22 @@ def scan_file(
 
 
 def _scan_data(data: Any, size: int, policy: Policy, location: str, max_opcodes: int) -> FileReport:
-    with locate(data, location, size=size, max_opcodes=max_opcodes) as located:
-        findings = judge(located, policy)
+    findings: list[Finding] = []
+    shape, pickles, opcodes = "data", 0, 0
+    try:
+        with locate(data, location, size=size, max_opcodes=max_opcodes) as located:
+            shape, pickles, opcodes = str(located.shape), located.pickles, located.opcodes
+            findings = judge(located, policy)
+    except Exception as exc:  # the last resort: "everything else is a verdict"
+        # The locator and the judge keep what they found before an error of
+        # their own; this catches what escapes them (and the release of buffers).
+        findings.append(internal_error(policy, exc, location))
     return FileReport(
         path=location,
         verdict=verdict_of(findings),
-        format=str(located.shape),
+        format=shape,
         findings=tuple(findings),
         size=size,
-        pickles=located.pickles,
-        opcodes=located.opcodes,
+        pickles=pickles,
+        opcodes=opcodes,
     )

@@ -25,6 +25,7 @@ from .._machine.walker import (
     StreamAnalysis,
     Tup,
     const_value,
+    internal_error_message,
     is_str_const,
     render,
 )
@@ -55,13 +56,19 @@ def judge(located: Located, policy: Policy) -> list[Finding]:
     ]
     refusals: list[frozenset[tuple[str, str]]] = []
     for reading in located.readings:
-        per, refused = _judge_reading(
-            reading.analysis,
-            reading.data,
-            policy,
-            reading.location,
-            torch_storage_pids=reading.kind is ReadingKind.TORCH,
-        )
+        per: list[Finding] = []
+        try:
+            refused = _judge_reading(
+                reading.analysis,
+                reading.data,
+                policy,
+                reading.location,
+                per,
+                torch_storage_pids=reading.kind is ReadingKind.TORCH,
+            )
+        except Exception as exc:  # the last resort: a bug is a verdict, not a crash
+            per.append(internal_error(policy, exc, reading.location))
+            refused = frozenset()
         refusals.append(refused)
         if reading.base:
             per = [
@@ -71,7 +78,10 @@ def judge(located: Located, policy: Policy) -> list[Finding]:
                 for f in per
             ]
         found.extend(per)
-    cost = _load_cost(located, policy, refusals)
+    try:
+        cost = _load_cost(located, policy, refusals)
+    except Exception as exc:  # the last resort: a bug is a verdict, not a crash
+        cost = internal_error(policy, exc, located.location)
     if cost is not None:
         found.append(cost)
     top = located.location
@@ -94,9 +104,9 @@ def findings_for(
     torch_storage_pids: bool = False,
 ) -> list[Finding]:
     """Findings for every global and event of `analysis`, in stream order."""
-    return _judge_reading(analysis, data, policy, location, torch_storage_pids=torch_storage_pids)[
-        0
-    ]
+    out: list[Finding] = []
+    _judge_reading(analysis, data, policy, location, out, torch_storage_pids=torch_storage_pids)
+    return out
 
 
 def _judge_reading(
@@ -104,12 +114,13 @@ def _judge_reading(
     data: Any,
     policy: Policy,
     location: str,
+    out: list[Finding],
     *,
     torch_storage_pids: bool = False,
-) -> tuple[list[Finding], frozenset[tuple[str, str]]]:
-    """`findings_for`, and the globals the policy refuses as they are used (which
-    the checks and the load-cost estimate leave to their own findings)."""
-    out: list[Finding] = []
+) -> frozenset[tuple[str, str]]:
+    """`findings_for` into `out` (so that an exception keeps what was found before
+    it), and the globals the policy refuses as they are used (which the checks and
+    the load-cost estimate leave to their own findings)."""
     aggs: dict[tuple[str, str, str], _Agg] = {}
     effective = effective_uses(analysis.globals)
     for g in analysis.globals:
@@ -138,7 +149,7 @@ def _judge_reading(
         out.append(_event_finding(event, policy, location))
     out.extend(_persid_findings(analysis, data, policy, location, torch_storage_pids))
     out.sort(key=lambda f: f.offset if f.offset is not None else -1)
-    return out, frozenset(refused)
+    return frozenset(refused)
 
 
 def _usage(uses: Iterable[str]) -> tuple[str, ...]:
@@ -419,6 +430,12 @@ def verdict_of(findings: Iterable[Finding]) -> Verdict:
     return Verdict.worst([f.verdict for f in findings if f.verdict is not None])
 
 
+def internal_error(policy: Policy, exc: BaseException, location: str) -> Finding:
+    """SL312: the scan of `location` stopped at an unexpected exception (a bug, not the file's
+    fault); the findings made before it are kept by the caller."""
+    return structural(policy, "internal-error", internal_error_message(exc), location, None)
+
+
 def structural(
     policy: Policy, rule_name: str, message: str, location: str, offset: int | None
 ) -> Finding:
@@ -436,4 +453,4 @@ def structural(
     )
 
 
-__all__ = ["Severity", "findings_for", "judge", "structural", "verdict_of"]
+__all__ = ["Severity", "findings_for", "internal_error", "judge", "structural", "verdict_of"]

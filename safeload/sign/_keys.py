@@ -16,7 +16,6 @@ purpose, so a secret shared with another tool never yields safeload tags.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -30,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InternalError, InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -272,7 +271,7 @@ def _hmac_from_json(text: str, where: str) -> HmacKey:
 def _b64_secret(text: str, where: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character outside ASCII
         raise KeyFileError(f"{where}: the HMAC secret is not base64") from None
 
 
@@ -284,14 +283,14 @@ def read_key_file(path: Path) -> AsymmetricPrivate | PublicKey | HmacKey:
         if b"PRIVATE KEY-----" in data:
             try:
                 private = serialization.load_pem_private_key(data, password=None)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, UnsupportedAlgorithm, InternalError) as exc:
                 raise KeyFileError(f"{where}: unreadable private key ({exc})") from None
             if not isinstance(private, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
                 raise KeyFileError(f"{where}: only Ed25519 and ECDSA keys are supported")
             return private
         try:
             public = serialization.load_pem_public_key(data)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm, InternalError) as exc:
             raise KeyFileError(f"{where}: unreadable public key ({exc})") from None
         if not isinstance(public, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
             raise KeyFileError(f"{where}: only Ed25519 and ECDSA keys are supported")

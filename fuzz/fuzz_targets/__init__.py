@@ -1,0 +1,1 @@
+"""Fuzz targets shared by the atheris harnesses and the regression tests."""
