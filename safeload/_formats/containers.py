@@ -232,9 +232,7 @@ def scan_blob(
     return Shape(tuple(formats))
 
 
-def _tail_zip(
-    data: Any, start: int, end: int, *, exact: bool
-) -> tuple[zipread.Archive, bool] | None:
+def _tail_zip(data: Any, start: int, end: int, *, exact: bool) -> tuple[zipread.Views, bool] | None:
     """A zip archive found from the end, as `zipfile` finds one, and whether it ends at `end`.
 
     With `exact`, only an end record (and comment) that ends exactly at `end`
@@ -249,10 +247,11 @@ def _tail_zip(
     if exact and not at_end:
         return None
     try:
-        archive = zipread.read_archive(data, start, end)
+        # torch.load reads a file as a zip only when it starts with one.
+        views = zipread.read_views(data, start, end, torch=False)
     except (zipread.ZipError, ValueError, IndexError, struct.error):
         return None
-    return (archive, at_end) if archive.members else None
+    return (views, at_end) if views.members else None
 
 
 # -- handlers ---------------------------------------------------------------------
@@ -264,27 +263,43 @@ def _zip(
     ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, head: bytes
 ) -> Format:
     try:
-        archive = zipread.read_archive(data, start, end)
+        views = zipread.read_views(data, start, end, torch=head.startswith(b"PK\x03\x04"))
     except (zipread.ZipError, ValueError, IndexError, struct.error) as exc:
         ctx.add("corrupt-container", f"zip archive cannot be read: {exc}", location, 0)
         return Format.ZIP
-    return _scan_zip_archive(ctx, data, archive, location, depth)
+    return _scan_zip_archive(ctx, data, views, location, depth)
 
 
 def _scan_zip_archive(
-    ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth: int
+    ctx: Ctx, data: Any, views: zipread.Views, location: str, depth: int
 ) -> Format:
+    """Every member any reader reads (`zipread.merged`), and where the readers disagree."""
     from . import torch as torch_fmt
 
-    pair = zipread.overlapping(archive)
-    if pair is not None:
-        ctx.add(
-            "corrupt-container",
-            f"zip members {pair[0].name!r} and {pair[1].name!r} share bytes (a zip bomb "
-            "construction)",
-            location,
-            pair[1].header_offset,
-        )
+    for read in views.archives:
+        pair = zipread.overlapping(read)
+        if pair is not None:
+            ctx.add(
+                "corrupt-container",
+                f"zip members {pair[0].name!r} and {pair[1].name!r} share bytes (a zip bomb "
+                "construction)",
+                location,
+                pair[1].header_offset,
+            )
+            break
+    for message, offset in zipread.divergences(views):
+        ctx.add("zip-reader-divergence", message, location, offset)
+    archive, refusals = zipread.merged(views)
+    for m, why in refusals:
+        ctx.add("zip-reader-disagreement", why, f"{location}:{m.name}")
+    if views.torch is None and views.zipfile is not None and views.torch_error is not None:
+        if torch_fmt.is_torch_zip(views.zipfile):
+            ctx.add(
+                "zip-reader-disagreement",
+                f"torch's zip reader cannot open this archive ({views.torch_error}), so "
+                "torch.load fails on it; it was read as Python's zipfile does",
+                location,
+            )
     if torch_fmt.is_torch_zip(archive):
         return torch_fmt.scan_zip(ctx, data, archive, location, depth)
     kinds = set()
@@ -307,7 +322,6 @@ def member_bytes(
     if m.error is not None:
         ctx.add("corrupt-container", f"zip member cannot be read: {m.error}", where)
         return None
-    _note_disagreement(ctx, m, where)
     if m.method == 0:
         if m.size != m.compressed_size:
             # torch's reader refuses such an archive; other readers take either size.
@@ -334,21 +348,6 @@ def member_bytes(
         if peek is not None:
             return peek
     return expand_into(ctx, "deflate", data, m.data_offset, m.data_end, where)
-
-
-def _note_disagreement(ctx: Ctx, m: zipread.Member, where: str) -> None:
-    why = []
-    if m.local_name != m.name:
-        why.append(f"its local header names it {m.local_name!r}")
-    if m.flags & 0x2041:
-        why.append("an encryption flag is set")
-    if why:
-        ctx.add(
-            "zip-reader-disagreement",
-            f"{' and '.join(why)}: Python's zipfile refuses this member; it was read as "
-            "torch's reader does",
-            where,
-        )
 
 
 def _numeric_npy_head(ctx: Ctx, data: Any, m: zipread.Member) -> tuple[Any, int, int] | None:
