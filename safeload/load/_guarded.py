@@ -41,9 +41,9 @@ from ..sign import (
 )
 from ._allowed import effective_policy
 from ._archives import is_pandas_archive, load_pandas_archive
-from ._joblib import load_joblib
+from ._joblib import HeldCursor, load_joblib
 from ._numpy import load_npy, load_npz
-from ._open import read_private, read_private_in
+from ._open import HeldBuffer, read_private, read_private_in
 from ._unpickler import ImportGuard, ImportPlan, RestrictedUnpickler
 from ._validators import LoadChecks, load_checks
 
@@ -143,7 +143,7 @@ def loads(
 
 
 def _load_buffer(
-    data: bytes,
+    data: HeldBuffer | bytes,
     location: str,
     policy: Policy,
     auth: Authenticated | None,
@@ -214,7 +214,9 @@ def _unsafe(location: str, findings: list[Finding]) -> UnsafeFileError:
 # -- deserializing the readings ---------------------------------------------------------
 
 
-def _deserialize_checked(located: Located, data: bytes, policy: Policy, map_location: Any) -> Any:
+def _deserialize_checked(
+    located: Located, data: HeldBuffer | bytes, policy: Policy, map_location: Any
+) -> Any:
     # The named checks' real side: stand-ins check arguments and record what they
     # build while loading; `finish` verifies those and the loaded objects.
     session = LoadChecks.for_readings(
@@ -270,8 +272,12 @@ def _load_joblib_reading(reading: Reading, policy: Policy) -> Any:
     if plan.persistent_ids:
         raise guard.refuse("persistent-id", "joblib files have no persistent ids",
                            plan.persistent_ids[0])  # fmt: skip
-    handle = range_file(reading.data, plan.start, plan.end)
-    obj = load_joblib(handle, guard.find_class)
+    if isinstance(reading.data, HeldBuffer):
+        handle: Any = HeldCursor(reading.data, plan.start, plan.end)
+        obj = load_joblib(handle, guard.find_class, reading.data, plan.start)
+    else:
+        handle = range_file(reading.data, plan.start, plan.end)
+        obj = load_joblib(handle, guard.find_class)
     if not guard.finished or handle.tell() != plan.end - plan.start:
         raise guard.mismatch(
             f"the load asked for {guard.calls_made} of {len(plan.calls)} predicted globals "
@@ -281,7 +287,9 @@ def _load_joblib_reading(reading: Reading, policy: Policy) -> Any:
     return obj
 
 
-def _deserialize(located: Located, data: bytes, policy: Policy, map_location: Any) -> Any:
+def _deserialize(
+    located: Located, data: HeldBuffer | bytes, policy: Policy, map_location: Any
+) -> Any:
     shape = located.shape
     location = located.location
     single = shape.single
@@ -310,7 +318,8 @@ def _deserialize(located: Located, data: bytes, policy: Policy, map_location: An
     if single is Format.SAFETENSORS:
         from ._safetensors import load_safetensors
 
-        return load_safetensors(data, location)
+        # The safetensors library parses `bytes` only (and copies every tensor out).
+        return load_safetensors(bytes(data), location)
     if is_pandas_archive(shape):
         # pandas.read_pickle(compression="zip" | "tar"): the archive's one file.
         return load_pandas_archive(data, located.size, shape, location, _unpickler_for(policy))

@@ -11,13 +11,27 @@ rewritten after the check. Nothing is reopened by path afterwards.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import stat
 from pathlib import Path, PurePosixPath
 
 from ..errors import LoadInputError
 
-__all__ = ["read_private", "read_private_in"]
+__all__ = ["HeldBuffer", "read_private", "read_private_in"]
+
+
+class HeldBuffer(mmap.mmap):
+    """The guarded loader's private copy of a file: anonymous, writable memory.
+
+    Writable and page-aligned so that loaded arrays and tensors can be views
+    of it (`numpy.frombuffer`, `torch.frombuffer`) instead of second copies:
+    one copy of the file, as the plain loaders make. Nothing writes to it
+    while a load runs (a signature check may be hashing it); afterwards it
+    belongs to the arrays that view it, and lives as long as one of them.
+    It is never closed by safeload, so handing out views of it is safe.
+    """
+
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 # Non-blocking, so that opening a FIFO returns at once (and fstat refuses it)
@@ -37,7 +51,7 @@ def _refusal(path: object, exc: OSError) -> LoadInputError:
     return LoadInputError(f"{path}: cannot open: {exc.strerror or exc}")
 
 
-def _read_fd(fd: int, shown: object) -> bytes:
+def _read_fd(fd: int, shown: object) -> HeldBuffer | bytes:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         kind = (
@@ -51,13 +65,32 @@ def _read_fd(fd: int, shown: object) -> bytes:
         )
         raise LoadInputError(f"{shown}: is {kind}; the guarded loader reads only regular files")
     os.set_blocking(fd, True)
-    # One `bytes` object filled in place to EOF (sized from fstat, grown if the
-    # file grows meanwhile): the unpicklers read it without another copy.
     with os.fdopen(os.dup(fd), "rb", buffering=0) as raw:
-        return raw.readall()
+        size = info.st_size
+        if size == 0:
+            return raw.readall()
+        # MAP_PRIVATE: a MAP_SHARED anonymous map (mmap's default) would be
+        # written through by a forked child.
+        held = HeldBuffer(-1, size, flags=mmap.MAP_PRIVATE)
+        with memoryview(held) as view:
+            got = 0
+            while got < size:
+                n = raw.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+        more = raw.readall() if got == size else b""
+        if got == size and not more:
+            return held
+    # The file changed size while it was read: what was read is one snapshot
+    # of it only if it is read again whole, and the length fstat gave is stale.
+    raise LoadInputError(
+        f"{shown}: changed size while it was being read ({size} bytes by fstat, "
+        f"{got + len(more)} read); load it again once it is written"
+    )
 
 
-def read_private(path: str | os.PathLike[str]) -> bytes:
+def read_private(path: str | os.PathLike[str]) -> HeldBuffer | bytes:
     """The bytes of regular file `path`, read once through one descriptor."""
     try:
         fd = os.open(path, _FILE_FLAGS)
@@ -76,7 +109,7 @@ def _is_symlink(part: str, dir_fd: int) -> bool:
         return False
 
 
-def read_private_in(root: Path, name: str) -> bytes:
+def read_private_in(root: Path, name: str) -> HeldBuffer | bytes:
     """The bytes of file `name` (a POSIX path) inside directory `root`.
 
     Every component is opened relative to the directory handle above it with

@@ -7,7 +7,9 @@ each format `torch.load` reads (`torch/serialization.py`: `_load` and
 `_legacy_load`):
 
 - **zip** (`torch.save` since 1.6): `data.pkl`, whose storage ids name
-  archive members;
+  archive members; a storage is a view of its member's bytes in the
+  guarded loader's private buffer (as `torch.load(mmap=True)` views the
+  file), so the data is held once, not copied a second time;
 - **legacy stacked** (`_use_new_zipfile_serialization=False`): five pickles
   (magic number, protocol version, sys_info, the object, the storage keys),
   then for each key an 8-byte element count and the raw little-endian
@@ -20,8 +22,8 @@ each format `torch.load` reads (`torch/serialization.py`: `_load` and
 
 Every pickle is exactly the bytes the scan walked, loaded by the restricted
 unpickler with the plan of that walk; every persistent id is validated
-before it is used; raw storage bytes are copied once from the held buffer
-into each storage, through torch's own `_set_from_file` (which also decodes
+before it is used; in the legacy formats, raw storage bytes are copied
+once from the held buffer into each storage, through torch's own `_set_from_file` (which also decodes
 byte order on a big-endian host), and only after their extent has been
 checked against the end of the file or member. Tensors are rebuilt by
 torch's own allowlisted `_rebuild_*` functions (tar: `Tensor.set_`, as torch
@@ -43,11 +45,15 @@ from .._formats.torch import MAGIC_NUMBER, archive_prefix
 from ..errors import UnsafeFileError, UnsupportedFormatError
 from ..policy import Policy
 from ..report import Finding
+from ._open import HeldBuffer
 from ._unpickler import ImportGuard, ImportPlan, RestrictedUnpickler, check_torch_storage_pid
 
 __all__ = ["load_torch_legacy", "load_torch_tar", "load_torch_zip"]
 
 _PROTOCOL_VERSION = 1001
+# torch.save aligns every record's data to 64 bytes (caffe2's kFieldAlignment);
+# a storage is viewed in place only at such an offset, never misaligned.
+_ALIGNMENT = 64
 """The only legacy protocol version `torch.load` accepts."""
 _LEGACY_PICKLES = 5
 _TAR_MEMBERS = ("storages", "tensors", "pickle")
@@ -208,6 +214,7 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
 
     restore_location = _get_restore_location(map_location)  # type: ignore[no-untyped-call]
     loaded: dict[str, Any] = {}
+    alias = isinstance(data, HeldBuffer)
 
     def persistent_load(pid: Any) -> Any:
         # The check has accepted its shape, types and storage type.
@@ -223,11 +230,18 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
                 "archive; the file is corrupt",
                 path=where,
             )
-        if nbytes:
+        if not nbytes:
+            storage = torch.UntypedStorage(0)
+        elif alias and not swap and member.data_offset % _ALIGNMENT == 0:
+            # A view of the held bytes, as torch.load(mmap=True) views the file:
+            # one copy of the data in all. (Swapping bytes would write into the
+            # buffer a signature check may still be hashing, so it copies.)
+            storage = torch.frombuffer(
+                data, dtype=torch.uint8, count=nbytes, offset=member.data_offset
+            ).untyped_storage()
+        else:
             view = memoryview(data)[member.data_offset : member.data_offset + nbytes]
             storage = torch.UntypedStorage.from_buffer(view, dtype=torch.uint8)
-        else:
-            storage = torch.UntypedStorage(0)
         if swap:
             storage.byteswap(dtype)
         typed = _typed(torch, restore_location(storage, device), dtype)

@@ -65,6 +65,7 @@ from .._names import Use, canonical, map_name
 from ..errors import UnsafeFileError
 from ..policy import Decision, Policy
 from ..report import Finding, Verdict
+from ._open import HeldBuffer
 from ._validators import checked_constructor
 
 __all__ = [
@@ -486,7 +487,8 @@ class RestrictedUnpickler(_pickle.Unpickler):
 class _Held:
     """The file the C unpickler reads `data[start:end]` from; nothing past `end`.
 
-    A `bytes` buffer (what the guarded loader holds) is handed out as views:
+    A `bytes` buffer or the guarded loader's `HeldBuffer` (never closed, never
+    resized) is handed out as views:
     `peek` gives the C unpickler up to `_VIEW` bytes, which it parses in place
     as `pickle.loads` does, with no copy and no call per frame or opcode; it
     calls `read` to move past what it consumed (hence `tell`) before the next
@@ -502,7 +504,9 @@ class _Held:
 
     def __init__(self, data: Any, start: int, end: int) -> None:
         self._data = data
-        self._view = memoryview(data) if type(data) is bytes else None
+        self._view = (
+            memoryview(data) if type(data) is bytes or isinstance(data, HeldBuffer) else None
+        )
         self._start = self._pos = start
         self._end = end
 
