@@ -8,6 +8,7 @@ guarded loader must refuse the same bytes.
 
 from __future__ import annotations
 
+import io
 import pickle
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import warnings
 from pathlib import Path
 from unittest import mock
 
+import joblib
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -37,6 +39,9 @@ X = np.random.default_rng(0).random((80, 4))
 print("loaded", flush=True)
 if hasattr(model, "predict"):
     model.predict(X)
+elif hasattr(model, "query"):
+    model.query(X, k=50)
+    model.query_radius(X, r=10.0)
 else:
     model.toarray()
 print("survived", flush=True)
@@ -206,3 +211,115 @@ def test_genuine_models_load_and_predict_the_same() -> None:
                 warnings.simplefilter("ignore", safeload.UnsignedLoadWarning)
                 loaded = safeload.loads(pickle.dumps(value), require_signature=False)
             assert (loaded != value).nnz == 0
+
+
+# -- neighbor trees and distance metrics ---------------------------------------------------------
+
+
+def neighbor_tree(kind: str, mutate: str) -> bytes:
+    from sklearn.neighbors import BallTree, KDTree
+
+    tree = (KDTree if kind == "kd" else BallTree)(np.random.default_rng(1).random((200, 4)))
+    state = list(tree.__getstate__())
+    if mutate == "index":
+        state[1] = state[1].copy()
+        state[1][5] = 10**9
+    elif mutate == "node-end":
+        nodes = state[2].copy()
+        nodes["idx_end"][-1] = 10**8
+        state[2] = nodes
+    elif mutate == "levels":
+        state[5] = 40
+    elif mutate == "inner-leaf":
+        nodes = state[2].copy()
+        nodes["is_leaf"][-1] = 0  # a last-level node said to have children
+        state[2] = nodes
+    tree.__setstate__(tuple(state))
+    return pickle.dumps(tree)
+
+
+@pytest.mark.parametrize("kind", ["kd", "ball"])
+@pytest.mark.parametrize(
+    ("mutate", "proof", "reason"),
+    [
+        ("index", "crash", "index 1000000000 is not one of the 200 samples"),
+        ("node-end", "crash", "spans [") ,
+        ("levels", None, "2**n_levels - 1 of n_levels 40"),
+        ("inner-leaf", None, "is not a leaf but has no children"),
+    ],
+)  # fmt: skip
+def test_neighbor_tree_state_out_of_range_is_refused(
+    tmp_path: Path, kind: str, mutate: str, proof: str | None, reason: str
+) -> None:
+    data = neighbor_tree(kind, mutate)
+    if proof is not None:
+        path = tmp_path / "tree.pkl"
+        path.write_bytes(data)
+        assert plain_outcome(path) == proof
+    messages = [f.message for f in safeload.scan_bytes(data).findings]
+    assert any("check sklearn-neighbor-tree failed" in m and reason in m for m in messages)
+    message = refused(data, scan="SL406")
+    assert "scikit-learn neighbor tree" in message and reason in message
+
+
+def test_neighbor_tree_in_a_joblib_file_is_checked_by_the_loader() -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    model = KNeighborsClassifier(algorithm="kd_tree").fit(X, Y)
+    state = list(model._tree.__getstate__())
+    state[1] = state[1].copy()
+    state[1][3] = -(10**9)
+    model._tree.__setstate__(tuple(state))
+    buf = io.BytesIO()
+    joblib.dump(model, buf)
+    assert "index -1000000000 is not one of the 80 samples" in refused(buf.getvalue())
+
+
+def test_mahalanobis_matrix_that_is_not_square_is_refused() -> None:
+    # Its distance reads the matrix as rows x rows: (d, 1) is read past its end
+    # (garbage distances, up to d doubles beyond; no crash at this size).
+    from sklearn.metrics import DistanceMetric
+
+    metric = DistanceMetric.get_metric("mahalanobis", VI=np.eye(50))
+    p, vec, _ = metric.__getstate__()
+    metric.__setstate__((p, vec, np.ones((50, 1))))
+    data = pickle.dumps(metric)
+    messages = [f.message for f in safeload.scan_bytes(data).findings]
+    assert any("sklearn-distance-metric failed" in m and "(50, 1)" in m for m in messages)
+    assert "read as square" in refused(data, scan="SL406")
+
+
+def test_genuine_neighbor_models_load_and_query_the_same() -> None:
+    from sklearn.neighbors import (
+        BallTree,
+        KDTree,
+        KernelDensity,
+        KNeighborsClassifier,
+        NearestNeighbors,
+    )
+
+    rng = np.random.default_rng(2)
+    objects: list[object] = []
+    for n in (1, 2, 7, 300):
+        points = rng.random((n, 3))
+        for leaf_size in (1, 2, 40):
+            objects += [KDTree(points, leaf_size=leaf_size), BallTree(points, leaf_size=leaf_size)]
+    objects += [KNeighborsClassifier(algorithm=a).fit(X, Y) for a in ("kd_tree", "ball_tree")]
+    objects += [
+        NearestNeighbors(
+            algorithm="ball_tree", metric="mahalanobis", metric_params={"VI": np.eye(4)}
+        ).fit(X),
+        KernelDensity().fit(X),
+    ]
+    for obj in objects:
+        buf = io.BytesIO()
+        joblib.dump(obj, buf)
+        for data in [*(pickle.dumps(obj, p) for p in range(6)), buf.getvalue()]:
+            assert safeload.scan_bytes(data).safe, obj
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", safeload.UnsignedLoadWarning)
+                loaded = safeload.loads(data, require_signature=False)
+            if hasattr(obj, "query"):
+                probe = rng.random((4, 3))
+                k = min(2, obj.data.shape[0])
+                assert (loaded.query(probe, k=k)[1] == obj.query(probe, k=k)[1]).all()

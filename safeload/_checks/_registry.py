@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from .._names import canonical
 from ._base import Check
+from ._neighbors import DISTANCE_METRIC, NEIGHBOR_TREE
 from ._numbers import TEXT_NUMBER
 from ._numpy import BIT_GENERATOR, DTYPE_STATE, RAW_BYTES
 from ._pandas import BLOCK_PLACEMENT, CATEGORICAL_CODES
@@ -24,6 +25,8 @@ CHECKS: tuple[Check, ...] = (
     TEXT_NUMBER,
     BLOCK_PLACEMENT,
     CATEGORICAL_CODES,
+    NEIGHBOR_TREE,
+    DISTANCE_METRIC,
 )
 
 _BY_NAME: dict[str, Check] = {c.name: c for c in CHECKS}
