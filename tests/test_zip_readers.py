@@ -1,0 +1,168 @@
+"""Zip archives where torch's reader and Python's zipfile disagree (issue 9, zip half).
+
+Every archive of `tests/hostile_zip.HOSTILE` is built byte by byte and proven
+under the loader it targets (torch.load(weights_only=False), numpy.load(
+allow_pickle=True), pandas.read_pickle(compression="zip")), in a forked child
+in a temporary folder: the payload creates a `canary` file there. Then
+`safeload scan` must not call it safe (the payload is found where the loader
+reads it) and `safeload.load` must refuse it without the canary appearing.
+Real files from torch.save, np.savez and DataFrame.to_pickle stay safe, and
+both reader models agree on them.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import safeload
+from safeload import Verdict
+from safeload._formats import zipread
+from tests import hostile_zip as hz
+from tests.hostile_containers import OPENERS, state_dict
+from tests.loadrun import canary_in, run_jobs
+
+_BY_NAME = {h.name: h for h in hz.HOSTILE}
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Each hostile archive on disk, loaded by its plain loader and by safeload.load."""
+    base = tmp_path_factory.mktemp("zip-readers")
+    jobs = []
+    for h in hz.HOSTILE:
+        folder = base / h.name
+        folder.mkdir()
+        path = folder / f"f{h.kind.suffix}"
+        path.write_bytes(h.build(h.kind))
+        jobs.append({"kind": "plain", "path": path, "cwd": folder / "plain", "code": h.kind.code})
+        jobs.append({"kind": "safeload", "path": path, "cwd": folder / "guarded"})
+    results = run_jobs(jobs)
+    out: dict[str, Any] = {}
+    for i, h in enumerate(hz.HOSTILE):
+        plain, guarded = jobs[2 * i], jobs[2 * i + 1]
+        out[h.name] = {
+            "path": Path(plain["path"]),
+            "plain_canary": canary_in(plain["cwd"]),
+            "plain": results[2 * i],
+            "guarded_canary": canary_in(guarded["cwd"]),
+            "guarded": results[2 * i + 1],
+        }
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(_BY_NAME))
+def test_payload_fires_under_the_real_loader(loaded: dict[str, Any], name: str) -> None:
+    run = loaded[name]
+    assert run["plain_canary"], run["plain"]
+
+
+@pytest.mark.parametrize("name", sorted(_BY_NAME))
+def test_scan_finds_the_payload(loaded: dict[str, Any], name: str) -> None:
+    hostile = _BY_NAME[name]
+    path = loaded[name]["path"]
+    report = safeload.scan_file(path, location=path.name)
+    assert report.verdict is Verdict.DANGEROUS, report.findings
+    hits = [f for f in report.findings if f.global_name in OPENERS]
+    assert hits, report.findings
+    divergence = [f for f in report.findings if f.rule_name == "zip-reader-divergence"]
+    assert bool(divergence) is hostile.divergence, report.findings
+    for f in divergence:
+        assert f.rule == "SL311"
+        assert "torch" in f.message or "numpy.load" in f.message, f.message
+
+
+@pytest.mark.parametrize("name", sorted(_BY_NAME))
+def test_guarded_load_refuses(loaded: dict[str, Any], name: str) -> None:
+    run = loaded[name]
+    assert run["guarded"]["outcome"] == "raised", run["guarded"]
+    assert run["guarded"]["safeload_error"], run["guarded"]
+    assert not run["guarded_canary"]
+
+
+def test_divergence_names_both_readings(tmp_path: Path) -> None:
+    raw = hz.concat_shift(hz.PANDAS)
+    report = safeload.scan_bytes(raw, location="c.zip")
+    (finding,) = [f for f in report.findings if f.rule_name == "zip-reader-divergence"]
+    assert "torch's zip reader" in finding.message
+    assert "Python's zipfile" in finding.message
+    views = zipread.read_views(raw, 0, len(raw))
+    assert views.torch is not None and views.zipfile is not None
+    # the two directories, and each reader's bytes for the one member
+    assert f"at {views.torch.cd_offset}" in finding.message
+    assert f"at {views.zipfile.cd_offset}" in finding.message
+    assert views.torch.cd_offset != views.zipfile.cd_offset
+
+
+def test_torch_reads_the_case_insensitive_match_as_data_pkl() -> None:
+    raw = hz.case_insensitive_name(hz.TORCH)
+    report = safeload.scan_bytes(raw, location="c.pt")
+    assert report.format == "pytorch-zip"
+    hits = [f.location for f in report.findings if f.global_name in OPENERS]
+    assert "c.pt:archive/data.pkl" in hits
+
+
+# -- the models against the real zipfile, on the hostile archives ----------------------------
+
+
+@pytest.mark.parametrize("name", sorted(_BY_NAME))
+def test_zipfile_model_matches_zipfile(name: str) -> None:
+    hostile = _BY_NAME[name]
+    raw = hostile.build(hostile.kind)
+    model = zipread.read_zipfile(raw, 0, len(raw))
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        assert [m.name for m in model.members] == zf.namelist()
+        mine = model.by_name()
+        for info in zf.infolist():
+            assert mine[info.filename].data_offset is not None
+        for name_, member in mine.items():
+            real = zf.read(name_)
+            assert raw[member.data_offset : member.data_offset + member.read_size] == real
+
+
+# -- benign controls ------------------------------------------------------------------------
+
+
+def _torch_zip() -> bytes:
+    buf = io.BytesIO()
+    torch.save(state_dict(), buf)
+    return buf.getvalue()
+
+
+def _npz(compressed: bool) -> bytes:
+    buf = io.BytesIO()
+    save = np.savez_compressed if compressed else np.savez
+    save(buf, a=np.arange(10), A=np.ones((2, 3)), o=np.array([1, "x", None], dtype=object))
+    return buf.getvalue()
+
+
+def _pandas_zip(tmp_path: Path) -> bytes:
+    path = tmp_path / "frame.pkl.zip"
+    pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}).to_pickle(path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("which", ["torch", "npz", "npz-compressed", "pandas"])
+def test_real_archives_stay_safe_and_readers_agree(tmp_path: Path, which: str) -> None:
+    raw = {
+        "torch": _torch_zip,
+        "npz": lambda: _npz(False),
+        "npz-compressed": lambda: _npz(True),
+        "pandas": lambda: _pandas_zip(tmp_path),
+    }[which]()
+    report = safeload.scan_bytes(raw, location=which)
+    assert report.verdict is Verdict.SAFE, report.findings
+    assert not [f for f in report.findings if f.rule_name.startswith("zip-reader")]
+    views = zipread.read_views(raw, 0, len(raw))
+    assert views.torch is not None and views.zipfile is not None
+    assert [(m.raw_name, m.selection) for m in views.torch.members] == [
+        (m.raw_name, m.selection) for m in views.zipfile.members
+    ]
+    assert zipread.divergences(views) == []
