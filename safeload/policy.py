@@ -245,6 +245,7 @@ class UserConfig:
     fail_on: str | None = None
     exclude: tuple[str, ...] = ()
     max_load_cost: float | None = None
+    max_expansion: float | None = None
     timeout: float | None = None
     """Seconds one file's scan may take in a batch (`scan --timeout`)."""
     path: Path | None = None
@@ -268,7 +269,7 @@ class UserConfig:
         if not isinstance(table, dict):
             raise PolicyError(f"{path}: [tool.safeload] must be a table")
         unknown = set(table) - {
-            "allow", "rules", "fail-on", "exclude", "max-load-cost", "timeout"
+            "allow", "rules", "fail-on", "exclude", "max-load-cost", "max-expansion", "timeout"
         }  # fmt: skip
         if unknown:
             raise PolicyError(
@@ -285,6 +286,9 @@ class UserConfig:
         cost = table.get("max-load-cost")
         if cost is not None:
             cost = check_max_load_cost(cost, f"{path}: tool.safeload.max-load-cost")
+        expansion = table.get("max-expansion")
+        if expansion is not None:
+            expansion = check_max_expansion(expansion, f"{path}: tool.safeload.max-expansion")
         timeout = table.get("timeout")
         if timeout is not None and (
             type(timeout) not in (int, float) or not 0 < timeout < float("inf")
@@ -296,6 +300,7 @@ class UserConfig:
             fail_on=fail_on,
             exclude=tuple(exclude),
             max_load_cost=cost,
+            max_expansion=expansion,
             timeout=None if timeout is None else float(timeout),
             path=path,
         )
@@ -313,6 +318,7 @@ class Policy:
         extra_allow: Iterable[tuple[str, str]] = (),
         *,
         max_load_cost: float | None = None,
+        max_expansion: float | None = None,
     ):
         self.max_load_cost = (
             DEFAULT_MAX_LOAD_COST
@@ -320,6 +326,11 @@ class Policy:
             else check_max_load_cost(max_load_cost, "max_load_cost")
         )
         """The load-cost budget per byte of file (see `load_budget`)."""
+        self.max_expansion = (
+            None if max_expansion is None else check_max_expansion(max_expansion, "max_expansion")
+        )
+        """Decompressed bytes a file may produce per byte of file; None: the locator's
+        default (`safeload._formats.DEFAULT_MAX_EXPANSION`)."""
         by_id: dict[str, Rule] = {}
         by_name: dict[str, Rule] = {}
         for rule in rules:
@@ -393,11 +404,13 @@ class Policy:
         rule_files: Iterable[Path] = (),
         config: UserConfig | None = None,
         max_load_cost: float | None = None,
+        max_expansion: float | None = None,
     ) -> Policy:
         """The default policy plus user additions (CLI flags, files, pyproject).
 
         `max_load_cost` (or the config's `max-load-cost`) is the load-cost budget
-        in bytes per byte of file; the argument wins over the config.
+        in bytes per byte of file, `max_expansion` (`max-expansion`) the decompressed
+        bytes a file may produce per byte of file; the arguments win over the config.
         """
         rules = list(builtin_rules())
         extra: list[tuple[str, str]] = []
@@ -407,13 +420,21 @@ class Policy:
             allow = [*config.allow, *allow]
             if max_load_cost is None:
                 max_load_cost = config.max_load_cost
+            if max_expansion is None:
+                max_expansion = config.max_expansion
         for name in allow:
             extra.append(_check_global(name, "--allow"))
         for path in files:
             file_rules, file_allow = load_user_rules(path)
             rules.extend(file_rules)
             extra.extend(file_allow)
-        return cls(rules, builtin_packs(), extra, max_load_cost=max_load_cost)
+        return cls(
+            rules,
+            builtin_packs(),
+            extra,
+            max_load_cost=max_load_cost,
+            max_expansion=max_expansion,
+        )
 
     # -- queries ------------------------------------------------------------
 
@@ -537,6 +558,13 @@ def check_max_load_cost(value: object, where: str) -> float:
     """A load-cost budget per byte of file: a positive number."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise PolicyError(f"{where} must be a positive number (bytes of load cost per byte)")
+    return float(value)
+
+
+def check_max_expansion(value: object, where: str) -> float:
+    """Decompressed bytes per byte of file: a number of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+        raise PolicyError(f"{where} must be a number of at least 1 (decompressed bytes per byte)")
     return float(value)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from .. import __version__
+from .._formats import DEFAULT_MAX_EXPANSION, EXPANSION_FLOOR, MAX_EXPANDED
 from .._machine.walker import DEFAULT_MAX_OPCODES
 from .._names import canonical
 from ..errors import SafeloadError
@@ -224,6 +225,15 @@ def _policy_arguments(parser: argparse.ArgumentParser) -> None:
         f"work), per byte of file (default: {DEFAULT_MAX_LOAD_COST:g}; never less than "
         f"{LOAD_COST_FLOOR >> 20} MiB); over it, SL309",
     )
+    parser.add_argument(
+        "--max-expansion",
+        type=_expansion,
+        default=None,
+        metavar="N",
+        help="decompressed bytes a file may produce per byte of file (default: "
+        f"{DEFAULT_MAX_EXPANSION:g}; at least {EXPANSION_FLOOR >> 20} MiB, at most "
+        f"{MAX_EXPANDED >> 30} GiB); over it, SL310",
+    )
 
 
 def _load_cost(value: str) -> float:
@@ -233,6 +243,16 @@ def _load_cost(value: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
     if not number > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return number
+
+
+def _expansion(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not number >= 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
     return number
 
 
@@ -259,7 +279,11 @@ def _positive(value: str) -> int:
 def _policy(args: argparse.Namespace) -> tuple[Policy, UserConfig | None]:
     config = None if args.no_config else UserConfig.find(Path.cwd())
     policy = Policy.build(
-        allow=args.allow, rule_files=args.rules, config=config, max_load_cost=args.max_load_cost
+        allow=args.allow,
+        rule_files=args.rules,
+        config=config,
+        max_load_cost=args.max_load_cost,
+        max_expansion=args.max_expansion,
     )
     return policy, config
 

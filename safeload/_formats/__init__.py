@@ -14,10 +14,20 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from .._machine.walker import DEFAULT_MAX_OPCODES, internal_error_message
-from .containers import MAX_DEPTH, MAX_EXPANDED, Ctx, container_kind, scan_blob
+from .containers import (
+    DEFAULT_MAX_EXPANSION,
+    EXPANSION_FLOOR,
+    MAX_DEPTH,
+    MAX_EXPANDED,
+    Ctx,
+    container_kind,
+    scan_blob,
+)
 from .readings import Compressed, Compression, Format, Located, Note, Reading, ReadingKind, Shape
 
 __all__ = [
+    "DEFAULT_MAX_EXPANSION",
+    "EXPANSION_FLOOR",
     "MAX_DEPTH",
     "MAX_EXPANDED",
     "Compressed",
@@ -40,15 +50,19 @@ def locate(
     *,
     size: int | None = None,
     max_opcodes: int = DEFAULT_MAX_OPCODES,
+    max_expansion: float | None = None,
 ) -> Iterator[Located]:
     """Every reading of `data[0:size]`.
 
-    A context manager: decompressed members may live in temporary mappings
-    that the readings point into, released on exit.
+    A context manager: decompressed members live in buffers that the readings
+    point into; on exit they are released and given back to the process's
+    decompression budget. `max_expansion` is the decompressed bytes the file may
+    produce per byte of file (default `DEFAULT_MAX_EXPANSION`).
     """
     size = len(data) if size is None else size
+    ratio = DEFAULT_MAX_EXPANSION if max_expansion is None else max_expansion
     with ExitStack() as stack:
-        ctx = Ctx(max_opcodes=max_opcodes, stack=stack)
+        ctx = Ctx(max_opcodes=max_opcodes, stack=stack, size=size, max_expansion=ratio)
         try:
             shape = scan_blob(ctx, data, location, 0, 0, size)
         except Exception as exc:  # the last resort: a bug is a verdict, not a crash
@@ -56,7 +70,8 @@ def locate(
             # file was not located, so it cannot be verified.
             ctx.add("internal-error", internal_error_message(exc), location)
             shape = _shape_after_error(ctx, data, size)
-        yield Located(location, size, shape, ctx.readings, ctx.notes)
+        yield Located(location, size, shape, ctx.readings, ctx.notes, ctx.expanded)
+
 
 def _shape_after_error(ctx: Ctx, data: Any, size: int) -> Shape:
     """What a file whose locating failed was read as, as far as its first bytes say."""

@@ -1,8 +1,12 @@
-"""Streaming decompression with a hard output limit.
+"""Streaming decompression into memory, bounded twice.
 
-Output is never produced unbounded: it goes to memory up to `SPOOL_IN_MEMORY`
-bytes, then to an anonymous temporary file that is memory-mapped for the
-scan, and decompression stops as soon as the caller's budget is spent.
+Output is produced 1 MiB at a time and kept in memory (never in a temporary
+file): the scan walks it and the guarded loader deserializes the very same
+buffer. Decompression stops as soon as the caller's limit for the file (a
+ratio to its size, see `containers`) is passed, or when the process-wide
+`Budget` of bytes held at once is spent: the workers of one `scan --jobs`
+share that budget through a counter in shared memory, so N workers never
+hold N times the cap.
 """
 
 from __future__ import annotations
@@ -10,16 +14,23 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
-import mmap
-import tempfile
+import os
+import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Any
 
-SPOOL_IN_MEMORY = 64 << 20
 _CHUNK = 1 << 20
+BUDGET = 8 << 30
+"""Decompressed bytes all files being scanned or loaded may hold at once (per process,
+or per `scan --jobs` run: its workers share one budget)."""
+AS_BYTES = 64 << 20
+"""Output up to this size is handed out as `bytes` (what the unpickler reads fastest);
+bigger output stays in its `bytearray`, so that it is never held twice."""
+LZMA_MEMLIMIT = 256 << 20
+"""What an xz/lzma header may make the decompressor allocate (xz -9 needs 65 MiB)."""
 
 #: Magic prefixes, as joblib and pandas recognise them.
 MAGICS: tuple[tuple[bytes, str], ...] = (
@@ -46,17 +57,137 @@ class Unavailable(Exception):
     """The decompressor is an optional dependency that is not installed."""
 
 
+class Budget:
+    """Decompressed bytes held at once, by this process or by every worker of a scan.
+
+    Bytes are taken chunk by chunk and given back when the buffer holding them
+    is released. The count lives in slots, one (pid, bytes held) pair per
+    process drawing on the budget: a worker killed while it held bytes (the
+    time limit, the out-of-memory killer) stops counting once it is gone,
+    instead of leaking its bytes out of the budget for the rest of the run.
+    """
+
+    def __init__(self, total: int, slots: Any, lock: Any) -> None:
+        self.total = total
+        self._slots = slots
+        """`[pid, held, pid, held, ...]`: a list, or a `multiprocessing.Array("q")`."""
+        self._lock = lock
+        self._pid = os.getpid()
+        with lock:
+            self._slot = self._claim()
+
+    def _claim(self) -> int:
+        free = None
+        for i in range(0, len(self._slots), 2):
+            pid = self._slots[i]
+            if pid == self._pid:
+                return i
+            if free is None and (pid == 0 or not _alive(pid)):
+                free = i
+        if free is None:
+            raise RuntimeError("no free slot in the shared decompression budget")
+        self._slots[free] = self._pid
+        self._slots[free + 1] = 0
+        return free
+
+    @classmethod
+    def local(cls, total: int | None = None) -> Budget:
+        """A budget for this process alone (default: `BUDGET` bytes)."""
+        return cls(BUDGET if total is None else total, [0, 0], threading.Lock())
+
+    @classmethod
+    def shared(cls, total: int | None = None, *, processes: int = 64) -> Budget:
+        """A budget for `processes` worker processes at a time, in shared memory; hand
+        `handle` to each worker's initializer (`use_budget`)."""
+        import multiprocessing
+
+        slots = multiprocessing.Array("q", 2 * (processes + 1))
+        return cls(BUDGET if total is None else total, slots, slots.get_lock())
+
+    @property
+    def handle(self) -> tuple[int, Any]:
+        """What a worker needs to draw on this budget (see `use_budget`)."""
+        return self.total, self._slots
+
+    @property
+    def left(self) -> int:
+        """Bytes not held now by any living process."""
+        with self._lock:
+            return self.total - self._held()
+
+    def _held(self) -> int:
+        held = 0
+        for i in range(0, len(self._slots), 2):
+            amount = self._slots[i + 1]
+            if amount and (i == self._slot or _alive(self._slots[i])):
+                held += amount
+        return held
+
+    def take(self, n: int) -> bool:
+        """Hold `n` more bytes, if that many are left."""
+        with self._lock:
+            if self._held() + n > self.total:
+                return False
+            self._slots[self._slot + 1] += n
+            return True
+
+    def give(self, n: int) -> None:
+        """Release `n` bytes taken before."""
+        with self._lock:
+            self._slots[self._slot + 1] -= n
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_budget = Budget.local()
+
+
+def budget() -> Budget:
+    """The budget decompression in this process draws from."""
+    return _budget
+
+
+def size_text(n: int) -> str:
+    """`n` bytes in the largest binary unit that divides it (8 GiB, 16 MiB)."""
+    for shift, unit in ((30, "GiB"), (20, "MiB"), (10, "KiB")):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
+
+
+def use_budget(handle: tuple[int, Any]) -> None:
+    """Draw on a `Budget.shared()` (its `handle`): a scan worker's initializer."""
+    global _budget
+    total, slots = handle
+    _budget = Budget(total, slots, slots.get_lock())
+
+
 @dataclass
 class Expanded:
-    """Decompressed output: `data[0:size]` (bytes or a read-only mmap)."""
+    """Decompressed output: `data[0:size]` (bytes, or a bytearray no one writes to)."""
 
     data: Any
     size: int
     error: str | None
     """Why decompression stopped early (corrupt input), or None."""
-    over_limit: bool
+    stopped: str | None
+    """"limit" (the caller's limit was passed) or "budget" (the bytes held at once by
+    every file being read ran out), or None: the output was cut there."""
     trailing: int
     """Non-zero input bytes after the end of the compressed stream."""
+
+    @property
+    def over_limit(self) -> bool:
+        """Decompression was cut short by a limit."""
+        return self.stopped is not None
 
 
 class _Range(io.RawIOBase):
@@ -99,31 +230,6 @@ def range_file(data: Any, start: int, end: int) -> IO[bytes]:
     return io.BufferedReader(_Range(data, start, end), buffer_size=_CHUNK)
 
 
-class _Spool:
-    def __init__(self, stack: ExitStack):
-        self._stack = stack
-        self._buf = bytearray()
-        self._file: IO[bytes] | None = None
-        self.size = 0
-
-    def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self._file is None and len(self._buf) + len(chunk) <= SPOOL_IN_MEMORY:
-            self._buf += chunk
-            return
-        if self._file is None:
-            self._file = self._stack.enter_context(tempfile.TemporaryFile())
-            self._file.write(self._buf)
-            self._buf = bytearray()
-        self._file.write(chunk)
-
-    def result(self) -> Any:
-        if self._file is None:
-            return bytes(self._buf)
-        self._file.flush()
-        return self._stack.enter_context(mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ))
-
-
 def _reader(kind: str, src: IO[bytes]) -> Any:
     if kind == "lz4":
         try:
@@ -145,15 +251,18 @@ _MAKERS: dict[str, Callable[[], Any]] = {
     "deflate": lambda: zlib.decompressobj(-15),
     "gzip": lambda: zlib.decompressobj(31),
     "bz2": bz2.BZ2Decompressor,
-    "xz": lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ),
-    "lzma": lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE),
+    "xz": lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=LZMA_MEMLIMIT),
+    "lzma": lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE, memlimit=LZMA_MEMLIMIT),
 }
 _MULTI = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "xz": b"\xfd7zXZ\x00"}
 """Formats whose readers (GzipFile, BZ2File, LZMAFile) continue into a next stream."""
 
 
-def _chunks_stdlib(kind: str, data: Any, start: int, end: int, rest: list[int]) -> Iterator[bytes]:
-    """Decompress with the stdlib's incremental objects; output in bounded chunks.
+def _chunks_stdlib(
+    kind: str, data: Any, start: int, end: int, rest: list[int], room: Callable[[], int]
+) -> Generator[bytes, None, None]:
+    """Decompress with the stdlib's incremental objects; output in chunks of at most
+    `room()` bytes, asked before each step (so a limit is never overshot by a chunk).
 
     Output produced before an error is yielded first, so a truncated stream's
     beginning is still scanned.
@@ -169,16 +278,16 @@ def _chunks_stdlib(kind: str, data: Any, start: int, end: int, rest: list[int]) 
                     break
                 inp = bytes(data[pos : min(end, pos + _CHUNK)])
                 pos += len(inp)
-            out = dec.decompress(inp, _CHUNK)
+            out = dec.decompress(inp, room())
             inp = dec.unconsumed_tail
         elif dec.needs_input and not dec.eof:
             if pos >= end:
                 break
             inp = bytes(data[pos : min(end, pos + _CHUNK)])
             pos += len(inp)
-            out = dec.decompress(inp, _CHUNK)
+            out = dec.decompress(inp, room())
         else:
-            out = dec.decompress(b"", _CHUNK)
+            out = dec.decompress(b"", room())
         if out:
             yield out
         if dec.eof:
@@ -190,7 +299,7 @@ def _chunks_stdlib(kind: str, data: Any, start: int, end: int, rest: list[int]) 
                     inp = tail
                     if not is_zlib:
                         # feed the tail at the next needs_input turn
-                        out = dec.decompress(inp, _CHUNK)
+                        out = dec.decompress(inp, room())
                         if out:
                             yield out
                     continue
@@ -207,43 +316,67 @@ def _nonzero(data: Any, a: int, b: int) -> int:
     return count
 
 
-def expand(kind: str, data: Any, start: int, end: int, limit: int, stack: ExitStack) -> Expanded:
-    """Decompress `data[start:end]` as `kind`, stopping after `limit` output bytes.
+def expand(
+    kind: str,
+    data: Any,
+    start: int,
+    end: int,
+    limit: int,
+    stack: ExitStack,
+    *,
+    budget: Budget | None = None,
+) -> Expanded:
+    """Decompress `data[start:end]` as `kind` into memory, stopping once the output
+    passes `limit` bytes or `budget` (default: this process's) runs out.
 
-    Raises `Unavailable` when the decompressor is not installed.
+    The bytes held are given back to the budget when `stack` closes. Raises
+    `Unavailable` when the decompressor is not installed.
     """
-    spool = _Spool(stack)
+    held = budget or _budget
+    out = bytearray()
     error: str | None = None
-    over = False
-    trailing = 0
+    stopped: str | None = None
     rest: list[int] = []
-    chunks: Iterator[bytes]
+
+    def room() -> int:
+        # One byte past the limit shows that the stream goes on beyond it.
+        return max(1, min(_CHUNK, limit + 1 - len(out)))
+
+    chunks: Generator[bytes, None, None]
     if kind in _MAKERS:
-        chunks = _chunks_stdlib(kind, data, start, end, rest)
+        chunks = _chunks_stdlib(kind, data, start, end, rest, room)
     else:
-        src = range_file(data, start, end)
-        reader = _reader(kind, src)
+        reader = _reader(kind, range_file(data, start, end))
         stack.callback(reader.close)
-        chunks = iter(_read_chunks(reader.read))
+        chunks = _read_chunks(reader.read, room)
     try:
         for chunk in chunks:
-            if spool.size + len(chunk) > limit:
-                spool.write(chunk[: limit - spool.size])
-                over = True
+            if len(out) + len(chunk) > limit:
+                chunk = chunk[: limit - len(out)]
+                stopped = "limit"
+            if not held.take(len(chunk)):
+                stopped = "budget"
                 break
-            spool.write(chunk)
+            out += chunk
+            if stopped is not None:
+                break
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, RuntimeError) as exc:
         error = f"{kind} stream is corrupt: {exc}"
     except Exception as exc:  # third-party decompressors raise their own types
         error = f"{kind} stream is corrupt: {exc}"
-    if rest:
-        trailing = rest[0]
-    return Expanded(spool.result(), spool.size, error, over, trailing)
+    finally:
+        stack.callback(held.give, len(out))
+        chunks.close()
+    # A cut stream is only scanned (it is never loaded): no copy of it either.
+    result: Any = bytes(out) if len(out) <= AS_BYTES and stopped is None else out
+    return Expanded(result, len(out), error, stopped, rest[0] if rest else 0)
 
 
-def _read_chunks(read: Callable[[int], bytes]) -> Iterator[bytes]:
+def _read_chunks(
+    read: Callable[[int], bytes], room: Callable[[], int]
+) -> Generator[bytes, None, None]:
     while True:
-        chunk = read(_CHUNK)
+        chunk = read(room())
         if not chunk:
             return
         yield chunk

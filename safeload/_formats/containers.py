@@ -25,12 +25,38 @@ from . import compress, lfs, safetensors, zipread
 from . import numpy as npy
 from .readings import Compressed, Compression, Format, Note, Reading, ReadingKind, Shape
 
-__all__ = ["MAX_DEPTH", "MAX_EXPANDED", "Ctx", "container_kind", "scan_blob"]
+__all__ = [
+    "DEFAULT_MAX_EXPANSION",
+    "EXPANSION_FLOOR",
+    "MAX_DEPTH",
+    "MAX_EXPANDED",
+    "Ctx",
+    "container_kind",
+    "expansion_limit",
+    "scan_blob",
+]
 
 MAX_DEPTH = 8
 """Containers nested deeper than this are not opened (`resource-limit`)."""
-MAX_EXPANDED = 8 << 30
-"""Total bytes all decompression in one file may produce (a bomb is `resource-limit`)."""
+MAX_EXPANDED = compress.BUDGET
+"""Total bytes all decompression in one file may produce, whatever its size."""
+DEFAULT_MAX_EXPANSION = 1000.0
+"""Decompressed bytes one file may produce per byte of file (`--max-expansion`).
+
+Real models measured in bench/CONTAINERS.md expand 1 to 5 times. Arrays of zeros
+reach about 230 under joblib's zlib and lz4 (a zlib stream cannot pass 1032, lz4
+about 255), 1010 under pandas' gzip, 5400-5700 under xz and 20000-44000 under zstd
+and bz2: those pass the limit once they expand beyond `EXPANSION_FLOOR`. A 6.8 KB
+bz2 bomb is cut after 16 MiB."""
+EXPANSION_FLOOR = 16 << 20
+"""Decompressed bytes any file may produce, however small."""
+
+
+def expansion_limit(size: int, max_expansion: float) -> int:
+    """What decompression in a file of `size` bytes may produce in total."""
+    return min(MAX_EXPANDED, max(EXPANSION_FLOOR, int(max_expansion * size)))
+
+
 HEAD = 1024
 _PEEK = 1 << 20
 """Bytes of a big deflated member expanded first, to see whether the rest is needed."""
@@ -48,10 +74,23 @@ class Ctx:
     max_opcodes: int
     stack: ExitStack
     max_depth: int = MAX_DEPTH
-    expand_left: int = field(default_factory=lambda: MAX_EXPANDED)
+    size: int = 0
+    """The file's size: its decompression limit is a multiple of it."""
+    max_expansion: float = DEFAULT_MAX_EXPANSION
+    expand_left: int = -1
+    """Decompressed bytes the file may still produce (-1: derived from `size`)."""
     readings: list[Reading] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    expanded: dict[str, Any] = field(default_factory=dict)
+    """Decompressed buffers by the location of their compressed range (the guarded
+    loader reads these, never decompressing again)."""
     opcodes: int = 0
+    expand_limit: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        if self.expand_left < 0:
+            self.expand_left = expansion_limit(self.size, self.max_expansion)
+        self.expand_limit = self.expand_left
 
     def add(self, rule_name: str, message: str, location: str, offset: int | None = None) -> None:
         """Record a container-level finding."""
@@ -181,6 +220,12 @@ def scan_blob(
             # A parser met bytes it did not expect: unverifiable, never a crash.
             ctx.add("corrupt-container", f"{kind.value} cannot be read: {exc}", location)
             formats.append(kind if isinstance(kind, Format) else Compressed(kind, _UNREAD))
+    if kind is not Format.TAR and kind is not None and _tar_reading(head):
+        # torch.load tries tarfile before anything else, and pandas' tar reading
+        # tries a plain tar before any compression: a first block that is also a
+        # valid tar header (a name that starts with b"PK\x03\x04" or a gzip magic)
+        # is a second reading.
+        formats.append(_tar(ctx, data, start, end, location, depth, head))
     found = _tail_zip(data, start, end, exact=kind is not None) if kind is not Format.ZIP else None
     tail = found[0] if found else None
     zip_begin = min((m.header_offset for m in tail.members), default=end) if tail else end
@@ -381,11 +426,23 @@ def expand_into(
         ctx.add("unsupported-container", f"{kind}-compressed; cannot be verified: {exc}", location)
         return None
     ctx.expand_left -= out.size
-    if out.over_limit:
+    ctx.expanded[location] = out.data
+    if out.stopped == "limit":
         ctx.add(
-            "resource-limit",
-            f"decompressed data exceeds the limit of {MAX_EXPANDED} bytes in total (a decompression "
-            "bomb?); the rest was not analyzed",
+            "decompression-limit",
+            f"decompression stopped after {ctx.expand_limit} bytes: the limit for this "
+            f"{ctx.size}-byte file ({ctx.max_expansion:g} times its size, at least "
+            f"{compress.size_text(EXPANSION_FLOOR)}, at most {compress.size_text(MAX_EXPANDED)}), "
+            f"and the {kind} stream goes on (a decompression bomb?); the rest was not analyzed",
+            location,
+        )
+    elif out.stopped == "budget":
+        ctx.add(
+            "decompression-limit",
+            f"decompression stopped after {out.size} bytes: the files being read at once "
+            f"already hold the {compress.size_text(compress.budget().total)} all decompression "
+            "may hold "
+            "(scan fewer files in parallel, e.g. --jobs 1); the rest was not analyzed",
             location,
         )
     if out.error is not None:
@@ -465,6 +522,12 @@ def _seven_zip(
     ctx.add("unsupported-container", "7z archive: unsupported container; cannot be verified",
             location, 0)  # fmt: skip
     return Format.SEVEN_ZIP
+
+
+def _tar_reading(head: bytes) -> bool:
+    from . import tar
+
+    return tar.looks_like(head)
 
 
 def _tar(

@@ -145,6 +145,9 @@ class Located:
     shape: Shape
     readings: list[Reading] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    expanded: dict[str, Any] = field(default_factory=dict)
+    """Decompressed buffers by the location of their compressed range: the bytes the
+    scan read, for the loader to read again (valid inside `locate`'s block)."""
 
     @property
     def pickles(self) -> int:

@@ -1,4 +1,13 @@
-"""tar archives (plain; compressed ones arrive here already expanded), walked member by member."""
+"""tar archives (plain; compressed ones arrive here already expanded), read by `tarfile`.
+
+Every loader that opens a tar (torch's legacy loader, `pandas.read_pickle`) uses
+Python's `tarfile`, so the archive is read by `tarfile` itself, in this very
+interpreter: its numeric forms (octal with spaces or NULs, base-256), GNU long
+names and links, PAX headers overriding path and size, and what it does with a
+bad header after the first one (stop reading) are then the loaders' by
+construction, not a model of them. Members are offset ranges of the buffer
+(`TarInfo.offset_data`, `TarInfo.size`), never copies.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +20,31 @@ from .readings import Format
 
 MAX_MEMBERS = 100_000
 
+_ENCODING = tarfile.ENCODING
+"""What `tarfile.open` decodes names with when the loader passes no encoding."""
+
 
 def looks_like(head: bytes) -> bool:
-    """A first 512-byte header whose checksum is right (what `tarfile` checks)."""
-    if len(head) < 512 or head[:1] == b"\x00":
-        return False
-    field = head[148:156].split(b"\x00", 1)[0].strip()
+    """`tarfile.open(mode="r:")` accepts this first header (torch tries exactly that).
+
+    The header is parsed by `tarfile.TarInfo.frombuf`, the function `tarfile`
+    parses it with: checksums and numbers in every form it accepts count.
+    """
     try:
-        stored = int(field, 8)
-    except ValueError:
+        tarfile.TarInfo.frombuf(head[:512], _ENCODING, "surrogateescape")
+    except (tarfile.HeaderError, ValueError):
         return False
-    block = head[:148] + b"        " + head[156:512]
-    unsigned = sum(block)
-    signed = sum(b - 256 if b > 127 else b for b in block)
-    return stored in (unsigned, signed)
+    return True
+
+
+def _kind(info: tarfile.TarInfo) -> str:
+    if info.islnk():
+        return "hard link"
+    if info.issym():
+        return "symbolic link"
+    if info.isdir():
+        return "directory"
+    return "special file"
 
 
 def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int) -> Format:
@@ -38,10 +58,11 @@ def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: in
         with tarfile.open(fileobj=range_file(data, start, end), mode="r:") as tf:
             for info in tf:
                 last[info.name] = info  # whatever its type: tarfile.getmember takes the last
-                if len(order) >= MAX_MEMBERS:
+                if len(last) > MAX_MEMBERS or len(order) >= MAX_MEMBERS:
                     ctx.add("resource-limit", f"more than {MAX_MEMBERS} tar members", location)
                     break
                 if info.issparse():
+                    # tarfile extracts a sparse member by its map; it is no byte range.
                     ctx.add(
                         "unsupported-container",
                         f"sparse tar member {info.name!r}; cannot be verified",
@@ -53,8 +74,10 @@ def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: in
                 s = start + info.offset_data
                 e = s + info.size
                 if e > end:
+                    # tarfile's extraction fails on it; what a loader did with the
+                    # bytes before the cut cannot be told.
                     ctx.add("corrupt-container", f"tar member {info.name!r} is truncated",
-                            location)  # fmt: skip
+                            location, info.offset)  # fmt: skip
                     e = end
                 order.append((info.name, s, e))
                 members[info.name] = (s, e)  # the last wins, as in tarfile.getmember (torch)
@@ -62,19 +85,28 @@ def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: in
         ctx.add("corrupt-container", f"tar archive cannot be read: {exc}", location, 0)
     for name in sorted(torch_fmt.LEGACY_TAR_MEMBERS & set(last)):
         info = last[name]
-        if not info.isreg():
-            # torch extracts the last member of this name: a link makes it read
-            # another member's bytes, or a file from the disk, not this one's.
-            ctx.add(
-                "unsupported-container",
-                f"tar member {name!r}, which torch's legacy loader reads, is a "
-                f"{'hard link' if info.islnk() else 'symbolic link' if info.issym() else 'special file'}"
-                f" to {info.linkname!r}; cannot be verified",
-                location,
-            )
-            members.pop(name, None)
-    if torch_fmt.is_legacy_tar(set(members)):
-        return torch_fmt.scan_legacy_tar(ctx, data, members, location, depth)
+        if info.isreg() and not info.issparse():
+            continue
+        # torch extracts the last member of this name: a link makes it read
+        # another member's bytes, or a file from the disk, not this one's.
+        ctx.add(
+            "unsupported-container",
+            f"tar member {name!r}, which torch's legacy loader reads, is a {_kind(info)}"
+            + (f" to {info.linkname!r}" if info.issym() or info.islnk() else "")
+            + "; cannot be verified",
+            location,
+            info.offset,
+        )
+        members.pop(name, None)
+    legacy = torch_fmt.is_legacy_tar(set(last))
+    if legacy:
+        torch_fmt.scan_legacy_tar(ctx, data, members, location, depth)
+    # Every member is also scanned as what it is: pandas.read_pickle unpickles the
+    # one file of an archive, and a legacy archive's other members are no concern
+    # of torch's but still files someone may read.
+    legacy_read = torch_fmt.LEGACY_TAR_MEMBERS if legacy else frozenset()
     for name, s, e in order:
+        if name in legacy_read and members.get(name) == (s, e):
+            continue  # read above, as torch reads it
         scan_blob(ctx, data, f"{location}:{name}", depth + 1, s, e, member=True)
-    return Format.TAR
+    return Format.PYTORCH_TAR if legacy else Format.TAR

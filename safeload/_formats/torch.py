@@ -201,12 +201,18 @@ def _string_list(data: Any, a: int, b: int) -> list[str] | None:
 
 
 LEGACY_TAR_MEMBERS = frozenset({"sys_info", "pickle", "storages", "tensors"})
-"""The members torch < 0.4 wrote."""
+"""The members torch < 0.4 wrote (torch's loader never reads `sys_info`)."""
 
 
 def is_legacy_tar(names: set[str]) -> bool:
-    """The members torch < 0.4 wrote."""
-    return LEGACY_TAR_MEMBERS <= names
+    """torch's `legacy_load` reads this archive: it has a `storages` member.
+
+    `legacy_load` opens any tar, extracts `storages` first and unpickles it
+    (a missing one is a KeyError, which ends the load before any pickle),
+    then `tensors`, then `pickle`. What torch wrote besides (`sys_info`) is
+    never read, so it decides nothing.
+    """
+    return "storages" in names
 
 
 class _Stop(Exception):
@@ -216,10 +222,17 @@ class _Stop(Exception):
 def scan_legacy_tar(
     ctx: Ctx, data: Any, members: dict[str, tuple[int, int]], location: str, depth: int
 ) -> Format:
-    """sys_info and pickle are plain pickles; storages and tensors interleave pickles and raw data."""
-    for name in ("sys_info", "pickle"):
-        s, e = members[name]
-        scan_pickle(ctx, data, s, e, f"{location}:{name}", torch=name == "pickle")
+    """Every pickle torch's legacy loader reads, in its order: all of `storages` (a
+    count, then a record and raw bytes per storage, then the views), all of `tensors`,
+    then `pickle`. A member that is missing is no reading (torch stops there)."""
+    if "sys_info" in members:
+        s, e = members["sys_info"]  # torch ignores it; what else would read it is a pickle
+        scan_pickle(ctx, data, s, e, f"{location}:sys_info")
+    if "pickle" in members:
+        s, e = members["pickle"]
+        scan_pickle(ctx, data, s, e, f"{location}:pickle", torch=True)
+    if "storages" not in members:
+        return Format.PYTORCH_TAR
     s, e = members["storages"]
     where = f"{location}:storages"
     try:
@@ -240,6 +253,8 @@ def scan_legacy_tar(
         _pickle(ctx, data, pos, e, where, s)  # storage views
     except _Stop:
         pass
+    if "tensors" not in members:
+        return Format.PYTORCH_TAR
     s, e = members["tensors"]
     where = f"{location}:tensors"
     try:

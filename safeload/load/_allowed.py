@@ -60,7 +60,11 @@ def _extend(base: Policy, names: tuple[str, ...]) -> Policy:
             raise PolicyError(f"allow: {exc}") from None
     # The constructor refuses a pair that a deny rule names.
     return Policy(
-        base.rules.values(), base.packs, base.extra_allow | pairs, max_load_cost=base.max_load_cost
+        base.rules.values(),
+        base.packs,
+        base.extra_allow | pairs,
+        max_load_cost=base.max_load_cost,
+        max_expansion=base.max_expansion,
     )
 
 
@@ -76,7 +80,9 @@ def project_policy() -> Policy:
     from ..scan import default_policy
 
     config = UserConfig.find(Path.cwd())
-    if config.path is None or not (config.allow or config.rules or config.max_load_cost):
+    if config.path is None or not (
+        config.allow or config.rules or config.max_load_cost or config.max_expansion
+    ):
         return default_policy()
     key = (str(config.path), config.path.stat().st_mtime_ns)
     hit = _project.get(key)

@@ -3,9 +3,9 @@
 `pandas.read_pickle(compression="zip")` (and `"tar"`, also when pandas infers
 them from the file name) unpickles the one file of the archive and refuses an
 archive of more or fewer files; a tar may be gzip-, bz2- or xz-compressed, as
-`tarfile`'s "r:*" mode reads it. The member's bytes are found again in the held
-buffer, with the decompressors the scan used (as for `.npz` members), and go
-through the restricted unpickler.
+`tarfile`'s "r:*" mode reads it. A compressed tar is read from the bytes the scan
+decompressed (never decompressed a second time, under another limit); the
+member's bytes are found in it again and go through the restricted unpickler.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ Unpickle = Callable[[Any, int, int, str], Any]
 
 _TAR_COMPRESSIONS = (Compression.GZIP, Compression.BZ2, Compression.XZ)
 """What `tarfile.open(mode="r:*")` (pandas' tar reading) decompresses."""
-_LIMIT = 1 << 40
-"""Decompression limit: the scan already bounded the expanded size."""
 
 
 def _tar_compression(shape: Shape) -> Compression | bool | None:
@@ -59,9 +57,13 @@ def _one(names: list[str], kind: str, location: str) -> None:
 
 
 def load_pandas_archive(
-    data: Any, size: int, shape: Shape, location: str, unpickle: Unpickle
+    data: Any, size: int, shape: Shape, location: str, unpickle: Unpickle, expanded: Any = None
 ) -> Any:
-    """The object `pandas.read_pickle(compression="zip" | "tar")` returns for `data[:size]`."""
+    """The object `pandas.read_pickle(compression="zip" | "tar")` returns for `data[:size]`.
+
+    `expanded` is what the scan decompressed `data[:size]` to (`Located.expanded`),
+    for a compressed tar.
+    """
     with ExitStack() as stack:
         if shape.single is Format.ZIP:
             archive = zipread.read_archive(data, 0, size)
@@ -73,10 +75,11 @@ def load_pandas_archive(
         kind = _tar_compression(shape)
         buf, start, end = data, 0, size
         if isinstance(kind, Compression):
-            out = compress.expand(kind.value, data, 0, size, _LIMIT, stack)
-            if out.error is not None:
-                raise UnsupportedFormatError(f"{location}: {out.error}")
-            buf, start, end = out.data, 0, out.size
+            if expanded is None:
+                raise UnsupportedFormatError(
+                    f"{location}: the scan kept no decompressed bytes of this {kind.value} tar"
+                )
+            buf, start, end = expanded, 0, len(expanded)
         with tarfile.open(fileobj=compress.range_file(buf, start, end), mode="r:") as tf:
             infos = tf.getmembers()
         _one([info.name for info in infos], "tar", location)

@@ -152,7 +152,7 @@ def _load_buffer(
 ) -> Any:
     pending: PendingCheck | None = auth.start_check(data, name) if auth is not None else None
     try:
-        with locate(data, location) as located:
+        with locate(data, location, max_expansion=policy.max_expansion) as located:
             findings = judge(located, policy)
             if verdict_of(findings) is not Verdict.SAFE:
                 raise _unsafe(location, findings)
@@ -322,7 +322,14 @@ def _deserialize(
         return load_safetensors(bytes(data), location)
     if is_pandas_archive(shape):
         # pandas.read_pickle(compression="zip" | "tar"): the archive's one file.
-        return load_pandas_archive(data, located.size, shape, location, _unpickler_for(policy))
+        return load_pandas_archive(
+            data,
+            located.size,
+            shape,
+            location,
+            _unpickler_for(policy),
+            located.expanded.get(location),
+        )
     raise UnsupportedFormatError(
         f"{location}: the guarded loader does not load {shape} files "
         "(pickle, joblib, numpy .npy/.npz, pandas pickles, PyTorch and safetensors are loaded)"

@@ -14,8 +14,9 @@ import os
 import pickletools
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-from .._formats import Format, container_kind
+from .._formats import Format, compress, container_kind
 from .._machine.opcodes import OPCODE_BYTES, starts_with_proto
 from .._machine.walker import DEFAULT_MAX_OPCODES
 from ..errors import ScanInputError
@@ -208,13 +209,15 @@ def scan_paths(
             if progress is not None:
                 progress(done, total)
     elif files:
+        # One decompression budget for every worker: N workers never hold N times it.
+        shared = compress.Budget.shared(processes=2 * jobs)
         finished = _workers.run(
             files,
             functools.partial(_scan_in_worker, max_opcodes=max_opcodes),
             workers=jobs,
             timeout=timeout,
             initializer=_init_worker,
-            initargs=(policy,),
+            initargs=(policy, shared.handle),
         )
         for done, result in enumerate(finished, 1):
             if isinstance(result, _workers.Lost):
@@ -234,9 +237,10 @@ _PARALLEL_MIN = 8
 _worker_policy: Policy | None = None
 
 
-def _init_worker(policy: Policy) -> None:
+def _init_worker(policy: Policy, budget: Any) -> None:
     global _worker_policy
     _worker_policy = policy
+    compress.use_budget(budget)
 
 
 def _scan_in_worker(path: Path, max_opcodes: int) -> FileReport | tuple[str, str]:

@@ -65,7 +65,9 @@ def _scan_data(data: Any, size: int, policy: Policy, location: str, max_opcodes:
     findings: list[Finding] = []
     shape, pickles, opcodes = "data", 0, 0
     try:
-        with locate(data, location, size=size, max_opcodes=max_opcodes) as located:
+        with locate(
+            data, location, size=size, max_opcodes=max_opcodes, max_expansion=policy.max_expansion
+        ) as located:
             shape, pickles, opcodes = str(located.shape), located.pickles, located.opcodes
             findings = judge(located, policy)
     except Exception as exc:  # the last resort: "everything else is a verdict"
