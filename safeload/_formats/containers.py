@@ -40,14 +40,15 @@ MAX_DEPTH = 8
 """Containers nested deeper than this are not opened (`resource-limit`)."""
 MAX_EXPANDED = compress.BUDGET
 """Total bytes all decompression in one file may produce, whatever its size."""
-DEFAULT_MAX_EXPANSION = 1000.0
+DEFAULT_MAX_EXPANSION = 1100.0
 """Decompressed bytes one file may produce per byte of file (`--max-expansion`).
 
-Real models measured in bench/CONTAINERS.md expand 1 to 5 times. Arrays of zeros
-reach about 230 under joblib's zlib and lz4 (a zlib stream cannot pass 1032, lz4
-about 255), 1010 under pandas' gzip, 5400-5700 under xz and 20000-44000 under zstd
-and bz2: those pass the limit once they expand beyond `EXPANSION_FLOOR`. A 6.8 KB
-bz2 bomb is cut after 16 MiB."""
+Above the 1032 a deflate stream can reach, so no single zlib/gzip (or lz4, about
+255) stream ever passes it. Real models measured in bench/CONTAINERS.md expand 1
+to 7.4 times; arrays of zeros reach 229 under joblib's zlib, 243 under lz4, 1028
+under pandas' gzip, 6600-7000 under xz and lzma, 28000-32000 under zstd and
+120000-500000 under bz2: the last three pass the limit once they expand beyond
+`EXPANSION_FLOOR`. A 6.8 KB bz2 bomb is cut after 16 MiB."""
 EXPANSION_FLOOR = 16 << 20
 """Decompressed bytes any file may produce, however small."""
 
