@@ -386,7 +386,8 @@ def test_real_legacy_tar_and_pandas_tars_are_safe_and_load(tmp_path: Path) -> No
 # -- differential: whatever tarfile hands a loader was scanned ------------------------
 
 
-def _benign_archives() -> list[bytes]:
+def _benign_archives() -> list[tuple[bytes, int]]:
+    """Real legacy torch and pandas tars, each with where its end-of-archive blocks start."""
     out = []
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
@@ -405,7 +406,13 @@ def _benign_archives() -> list[bytes]:
     frame.to_pickle(buf, compression={"method": "tar", "archive_name": "frame.pkl"})
     out.append(buf.getvalue())
     out.append(legacy(gnu_long(b"L", b"sys_info") + member(b"x", b"")))
-    return out
+    return [(raw, _end_of_members(raw)) for raw in out]
+
+
+def _end_of_members(raw: bytes) -> int:
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
+        last = tf.getmembers()[-1]
+        return last.offset_data + -(-last.size // BLOCK) * BLOCK
 
 
 BENIGN = _benign_archives()
@@ -439,7 +446,8 @@ def _members_tarfile_returns(raw: bytes) -> list[tuple[str, bytes]] | None:
 
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
-    raw = bytearray(draw(st.sampled_from(BENIGN)))
+    original, end = draw(st.sampled_from(BENIGN))
+    raw = bytearray(original)
     blocks = len(raw) // BLOCK
     for _ in range(draw(st.integers(1, 4))):
         what = draw(st.sampled_from(["field", "evil", "dup", "base256", "cut", "byte"]))
@@ -455,7 +463,10 @@ def mutated(draw: st.DrawFn) -> bytes:
             raw[at : at + len(EVIL)] = EVIL
         elif what == "dup":
             name = draw(st.sampled_from([b"pickle", b"storages", b"tensors", b"frame.pkl"]))
-            raw[-2 * BLOCK : -2 * BLOCK] = member(name, EVIL)
+            # a second member of a name, after the last one (tarfile's getmember
+            # and torch take the last)
+            at = end if draw(st.booleans()) else at
+            raw[at:at] = member(name, EVIL)
         elif what == "base256":
             size = draw(st.integers(0, 4 * BLOCK))
             raw[at + 124 : at + 136] = base256(size, 12)
