@@ -90,6 +90,11 @@ READERS = {
 }
 
 
+EXTRACTS_NOTHING = "torch's reader extracts nothing for it (a directory, or no stored bytes)"
+"""miniz returns such an entry's buffer untouched: torch hands out `size` bytes of
+uninitialized memory (which may hold bytes the process read before)."""
+
+
 class ZipError(Exception):
     """The archive's structure cannot be read."""
 
@@ -514,7 +519,7 @@ def _torch_member(
     elif not usize and not csize:
         read_size = 0  # extracted as empty, the local header unread
     elif raw.endswith(b"/") or ext_attr & 0x10 or not csize:
-        error = "torch's reader extracts nothing for it (a directory, or no stored bytes)"
+        error = EXTRACTS_NOTHING
     elif flags & (_FLAG_ENCRYPTED | _FLAG_STRONG | _FLAG_PATCHED):
         error = "torch's reader refuses encrypted or patched entries"
         refused = in_file
@@ -683,6 +688,16 @@ def divergences(views: Views) -> list[tuple[str, int | None]]:
                     f"{z.eocd_offset}): {'; '.join(parts)}. A loader would read bytes "
                     "the other reader never shows",
                     t.cd_offset,
+                )
+            )
+    for m in t.members if t is not None else ():
+        if m.error == EXTRACTS_NOTHING and m.size:
+            found.append(
+                (
+                    f"{READERS[TORCH]} extracts nothing for {m.name!r} (a directory flag, or "
+                    f"no stored bytes) and hands out {m.size} bytes of uninitialized memory "
+                    "for it: what torch would unpickle is not in the file",
+                    m.header_offset,
                 )
             )
     if z is not None:
