@@ -265,3 +265,19 @@ def test_budget_is_given_back_when_the_file_is_done() -> None:
         held.append(compress.budget().left)
         assert len(located.expanded["<bytes>"]) > 4 * MiB
     assert held[0] < before == compress.budget().left
+
+
+def _claim_when_full(handle: tuple[int, object], out: Any) -> None:
+    compress.use_budget(handle)  # type: ignore[arg-type]
+    out.value = compress.budget().take(80) and compress.budget().left == 20
+
+
+def test_a_process_without_a_free_slot_gets_a_budget_of_its_own() -> None:
+    shared = compress.Budget.shared(100, processes=0)  # the one slot is this process's
+    ctx = multiprocessing.get_context("fork")
+    ok = ctx.Value("b", 0)
+    child = ctx.Process(target=_claim_when_full, args=(shared.handle, ok))
+    child.start()
+    child.join(10)
+    assert ok.value == 1
+    assert shared.left == 100

@@ -833,7 +833,7 @@ def test_big_compressed_numeric_npz_member_is_not_expanded(
     objs = np.empty(1 << 19, dtype=object)
     objs[:] = [float(x) for x in noise[: 1 << 19]]
     np.savez_compressed(path, o=objs)
-    assert ("resource-limit", "big.npz:o.npy") in bad(scan(path))
+    assert ("decompression-limit", "big.npz:o.npy") in bad(scan(path))
 
 
 def test_overlapping_members_are_flagged(tmp_path: Path) -> None:

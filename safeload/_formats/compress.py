@@ -85,7 +85,10 @@ class Budget:
             if free is None and (pid == 0 or not _alive(pid)):
                 free = i
         if free is None:
-            raise RuntimeError("no free slot in the shared decompression budget")
+            # More processes than slots (workers replaced faster than the dead are
+            # reaped): this one gets a budget of its own rather than none.
+            self._slots, self._lock = [self._pid, 0], threading.Lock()
+            return 0
         self._slots[free] = self._pid
         self._slots[free + 1] = 0
         return free
