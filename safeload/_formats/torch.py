@@ -66,6 +66,16 @@ def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth
             0,
         )
         return Format.TORCHSCRIPT
+    outside = next((m for m in archive.members if not m.name.startswith(f"{prefix}/")), None)
+    if outside is not None:
+        # torch's reader refuses the whole archive (it checks every name at open).
+        ctx.add(
+            "corrupt-container",
+            f"torch.load refuses this archive: member {outside.name!r} is not in the folder "
+            f"{prefix}/ of its first member",
+            location,
+            outside.header_offset,
+        )
     for m in archive.members:
         where = f"{location}:{m.name}"
         rel = m.name[len(prefix) + 1 :] if m.name.startswith(f"{prefix}/") else m.name

@@ -1,0 +1,144 @@
+"""Fuzz target: the guarded loader returns what the plain loader returns, or refuses.
+
+The first byte picks the plain loader the bytes were written for (pickle,
+joblib, npy, npz, PyTorch), the rest is the file. `safeload.loads` (unsigned,
+warnings suppressed) must either raise a `SafeloadError` or return an object
+equal to what the plain loader returns on the same bytes: same types, same
+values bit for bit (floats and array bytes compared exactly), same keys in
+the same order. Any other exception from `safeload.loads`, a plain loader
+that refuses bytes safeload loaded, or a different object is a defect.
+
+The plain loader only ever runs on bytes safeload accepted, and the test
+suite runs this target in a child process (tests/test_fuzz_loader.py).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import safeload
+from safeload.errors import SafeloadError
+
+KINDS = ("pickle", "joblib", "npy", "npz", "torch")
+
+
+def _plain_pickle(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+def _plain_joblib(data: bytes) -> Any:
+    import joblib
+
+    return joblib.load(io.BytesIO(data))
+
+
+def _plain_numpy(data: bytes) -> Any:
+    import numpy as np
+
+    loaded = np.load(io.BytesIO(data), allow_pickle=True)
+    if hasattr(loaded, "files"):
+        with loaded:
+            return {name: loaded[name] for name in loaded.files}
+    return loaded
+
+
+def _plain_torch(data: bytes) -> Any:
+    import torch
+
+    return torch.load(io.BytesIO(data), weights_only=False, map_location="cpu")
+
+
+PLAIN: dict[str, Callable[[bytes], Any]] = {
+    "pickle": _plain_pickle,
+    "joblib": _plain_joblib,
+    "npy": _plain_numpy,
+    "npz": _plain_numpy,
+    "torch": _plain_torch,
+}
+
+
+def one(raw: bytes) -> None:
+    if not raw:
+        return
+    kind, data = KINDS[raw[0] % len(KINDS)], raw[1:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            got = safeload.loads(data, require_signature=False, location="fuzz")
+        except SafeloadError:
+            return
+        if hasattr(got, "files") and isinstance(got, Mapping):
+            got = {name: got[name] for name in got.files}
+        try:
+            expected = PLAIN[kind](data)
+        except Exception as exc:
+            raise AssertionError(
+                f"safeload.loads returned {type(got).__name__}, but the {kind} loader raised "
+                f"{type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
+    problem = difference(got, expected)
+    if problem is not None:
+        raise AssertionError(f"safeload.loads and the {kind} loader disagree: {problem}")
+
+
+def difference(a: Any, b: Any, where: str = "object") -> str | None:
+    """Where `a` and `b` differ (types, values bit for bit, order), or None."""
+    if type(a) is not type(b):
+        return f"{where}: {type(a).__name__} vs {type(b).__name__}"
+    if isinstance(a, float):
+        return None if struct.pack("<d", a) == struct.pack("<d", b) else f"{where}: {a!r} vs {b!r}"
+    if isinstance(a, dict):
+        if list(a) != list(b):
+            return f"{where}: keys {list(a)[:5]} vs {list(b)[:5]}"
+        for key in a:
+            found = difference(a[key], b[key], f"{where}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(a, list | tuple):
+        if len(a) != len(b):
+            return f"{where}: length {len(a)} vs {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = difference(x, y, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    module = type(a).__module__
+    if module.startswith("numpy"):
+        return _numpy_difference(a, b, where)
+    if module.startswith("torch"):
+        return _torch_difference(a, b, where)
+    try:
+        equal = bool(a == b)
+    except Exception as exc:  # a comparison that raises says nothing
+        return f"{where}: cannot compare ({type(exc).__name__})"
+    return None if equal else f"{where}: {a!r:.80} vs {b!r:.80}"
+
+
+def _numpy_difference(a: Any, b: Any, where: str) -> str | None:
+    import numpy as np
+
+    if isinstance(a, np.ndarray | np.generic):
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return f"{where}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}"
+        if a.dtype.hasobject:
+            return difference(np.asarray(a).ravel().tolist(), np.asarray(b).ravel().tolist(), where)
+        return None if a.tobytes() == b.tobytes() else f"{where}: array bytes differ"
+    return None if a == b else f"{where}: {a!r:.80} vs {b!r:.80}"
+
+
+def _torch_difference(a: Any, b: Any, where: str) -> str | None:
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return f"{where}: {a.dtype}{tuple(a.shape)} vs {b.dtype}{tuple(b.shape)}"
+        left = a.detach().contiguous().reshape(-1).view(torch.uint8)
+        right = b.detach().contiguous().reshape(-1).view(torch.uint8)
+        return None if torch.equal(left, right) else f"{where}: tensor bytes differ"
+    return None if a == b else f"{where}: {a!r:.80} vs {b!r:.80}"
