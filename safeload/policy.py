@@ -715,7 +715,7 @@ def parse_pack(raw: bytes, where: str) -> AllowPack:
     )
 
 
-_ENTRY_KEYS = {"name", "use", "calls", "check", "audit"}
+_ENTRY_KEYS = {"name", "use", "calls", "check", "audit", "seen_in", "alias_of", "renamed_to"}
 
 
 def _parse_entry(raw: object, where: str) -> tuple[tuple[str, str], Scope]:
@@ -760,6 +760,15 @@ def _parse_entry(raw: object, where: str) -> tuple[tuple[str, str], Scope]:
     audit = raw.get("audit", "")
     if not isinstance(audit, str) or not audit.strip():
         raise PolicyError(f"{where}: every allow entry says why it is safe (audit)")
+    # Provenance only (the generator's record, not a permission): the releases
+    # whose pickles use the spelling, and the name an old spelling stands for.
+    _str_list(raw.get("seen_in", []), f"{where}: seen_in")
+    for key in ("alias_of", "renamed_to"):
+        if key in raw:
+            target = raw[key]
+            if not isinstance(target, str):
+                raise PolicyError(f"{where}: {key} must be a global's name")
+            _check_global(target, f"{where}: {key}")
     return pair, Scope(frozenset(uses), calls, check, audit)
 
 

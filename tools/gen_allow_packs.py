@@ -55,6 +55,7 @@ GENERATED_BY = "tools/gen_allow_packs.py"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "rules" / "allow"
 AUDIT = REPO / "tools" / "pack_audit.toml"
+RENAMED = REPO / "tools" / "renamed_names.toml"
 
 #: Top-level module -> pack. Modules of the Python standard library go to
 #: `python-stdlib`; any other module stops the generator so that a new
@@ -71,6 +72,54 @@ ROUTES = {
     "xgboost": "xgboost",
     "lightgbm": "lightgbm",
     "joblib": "joblib",
+    # scikit-learn 1.5-1.8 pickle sklearn._loss._loss under its sys.modules alias
+    "_loss": "scikit-learn",
+}
+
+#: Top-level module -> the distribution whose releases an entry's `seen_in`
+#: names (any other module: the Python standard library).
+DISTRIBUTIONS = {
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "sklearn": "scikit-learn",
+    "_loss": "scikit-learn",
+    "pandas": "pandas",
+    "dateutil": "python-dateutil",
+    "pytz": "pytz",
+    "torch": "torch",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "joblib": "joblib",
+}
+
+#: Torch names no torch 2.13 object pickles but older torch releases wrote,
+#: taken from torch's source history and its weights_only allowlist
+#: (torch/_weights_only_unpickler.py), with where they come from. Their
+#: audit entries state their scope. tools/torch_weights_only.toml explains
+#: every difference between the torch pack and that allowlist.
+TORCH_HISTORY: dict[str, str] = {
+    "torch._utils._rebuild_tensor": "torch 0.4.0 (torch/_utils.py)",
+    **{
+        f"torch.{kind}Storage": "torch 1.x legacy storage types"
+        for kind in ("QInt32", "QInt8", "QUInt2x4", "QUInt4x2")
+    },
+    **{
+        f"torch.cuda.{kind}Storage": "torch < 1.6 legacy format of CUDA tensors"
+        for kind in (
+            "BFloat16",
+            "Bool",
+            "Byte",
+            "Char",
+            "ComplexDouble",
+            "ComplexFloat",
+            "Double",
+            "Float",
+            "Half",
+            "Int",
+            "Long",
+            "Short",
+        )
+    },
 }
 
 DESCRIPTIONS = {
@@ -103,6 +152,12 @@ LIBRARIES = (
     ("lightgbm", "lightgbm"),
     ("python-dateutil", "dateutil"),
 )
+
+#: What an old spelling's entry says before the audit of the name it became.
+_DERIVED_TEXT = {
+    "alias_of": "Another spelling of {target} (the very same object): ",
+    "renamed_to": "Old spelling of {target} ({releases}): {why} ",
+}
 
 #: Reviewed names a broad deny-module rule catches although they are benign.
 #: Each entry needs a reason; keep this list short.
@@ -167,11 +222,30 @@ class Seen:
     """The argument shapes (`shape_text`) of every call of it."""
     labels: set[str] = field(default_factory=set)
     """The corpus objects whose pickles contain it."""
+    releases: set[str] = field(default_factory=set)
+    """The releases whose pickles contain it (`scikit-learn 1.0.2`)."""
 
     def merge(self, other: Seen) -> None:
         self.uses |= other.uses
         self.shapes |= other.shapes
         self.labels |= other.labels
+        self.releases |= other.releases
+
+
+def distribution(name: str) -> str:
+    """The distribution a global belongs to (`python` for the standard library)."""
+    return DISTRIBUTIONS.get(name.split(":")[0].split(".")[0], "python")
+
+
+def release_of(name: str, found_versions: Mapping[str, str]) -> str | None:
+    """`<distribution> <version>` for a name seen with the given versions."""
+    dist = distribution(name)
+    version = found_versions.get(dist)
+    if version is None:
+        return None
+    if dist == "python":
+        version = ".".join(version.split(".")[:2])
+    return f"{dist} {version}"
 
 
 def walked(data: bytes, where: str) -> dict[str, Seen]:
@@ -230,6 +304,65 @@ def observed() -> dict[str, Seen]:
     for label, obj in corpus.joblib_objects():
         data = corpus.joblib_dump_bytes(obj)
         add(walked(data, f"joblib/{label}"), f"joblib/{label}")
+    for label, obj in torch_history_objects():
+        data = corpus.torch_save_data_pkl(obj)
+        add(walked(data, f"torch-history/{label}/data.pkl"), f"torch-history/{label}")
+    current = versions()
+    for name, what in seen.items():
+        release = release_of(name, current)
+        if release is not None:
+            what.releases.add(release)
+    for name, what in generation_seen().items():
+        seen.setdefault(name, Seen()).merge(what)
+    return seen
+
+
+def torch_history_objects() -> list[tuple[str, object]]:
+    """What torch.save writes for tensors the corpus lacks: dtypes without a
+    legacy storage class (`_rebuild_tensor_v3`, `UntypedStorage`), meta tensors,
+    and a training checkpoint holding numpy values and argparse options."""
+    import argparse
+
+    import numpy as np
+    import torch
+
+    return [
+        ("tensor-uint16", torch.zeros(2, dtype=torch.uint16)),
+        ("tensor-float8", torch.zeros(2, dtype=torch.float8_e4m3fn)),
+        ("tensor-meta", torch.zeros(2, device="meta")),
+        (
+            "checkpoint-numpy-argparse",
+            {
+                "args": argparse.Namespace(lr=0.1, epochs=3, arch="resnet"),
+                "best": np.float64(0.5),
+                "history": np.arange(3.0),
+                "state_dict": {"w": torch.ones(2)},
+            },
+        ),
+    ]
+
+
+def generation_seen() -> dict[str, Seen]:
+    """Every name the committed older generations pickle (tools/generation_names)."""
+    from tools import generations
+
+    seen: dict[str, Seen] = {}
+    for record in generations.recorded():
+        gen = str(record["generation"])
+        releases = record["releases"]
+        assert isinstance(releases, dict)
+        names = record["names"]
+        assert isinstance(names, dict)
+        for name, info in names.items():
+            what = Seen(
+                set(info["uses"]),
+                set(info["shapes"]),
+                {f"{gen}:{label}" for label in info["objects"]},
+            )
+            release = release_of(name, releases)
+            if release is not None:
+                what.releases.add(release)
+            seen.setdefault(name, Seen()).merge(what)
     return seen
 
 
@@ -238,7 +371,7 @@ def enumerated() -> set[str]:
     import torch
     from sklearn.utils import all_estimators
 
-    names = set(EXPLICIT)
+    names = set(EXPLICIT) | set(TORCH_HISTORY)
     for _name, cls in all_estimators():
         names.add(f"{cls.__module__}.{cls.__qualname__}")
     for cls in corpus.torch_module_classes():
@@ -322,12 +455,17 @@ def _defining_modules(module: str, qualname: str) -> list[str]:
     ]
 
 
-def with_aliases(seen: Mapping[str, Seen]) -> dict[str, Seen]:
+def with_aliases(
+    seen: Mapping[str, Seen], derived: Mapping[str, Derived] | None = None
+) -> dict[str, Seen]:
     """Every observed or enumerated name, each with the union of what the corpus
-    shows for it and for its other spellings (which name the same object)."""
+    shows for it and for its other spellings (which name the same object), and
+    the releases that wrote that very spelling. `derived`: old spellings of
+    older generations (`derived_names`), which join the group of their target."""
     names = set(seen) | enumerated()
     pairs = set(numpy_aliases(names))
     pairs |= {(a, b) for a, b in EXPLICIT_ALIASES.items() if b in names}
+    pairs |= {(a, d.target) for a, d in (derived or {}).items() if d.target in names}
     pairs |= pandas_aliases(names | {b for _, b in pairs})
     groups: dict[str, set[str]] = {n: {n} for n in names}
     for a, b in sorted(pairs):
@@ -339,6 +477,130 @@ def with_aliases(seen: Mapping[str, Seen]) -> dict[str, Seen]:
         out[name] = Seen()
         for n in sorted(group & set(seen)):
             out[name].merge(seen[n])
+        # releases are those of this spelling, not of the others
+        out[name].releases = set(seen[name].releases) if name in seen else set()
+        if name in TORCH_HISTORY:
+            out[name].releases.add(TORCH_HISTORY[name])
+    return out
+
+
+# -- older generations: renamed names and module aliases ----------------------------
+
+
+@dataclass(frozen=True)
+class Derived:
+    """An old spelling that takes the scope and audit of the name it became."""
+
+    kind: str
+    """`alias_of` (resolves to the very same object) or `renamed_to`."""
+    target: str
+    releases: str = ""
+    why: str = ""
+
+
+def load_renamed(path: Path = RENAMED) -> tuple[dict[str, Derived], dict[str, Derived]]:
+    """(old name -> its `renamed_to`, alias module -> its target module) from
+    tools/renamed_names.toml."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    if data.get("schema") != 1 or set(data) - {"schema", "renamed", "module-alias"}:
+        raise SystemExit(f"{path.name}: expected `schema = 1`, [[renamed]] and [[module-alias]]")
+    renamed: dict[str, Derived] = {}
+    for raw in data.get("renamed", []):
+        if set(raw) - {"old", "new", "each", "releases", "why"} or not raw.get("why"):
+            raise SystemExit(f"{path.name}: {raw.get('old')}: keys old, new, each, releases, why")
+        for item in raw.get("each", [""]):
+            old, new = raw["old"].replace("{}", item), raw["new"].replace("{}", item)
+            if old in renamed:
+                raise SystemExit(f"{path.name}: {old} is renamed twice")
+            renamed[old] = Derived("renamed_to", new, raw["releases"], " ".join(raw["why"].split()))
+    modules: dict[str, Derived] = {}
+    for raw in data.get("module-alias", []):
+        if set(raw) != {"module", "target", "releases", "why"}:
+            raise SystemExit(f"{path.name}: module aliases have module, target, releases, why")
+        modules[raw["module"]] = Derived(
+            "alias_of", raw["target"], raw["releases"], " ".join(raw["why"].split())
+        )
+    return renamed, modules
+
+
+_MISSING = object()
+
+
+def _resolve(name: str) -> object:
+    """The object a name resolves to in the installed releases (`_MISSING` if none).
+    The generator only resolves names its own corpus and generations recorded."""
+    module, qualname = parse_canonical(name)
+    try:
+        obj: object = importlib.import_module(module)
+    except Exception:
+        return _MISSING
+    for part in qualname.split("."):
+        obj = getattr(obj, part, _MISSING)
+        if obj is _MISSING:
+            return _MISSING
+    return obj if isinstance(obj, type) or callable(obj) else _MISSING
+
+
+def same_object_aliases(old: Iterable[str], current: Iterable[str]) -> dict[str, Derived]:
+    """Old spellings that today's releases resolve to the very object of a current
+    name (numpy.core._multiarray_umath.add is numpy.add); the shortest current
+    name is the target. Only classes and callables count (values may be shared)."""
+    index: dict[int, str] = {}
+    keep = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in sorted(current, key=lambda n: (len(n), n)):
+            obj = _resolve(name)
+            if obj is not _MISSING:
+                keep.append(obj)
+                index.setdefault(id(obj), name)
+        out = {}
+        for name in sorted(old):
+            obj = _resolve(name)
+            if obj is not _MISSING and id(obj) in index:
+                out[name] = Derived("alias_of", index[id(obj)])
+    return out
+
+
+def current_names(seen: Mapping[str, Seen]) -> set[str]:
+    """Names today's corpus pickles or the enumerations list (not only older
+    generations, whose labels are `GEN:group/label`)."""
+    names = {n for n, s in seen.items() if any(":" not in label for label in s.labels)}
+    names |= enumerated()
+    names |= {b for _, b in numpy_aliases(names)}
+    names |= {a for a, b in EXPLICIT_ALIASES.items() if b in names}
+    return names | {b for _, b in pandas_aliases(names)}
+
+
+def derived_names(
+    seen: Mapping[str, Seen], current: set[str], audited: Iterable[str] = ()
+) -> dict[str, Derived]:
+    """Old spelling -> the name it became: the renamed table, module aliases and
+    names today's releases resolve to the same object as a current name. A
+    spelling the audit names exactly (`audited`) keeps its own reviewed scope."""
+    old = set(seen) - current - set(audited)
+    renamed, modules = load_renamed()
+    out: dict[str, Derived] = {}
+    for name, d in sorted(renamed.items()):
+        if name not in old:
+            raise SystemExit(
+                f"{RENAMED.name}: no older generation pickles {name}: remove the entry"
+            )
+        out[name] = d
+    for name in sorted(old - set(out)):
+        for module, d in modules.items():
+            if name.startswith(module + "."):
+                out[name] = Derived(
+                    d.kind, d.target + name[len(module) :], d.releases, f"module alias: {d.why}"
+                )
+    out.update(same_object_aliases(old - set(out), current))
+    # numpy's other spelling (numpy.core / numpy._core) of an old spelling
+    for a, b in sorted(numpy_aliases(out)):
+        if b not in out and b not in current:
+            out[b] = out[a]
+    for name, d in out.items():
+        if d.target not in seen and d.target not in current:
+            raise SystemExit(f"{name}: its new name {d.target} is in no generation")
     return out
 
 
@@ -477,6 +739,18 @@ class PackEntry:
     """Sorted call shapes; only when `called` is a use."""
     audit: str
     check: str | None = None
+    seen_in: tuple[str, ...] = ()
+    """The releases whose pickles use this spelling (`scikit-learn 1.0.2`)."""
+    alias_of: str = ""
+    """The name this spelling resolves to, when it is another spelling of it."""
+    renamed_to: str = ""
+    """The name an older release's spelling became."""
+
+
+def _release_key(release: str) -> tuple[str, tuple[int | str, ...]]:
+    dist, _, version = release.partition(" ")
+    parts = re.split(r"[.+ ]", version)
+    return dist, tuple(int(p) if p.isdigit() else p for p in parts if p)
 
 
 def checks_by_global() -> dict[str, str]:
@@ -607,26 +881,88 @@ def split(
 
 
 def scoped(
-    seen: Mapping[str, Seen], entries: list[AuditEntry]
+    seen: Mapping[str, Seen],
+    entries: list[AuditEntry],
+    derived: Mapping[str, Derived] | None = None,
+    old_only: Iterable[str] = (),
 ) -> tuple[dict[str, list[PackEntry]], dict[str, str]]:
     """Pack name -> its entries, and the names dropped (-> why), for every name
-    in `seen` (observed, enumerated and aliases)."""
+    in `seen` (observed, enumerated and aliases). `derived`: old spellings that
+    take their target's scope and audit; `old_only`: names only older
+    generations pickle, which a named check must cover where their audit needs
+    one (a check that does not know the spelling would not run on it)."""
     audit = Audit(entries)
     checks = checks_by_global()
+    derived = derived or {}
+    old_only = set(old_only)
     packs, dropped = split(seen, removed={})
     out: dict[str, list[PackEntry]] = {}
     for pack, names in packs.items():
         out[pack] = []
         for name in names:
-            result = scope(name, seen[name], audit, checks)
+            if name in derived:
+                result = _derived_entry(name, derived, seen, audit, checks)
+            else:
+                result = scope(name, seen[name], audit, checks)
+                if (
+                    isinstance(result, PackEntry)
+                    and name in old_only
+                    and "Needs a check" in result.audit
+                ):
+                    result = "its audit needs a check, and no named check covers this old spelling"
             if isinstance(result, str):
                 dropped[name] = f"removed by the audit: {result}"
-            else:
-                out[pack].append(result)
+                continue
+            seen_in = tuple(sorted(seen[name].releases, key=_release_key))
+            out[pack].append(
+                PackEntry(
+                    result.name,
+                    result.uses,
+                    result.calls,
+                    result.audit,
+                    result.check,
+                    seen_in,
+                    result.alias_of,
+                    result.renamed_to,
+                )
+            )
     stale = audit.stale()
     if stale:
         raise SystemExit("audit entries that cover no name (remove them):\n  " + "\n  ".join(stale))
     return out, dropped
+
+
+def _derived_entry(
+    name: str,
+    derived: Mapping[str, Derived],
+    seen: Mapping[str, Seen],
+    audit: Audit,
+    checks: Mapping[str, str],
+) -> PackEntry | str:
+    """The entry of an old spelling: its target's scope and audit, said to be so."""
+    d = derived[name]
+    if d.target in derived:
+        raise SystemExit(f"{name}: renamed to {d.target}, which is itself an old spelling")
+    base = scope(d.target, seen[d.target], audit, checks)
+    if isinstance(base, str):
+        return base
+    check = checks.get(name)
+    if base.check is not None and check != base.check:
+        return f"the named check {base.check} of {d.target} does not cover this spelling"
+    if base.check is None and "Needs a check" in base.audit:
+        return f"the audit of {d.target} needs a check, and none covers this spelling"
+    text = _DERIVED_TEXT[d.kind].format(target=d.target, releases=d.releases, why=d.why)
+    if d.kind == "alias_of" and d.why:
+        text = f"Another spelling of {d.target} ({d.releases}; {d.why}): "
+    return PackEntry(
+        name=name,
+        uses=base.uses,
+        calls=base.calls,
+        audit=" ".join((text + base.audit).split()),
+        check=check,
+        alias_of=d.target if d.kind == "alias_of" else "",
+        renamed_to=d.target if d.kind == "renamed_to" else "",
+    )
 
 
 def collect(audit_path: Path = AUDIT) -> dict[str, list[PackEntry]]:
@@ -634,8 +970,13 @@ def collect(audit_path: Path = AUDIT) -> dict[str, list[PackEntry]]:
     and the audit."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        seen = with_aliases(observed())
-    packs, dropped = scoped(seen, load_audit(audit_path))
+        raw = observed()
+        current = current_names(raw)
+        entries = load_audit(audit_path)
+        derived = derived_names(raw, current, {n for e in entries for n in e.names})
+        seen = with_aliases(raw, derived)
+    old_only = set(seen) - current - set(derived)
+    packs, dropped = scoped(seen, entries, derived, old_only)
     for name, why in sorted(dropped.items()):
         where = _where(seen[name]) if seen[name].labels else "enumerated"
         print(f"dropped {name}: {why} (seen in {where})", file=sys.stderr)
@@ -655,6 +996,12 @@ def render_entry(entry: PackEntry) -> str:
         parts.append("calls = [" + ", ".join(_toml_str(c) for c in entry.calls) + "]")
     if entry.check:
         parts.append(f"check = {_toml_str(entry.check)}")
+    if entry.alias_of:
+        parts.append(f"alias_of = {_toml_str(entry.alias_of)}")
+    if entry.renamed_to:
+        parts.append(f"renamed_to = {_toml_str(entry.renamed_to)}")
+    if entry.seen_in:
+        parts.append("seen_in = [" + ", ".join(_toml_str(r) for r in entry.seen_in) + "]")
     parts.append(f"audit = {_toml_str(entry.audit)}")
     return "{ " + ", ".join(parts) + " }"
 
@@ -671,7 +1018,10 @@ def render(pack: str, entries: list[PackEntry], found_versions: dict[str, str]) 
         "#",
         "# Each entry's `use` is how genuine pickles use the name (an empty list:",
         "# stored only, never called or rebuilt); `calls` are the argument shapes",
-        "# of its calls; `audit` says why it is safe within that scope.",
+        "# of its calls; `audit` says why it is safe within that scope; `seen_in`",
+        "# the releases whose pickles use that spelling (older generations:",
+        "# tools/generations.py); `alias_of` / `renamed_to` mark another or an",
+        "# old spelling, which has the scope of the name it names.",
         "schema = 2",
         "",
         "[pack]",
