@@ -11,7 +11,7 @@ from .._machine.walker import Res
 from ._dtype import Layout, symbolic_layout
 from ._values import Values, canonical_of
 
-__all__ = ["SymArray", "symbolic_array"]
+__all__ = ["SymArray", "array_shape", "is_joblib_array", "symbolic_array"]
 
 _RECONSTRUCT = frozenset(
     {("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct")}
@@ -19,6 +19,32 @@ _RECONSTRUCT = frozenset(
 _FROMBUFFER = frozenset(
     {("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer")}
 )
+_JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
+
+
+def is_joblib_array(item: object) -> bool:
+    """A joblib array wrapper: its items follow the pickle (the loader reads them)."""
+    return type(item) is Res and canonical_of(item.fn) == _JOBLIB_WRAPPER
+
+
+def array_shape(values: Values, item: object) -> tuple[int, ...] | None:
+    """The shape of an array the pickle builds (`_reconstruct` + state, `_frombuffer`,
+    joblib's wrapper), whatever its items are; None for anything else."""
+    if type(item) is not Res:
+        return None
+    fn = canonical_of(item.fn)
+    if fn == _JOBLIB_WRAPPER:
+        entries = values.str_dict(item.state)
+        return values.int_tuple(entries.get("shape")) if entries is not None else None
+    if fn in _RECONSTRUCT:
+        state = values.items(item.state)
+        if item.builds != 1 or state is None or len(state) not in (4, 5):
+            return None
+        return values.int_tuple(state[-4])
+    if fn in _FROMBUFFER:
+        args = values.items(item.args)
+        return values.int_tuple(args[2]) if args is not None and len(args) >= 3 else None
+    return None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any
 
 from .._machine.walker import Res
-from ._arrays import symbolic_array
+from ._arrays import array_shape, symbolic_array
 from ._base import Check, ObjectCheck, Problem, Site
 from ._values import Values, canonical_of
 
@@ -89,22 +89,7 @@ def _tree_rules(
 # -- symbolic ------------------------------------------------------------------------------
 
 
-def _shape(values: Values, item: object) -> tuple[int, ...] | None:
-    if type(item) is not Res:
-        return None
-    fn = canonical_of(item.fn)
-    if fn == _JOBLIB_WRAPPER:
-        entries = values.str_dict(item.state)
-        return values.int_tuple(entries.get("shape")) if entries is not None else None
-    if fn in _RECONSTRUCT:
-        state = values.items(item.state)
-        if item.builds != 1 or state is None or len(state) not in (4, 5):
-            return None
-        return values.int_tuple(state[-4])
-    if fn in _FROMBUFFER:
-        args = values.items(item.args)
-        return values.int_tuple(args[2]) if args is not None and len(args) >= 3 else None
-    return None
+_shape = array_shape
 
 
 def _columns(

@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 from .._machine.walker import GRef, Res
-from ._arrays import symbolic_array
+from ._arrays import array_shape, symbolic_array
 from ._base import Check, ObjectCheck, Problem, Site
 from ._values import Values, canonical_of
 
@@ -83,23 +83,7 @@ def _is_joblib_array(item: object) -> bool:
     return type(item) is Res and canonical_of(item.fn) == _JOBLIB_WRAPPER
 
 
-def _shape(values: Values, item: object) -> tuple[int, ...] | None:
-    """The shape of an array the pickle builds (numpy's or joblib's form), else None."""
-    if type(item) is not Res:
-        return None
-    fn = canonical_of(item.fn)
-    if fn == _JOBLIB_WRAPPER:
-        entries = values.str_dict(item.state)
-        return values.int_tuple(entries.get("shape")) if entries is not None else None
-    if fn in _RECONSTRUCT:
-        state = values.items(item.state)
-        if item.builds != 1 or state is None or len(state) not in (4, 5):
-            return None
-        return values.int_tuple(state[-4])
-    if fn in _FROMBUFFER:
-        args = values.items(item.args)
-        return values.int_tuple(args[2]) if args is not None and len(args) >= 3 else None
-    return None
+_shape = array_shape
 
 
 def _index_array(values: Values, item: object, cache: dict[Any, Any]) -> Sequence[int] | str:
