@@ -265,7 +265,9 @@ class _Estimate:
         if text is None or "e" not in text.lower():
             return 0, ""
         exponent = text.lower().rpartition("e")[2].replace("_", "").lstrip("+")
-        if not exponent.isdigit():
+        if not exponent.isdecimal():
+            # What int() and Fraction's pattern read as digits ('²' is a digit to
+            # isdigit(), and int('²') raises).
             return 0, ""
         if len(exponent) > 18:
             return UNBOUNDED, f" computes 10**{exponent[:20]}..."
