@@ -43,6 +43,10 @@ _MEMO_GAP = 1 << 16
 #: dicts created later are not kept and read as unknown.
 _DICT_ITEMS = 2048
 _DICT_BUDGET = 1 << 17
+#: Reports show call arguments: the first items appended or added to a list
+#: or set are kept (one more than shown, to say "..."), for this many of them.
+_SHOWN_ITEMS = 8
+_SHOWN_CONTAINERS = 4096
 
 _unpack_i4 = struct.Struct("<i").unpack_from
 _unpack_u4 = struct.Struct("<I").unpack_from
@@ -229,6 +233,9 @@ class PickleWalk:
     EMPTY_DICT offset or (protocol 0) its DICT node; None when too many."""
     dict_gap: list[int] = field(default_factory=list)
     """[from, to): dicts created there were not kept (`_DICT_BUDGET`)."""
+    shown: dict[int, list[Any]] = field(default_factory=dict)
+    """The first items appended or added to each list or set, keyed by its
+    EMPTY_LIST/EMPTY_SET offset (for `render`; `_SHOWN_ITEMS`)."""
 
     def dict_items(self, item: object) -> list[Any] | None:
         """The items of the dict `item` stands for, or None when not known
@@ -463,30 +470,81 @@ def is_str_const(data: Any, item: object) -> bool:
     return type(item) is int and data[item] in O.STR_OPCODES
 
 
-def render(data: Any, item: object, depth: int = 0) -> str:
-    """A short, safe rendering of a stack item for reports."""
+def render(data: Any, item: object, depth: int = 0, *, walk: PickleWalk | None = None) -> str:
+    """A short, safe rendering of a stack item for reports: constants as `repr`
+    (escaped), lists, sets and dicts with their first items when `walk` kept
+    them, at most `_RENDER_WIDTH` characters."""
+    text = _render(data, item, depth, walk)
+    return text if len(text) <= _RENDER_WIDTH else text[: _RENDER_WIDTH - 3] + "..."
+
+
+_RENDER_WIDTH = 200
+_OPEN_CLOSE = {O.EMPTY_LIST: ("[", "]"), O.EMPTY_SET: ("{", "}"), O.EMPTY_DICT: ("{", "}")}
+
+
+def _render(data: Any, item: object, depth: int, walk: PickleWalk | None) -> str:
     if type(item) is int:
+        op = data[item]
+        if walk is not None and op in _OPEN_CLOSE:
+            return _render_container(data, item, op, depth, walk)
         try:
             value = const_value(data, item)
         except (ValueError, IndexError, UnicodeDecodeError, struct.error):
             return "<constant>"
         text = repr(value)
-        return text if len(text) <= 200 else text[:197] + "..."
+        return text if len(text) <= _RENDER_WIDTH else text[: _RENDER_WIDTH - 3] + "..."
     if isinstance(item, GRef):
         return item.canonical
     if isinstance(item, Tup):
         if item.items is None or depth > 2:
             return f"<tuple of {item.n}>"
-        inner = ", ".join(render(data, x, depth + 1) for x in item.items)
+        inner = ", ".join(_render(data, x, depth + 1, walk) for x in item.items)
         return f"({inner}{',' if item.n == 1 else ''})"
     if isinstance(item, Res):
         fn = item.fn.canonical if isinstance(item.fn, GRef) else "<object>"
-        return f"{fn}(...)"
+        args = item.args
+        if depth > 2 or type(args) is not Tup or args.items is None:
+            return f"{fn}(...)"
+        return f"{fn}({', '.join(_render(data, x, depth + 1, walk) for x in args.items)})"
     if isinstance(item, PersRes):
         return "<persistent object>"
     if isinstance(item, Opaque):
         return f"<{item.what}>"
     return "<object>"
+
+
+def _render_container(data: Any, item: int, op: int, depth: int, walk: PickleWalk) -> str:
+    """A list, set or dict the pickle filled, with its first items."""
+    kind = "dict" if op == O.EMPTY_DICT else "list" if op == O.EMPTY_LIST else "set"
+    if op == O.EMPTY_DICT:
+        if item not in walk.dicts:
+            gap = walk.dict_gap
+            if gap and gap[0] <= item < (gap[1] if len(gap) > 1 else 1 << 62):
+                return "<dict>"  # created after the dict budget ran out: not kept
+            return "{}"
+        pairs = walk.dicts[item]
+        if pairs is None:
+            return "<dict>"  # too big to keep
+        items = pairs[: 2 * _SHOWN_ITEMS + 2]
+        more = len(pairs) > 2 * _SHOWN_ITEMS
+    else:
+        if item not in walk.shown:
+            if len(walk.shown) >= _SHOWN_CONTAINERS:
+                return f"<{kind}>"  # past the bound, contents were not kept
+            return "[]" if kind == "list" else "set()"
+        items = walk.shown[item]
+        more = len(items) > _SHOWN_ITEMS
+    if depth > 2:
+        return f"<{kind}>"
+    shown = [_render(data, x, depth + 1, walk) for x in items[: 2 * _SHOWN_ITEMS]]
+    if op == O.EMPTY_DICT:
+        parts = [f"{k}: {v}" for k, v in zip(shown[0::2], shown[1::2], strict=False)]
+    else:
+        parts = shown[:_SHOWN_ITEMS]
+    if more:
+        parts.append("...")
+    open_, close = _OPEN_CLOSE[op]
+    return open_ + ", ".join(parts) + close
 
 
 # -- the walk -------------------------------------------------------------------
@@ -622,7 +680,7 @@ def _call(data: Any, out: PickleWalk, fn: object, args: object, at: int, use: st
                 return folded
         fn.uses.add(use)
         if len(fn.args) < 3 and type(args) is Tup:
-            fn.args.append(render(data, args))
+            fn.args.append(render(data, args, walk=out))
         res = Res(fn, at, args, use)
         fn.calls.append(res)
         if fn.name == "NumpyArrayWrapper" or fn.name == "_reconstructor":
@@ -634,6 +692,16 @@ def _call(data: Any, out: PickleWalk, fn: object, args: object, at: int, use: st
         )
     )
     return Res(fn, at)
+
+
+def _show(out: PickleWalk, target: int, items: list[Any]) -> None:
+    """Keep the first items put into the list or set at offset `target` (for reports)."""
+    kept = out.shown.get(target)
+    if kept is None:
+        if len(out.shown) >= _SHOWN_CONTAINERS:
+            return
+        kept = out.shown[target] = []
+    kept.extend(items[: _SHOWN_ITEMS + 1 - len(kept)])
 
 
 def _mutate(out: PickleWalk, target: object, at: int, what: str) -> None:
@@ -720,6 +788,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
     steps = repeat(None, budget)
     fused = 0  # opcodes taken with the step before them, beyond those `vals_append` counts
     dicts = out.dicts
+    shown = out.shown
     room = _DICT_BUDGET  # items dicts may still keep (unbounded once a wrapper is seen)
     wrappers: list[GRef] = []  # joblib NumpyArrayWrapper classes seen
     unpack_u4 = _unpack_u4
@@ -854,6 +923,8 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 target = stack[k - 1]
                 if op == SETITEMS:
                     room = _keep(dicts, target, stack, k, room, out, start)
+                elif len(shown.get(target, ())) <= _SHOWN_ITEMS:
+                    _show(out, target, stack[k : k + _SHOWN_ITEMS + 1])
                 del stack[k:]
                 if type(target) is not int:
                     _mutate(out, target, start, "SETITEMS" if op == SETITEMS else "APPENDS")
@@ -928,10 +999,17 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
             elif op == APPEND:
                 if len(stack) - fence < 2:
                     raise _underflow(start)
-                pop()
+                item = pop()
                 target = stack[-1]
                 if type(target) is not int:
                     _mutate(out, target, start, "APPEND")
+                else:
+                    kept = shown.get(target)
+                    if kept is None:
+                        if len(shown) < _SHOWN_CONTAINERS:
+                            shown[target] = [item]
+                    elif len(kept) <= _SHOWN_ITEMS:
+                        kept.append(item)
                 pos += 1
             elif op == REDUCE:
                 if len(stack) - fence < 2:
@@ -1469,8 +1547,10 @@ def _slow(
         newfence = marks[-1] if marks else 0
         if k <= newfence:
             raise _Fail("malformed-pickle", start, f"stack underflow at offset {start}")
-        del stack[k:]
         target = stack[k - 1]
+        if type(target) is int:
+            _show(out, target, stack[k : k + _SHOWN_ITEMS + 1])
+        del stack[k:]
         if type(target) is not int:
             _mutate(out, target, start, "ADDITEMS")
         return pos + 1
