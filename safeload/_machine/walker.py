@@ -21,6 +21,7 @@ import codecs
 import re
 import struct
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import length_hint
@@ -498,14 +499,14 @@ def _render(data: Any, item: object, depth: int, walk: PickleWalk | None) -> str
     if isinstance(item, Tup):
         if item.items is None or depth > 2:
             return f"<tuple of {item.n}>"
-        inner = ", ".join(_render(data, x, depth + 1, walk) for x in item.items)
+        inner = _joined(_render(data, x, depth + 1, walk) for x in item.items)
         return f"({inner}{',' if item.n == 1 else ''})"
     if isinstance(item, Res):
         fn = item.fn.canonical if isinstance(item.fn, GRef) else "<object>"
         args = item.args
         if depth > 2 or type(args) is not Tup or args.items is None:
             return f"{fn}(...)"
-        return f"{fn}({', '.join(_render(data, x, depth + 1, walk) for x in args.items)})"
+        return f"{fn}({_joined(_render(data, x, depth + 1, walk) for x in args.items)})"
     if isinstance(item, PersRes):
         return "<persistent object>"
     if isinstance(item, Opaque):
@@ -536,15 +537,32 @@ def _render_container(data: Any, item: int, op: int, depth: int, walk: PickleWal
         more = len(items) > _SHOWN_ITEMS
     if depth > 2:
         return f"<{kind}>"
-    shown = [_render(data, x, depth + 1, walk) for x in items[: 2 * _SHOWN_ITEMS]]
     if op == O.EMPTY_DICT:
-        parts = [f"{k}: {v}" for k, v in zip(shown[0::2], shown[1::2], strict=False)]
+        kv = zip(items[0 : 2 * _SHOWN_ITEMS : 2], items[1 : 2 * _SHOWN_ITEMS : 2], strict=False)
+        parts = (
+            f"{_render(data, k, depth + 1, walk)}: {_render(data, v, depth + 1, walk)}"
+            for k, v in kv
+        )
     else:
-        parts = shown[:_SHOWN_ITEMS]
-    if more:
-        parts.append("...")
+        parts = (_render(data, x, depth + 1, walk) for x in items[:_SHOWN_ITEMS])
     open_, close = _OPEN_CLOSE[op]
-    return open_ + ", ".join(parts) + close
+    return open_ + _joined(parts, more) + close
+
+
+def _joined(parts: Iterable[str], more: bool = False) -> str:
+    """`", ".join(parts)`, stopping once past the width a report shows (so that
+    rendering nested arguments costs at most about that many characters)."""
+    out: list[str] = []
+    size = 0
+    for part in parts:
+        out.append(part)
+        size += len(part) + 2
+        if size > _RENDER_WIDTH:
+            more = True
+            break
+    if more:
+        out.append("...")
+    return ", ".join(out)
 
 
 # -- the walk -------------------------------------------------------------------
