@@ -7,8 +7,9 @@ of tests/test_containers_fuzz.py, the hostile corpus of
 tests/hostile_containers.py, real pickles of every protocol (numpy, pandas,
 scikit-learn, joblib, PyTorch), signature files and statements made by
 safeload's signer (single file, directory, shards; HMAC, Ed25519, ECDSA) and
-PEM and HMAC key files. Container and signature seeds start with the byte
-that picks their reader (see each harness's docstring).
+PEM and HMAC key files, and the guarded loader's benign files
+(tests/test_fuzz_loader.py). Container, signature, key and loader seeds start
+with the byte that picks their reader (see each target's docstring).
 """
 
 from __future__ import annotations
@@ -174,6 +175,15 @@ def key_seeds(work: Path) -> Iterator[tuple[str, bytes]]:
     yield "1-env-json", b'\x01{"type": "hmac-sha256", "kid": "k", "secret": "AAAA"}'
 
 
+def load_seeds() -> Iterator[tuple[str, bytes]]:
+    """The guarded loader's seeds (tests/test_fuzz_loader.py), behind their plain loader's byte."""
+    sys.path.insert(0, str(ROOT))
+    from tests.test_fuzz_loader import KINDS, SEEDS
+
+    for name, (kind, data) in SEEDS.items():
+        yield name, bytes([KINDS.index(kind)]) + data
+
+
 def main(out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -185,6 +195,7 @@ def main(out: Path) -> None:
             "fuzz_containers": list(container_seeds(scan)),
             "fuzz_signature": list(signature_seeds(work / "sig")),
             "fuzz_keys": list(key_seeds(work / "keys")),
+            "fuzz_load": list(load_seeds()),
         }
     for harness, seeds in corpora.items():
         folder = out / harness
