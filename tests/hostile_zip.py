@@ -279,6 +279,28 @@ def case_insensitive_name(kind: Kind) -> bytes:
     return simple(kind.entries(body, b"archive/Data.pkl"))
 
 
+def stored_sizes_differ(kind: Kind) -> bytes:
+    """A stored member whose central sizes differ: `zipfile` reads the smaller (a benign pickle
+    cut before its STOP), torch's reader the uncompressed size, which runs on into a POP and the
+    payload. A non-zero time field keeps miniz from refusing the archive (it checks the method
+    and time fields as one 32-bit value)."""
+    good = kind.benign()[:-1]
+    body = good + b"0" + kind.evil()[2:]  # POP the benign object; the payload without PROTO
+    entries = [Entry(kind.member, body, time=1)] + [Entry(n, d) for n, d in kind.others]
+    raw = bytearray(simple(entries))
+    struct.pack_into("<I", raw, raw.find(CENTRAL) + 20, len(good))  # its compressed size
+    return bytes(raw)
+
+
+def directory_flag(kind: Kind) -> bytes:
+    """`data.pkl` holds a benign pickle but its central entry carries the DOS directory
+    attribute: miniz extracts nothing into the buffer torch allocated, and torch unpickles
+    uninitialized memory instead of the file's bytes."""
+    entries = kind.entries(kind.benign())
+    entries[0].external_attr = 0x10
+    return simple(entries)
+
+
 @dataclass(frozen=True)
 class Hostile:
     """One byte-built archive and the loader that reads its payload."""
@@ -300,4 +322,5 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("duplicate-name-numpy", NUMPY, duplicate_name),
     Hostile("name-cut-at-nul-numpy", NUMPY, name_cut_at_nul),
     Hostile("case-insensitive-name-torch", TORCH, case_insensitive_name, divergence=False),
+    Hostile("stored-sizes-differ-torch", TORCH, stored_sizes_differ),
 )

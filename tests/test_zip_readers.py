@@ -13,6 +13,7 @@ both reader models agree on them.
 from __future__ import annotations
 
 import io
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,14 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         path.write_bytes(h.build(h.kind))
         jobs.append({"kind": "plain", "path": path, "cwd": folder / "plain", "code": h.kind.code})
         jobs.append({"kind": "safeload", "path": path, "cwd": folder / "guarded"})
+    # torch.load of an archive whose data.pkl carries the directory attribute (see below)
+    flagged = base / "directory-flag"
+    flagged.mkdir()
+    (flagged / "d.pt").write_bytes(hz.directory_flag(hz.TORCH))
+    code = "import torch\nassert torch.load(path, weights_only=False) != {'ok': 1}, 'file bytes'"
+    jobs.append({"kind": "plain", "path": flagged / "d.pt", "cwd": flagged / "run", "code": code})
     results = run_jobs(jobs)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"directory-flag": results[-1]}
     for i, h in enumerate(hz.HOSTILE):
         plain, guarded = jobs[2 * i], jobs[2 * i + 1]
         out[h.name] = {
@@ -109,6 +116,23 @@ def test_torch_reads_the_case_insensitive_match_as_data_pkl() -> None:
     assert "c.pt:archive/data.pkl" in hits
 
 
+def test_torch_unpickles_uninitialized_memory_for_a_directory_entry(
+    loaded: dict[str, Any],
+) -> None:
+    """With the directory attribute on data.pkl, torch.load unpickles memory the file never
+    held (the file's own data.pkl is a benign dict, which zipfile returns): not safe, since
+    what torch reads cannot be scanned."""
+    raw = hz.directory_flag(hz.TORCH)
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        assert pickle.loads(zf.read("archive/data.pkl")) == {"ok": 1}
+    # Whatever the garbage does (usually an invalid opcode), it is not the file's dict.
+    assert loaded["directory-flag"].get("type") != "AssertionError", loaded["directory-flag"]
+    report = safeload.scan_bytes(raw, location="d.pt")
+    assert report.verdict is Verdict.DANGEROUS
+    (finding,) = [f for f in report.findings if f.rule_name == "zip-reader-divergence"]
+    assert "uninitialized memory" in finding.message
+
+
 # -- the models against the real zipfile, on the hostile archives ----------------------------
 
 
@@ -123,7 +147,9 @@ def test_zipfile_model_matches_zipfile(name: str) -> None:
         for info in zf.infolist():
             assert mine[info.filename].data_offset is not None
         for name_, member in mine.items():
-            real = zf.read(name_)
+            with zf.open(name_) as handle:
+                handle._expected_crc = None  # type: ignore[attr-defined]
+                real = handle.read()
             assert raw[member.data_offset : member.data_offset + member.read_size] == real
 
 
