@@ -74,7 +74,7 @@ def test_text_summary_and_quiet(policy: Policy) -> None:
     out = text.render(report)
     assert "ok.pkl: SAFE" in out
     assert "gone.pkl: ERROR: no such file or directory" in out
-    assert out.endswith("summary: 2 files: 1 safe, 1 dangerous (1 skipped, 1 errors)\n")
+    assert out.endswith("summary: 2 files: 1 safe, 1 dangerous (1 skipped, 1 error)\n")
     quiet = text.render(report, quiet=True)
     assert "ok.pkl" not in quiet
     assert "bad.pkl: DANGEROUS" in quiet

@@ -155,6 +155,35 @@ def _parser() -> argparse.ArgumentParser:
         "--quiet", "-q", action="store_true", help="text format: list only files that are not safe"
     )
     scan.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out files and folders matching GLOB in directory walks (relative path or "
+        "name, e.g. 'tests/fixtures/*'); repeatable; adds to exclude under [tool.safeload]",
+    )
+    scan.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="drop findings of RULE (ID or name, any case); refused for rules that make a "
+        "file dangerous or invalid; repeatable",
+    )
+    scan.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="FILE",
+        help="fail only on findings not recorded in FILE (written by --write-baseline)",
+    )
+    scan.add_argument(
+        "--write-baseline",
+        type=Path,
+        metavar="FILE",
+        help="record the current unknown findings in FILE and exit 0 unless a file is "
+        "dangerous or invalid (those are never recorded)",
+    )
+    scan.add_argument(
         "--sniff",
         action="store_true",
         help="choose named files as in a directory walk (model extension or pickle/archive "
@@ -292,8 +321,12 @@ def _policy(args: argparse.Namespace) -> tuple[Policy, UserConfig | None]:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from .baseline import Baseline, ignorable, without
+
     policy, config = _policy(args)
     fail_on = args.fail_on or (config.fail_on if config else None) or "unknown"
+    ignored = ignorable(policy, args.ignore)
+    baseline = Baseline.read(args.baseline) if args.baseline else None
     paths = [p for p in args.paths if str(p) != "-"]
     piped = _scan_stdin(policy, args) if len(paths) != len(args.paths) else None
     report = scan_paths(
@@ -302,7 +335,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         max_opcodes=args.max_opcodes,
         jobs=args.jobs,
         progress=_progress_bar(sys.stderr) if sys.stderr.isatty() else None,
-        exclude=config.exclude if config else (),
+        exclude=[*(config.exclude if config else ()), *args.exclude],
         exclude_base=config.path.parent if config and config.path else None,
         sniff_named=args.sniff,
         timeout=args.timeout or (config.timeout if config else None),
@@ -311,10 +344,17 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         report = _with_explanations(report, args.jobs)
     if piped is not None:
         report = dataclasses.replace(report, files=(piped, *report.files))
+    if args.write_baseline is not None:
+        return _write_baseline(report, args.write_baseline)
+    report, forgiven = without(report, ignored, baseline)
     to_terminal = args.output is None
     if args.format == "text":
         rendered = text.render(
-            report, color=to_terminal and _use_color(sys.stdout), quiet=args.quiet
+            report,
+            color=to_terminal and _use_color(sys.stdout),
+            quiet=args.quiet,
+            failing=_FAILING[fail_on],
+            forgiven=forgiven,
         )
     elif args.format == "json":
         from .render import json
@@ -342,6 +382,27 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         if not to_terminal:
             print(text.summary_line(report), file=sys.stderr)
     return exit_code(report, fail_on)
+
+
+def _write_baseline(report: ScanReport, path: Path) -> int:
+    from .baseline import Baseline
+
+    rendered, refused = Baseline.render(report, path)
+    try:
+        path.write_text(rendered, encoding="utf-8")
+    except OSError as exc:
+        print(f"safeload: error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for file, reason in report.errors.items():
+        print(f"safeload: error: {file}: {reason}", file=sys.stderr)
+    print(f"wrote baseline {path}: {text.summary_line(report)}", file=sys.stderr)
+    if refused:
+        print(
+            f"safeload: {text.plural(refused, 'dangerous or invalid finding')} not recorded "
+            "(a baseline never accepts them)",
+            file=sys.stderr,
+        )
+    return exit_code(report, "dangerous")
 
 
 def source_root(start: Path) -> Path:

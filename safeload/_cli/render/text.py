@@ -6,12 +6,12 @@ name, what the global is and how the pickle uses it, and the fix.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from ...report import FileReport, Finding, ScanReport, Verdict
 from . import rule_help
 
-__all__ = ["render", "summary_line"]
+__all__ = ["plural", "render", "summary_line"]
 
 _RESET = "\x1b[0m"
 _VERDICT_STYLE = {
@@ -23,34 +23,49 @@ _VERDICT_STYLE = {
 _BOLD = "\x1b[1m"
 
 Paint = Callable[[str, str], str]
+_NOT_SAFE = frozenset({Verdict.UNKNOWN, Verdict.INVALID, Verdict.DANGEROUS})
 _DIM = "\x1b[2m"
 
 
 def render(
-    report: ScanReport, *, color: bool = False, quiet: bool = False, docs: bool = True
+    report: ScanReport,
+    *,
+    color: bool = False,
+    quiet: bool = False,
+    docs: bool = True,
+    failing: Collection[Verdict] = _NOT_SAFE,
+    forgiven: int = 0,
 ) -> str:
-    """The whole report; `quiet` leaves out safe files, `docs` adds rule links."""
+    """The whole report; `quiet` lists only the files whose verdict is in `failing`
+    (what makes the command fail: hooks print only those), `docs` adds rule links."""
     paint = _painter(color)
     lines: list[str] = []
     for file in report.files:
-        if quiet and file.verdict is Verdict.SAFE:
+        if quiet and file.verdict not in failing:
             continue
         lines.extend(_file_lines(file, paint, docs))
     for path, reason in report.errors.items():
         lines.append(f"{path}: {paint('ERROR', _VERDICT_STYLE[Verdict.DANGEROUS])}: {reason}")
-    lines.append(summary_line(report))
+    lines.append(summary_line(report, forgiven))
     return "\n".join(lines) + "\n"
 
 
-def summary_line(report: ScanReport) -> str:
-    """`summary: 2 files: 1 safe, 1 dangerous (0 skipped, 0 errors)`."""
+def plural(count: int, noun: str) -> str:
+    """`1 file`, `2 files`, `0 errors`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def summary_line(report: ScanReport, forgiven: int = 0) -> str:
+    """`summary: 2 files: 1 safe, 1 dangerous (0 skipped, 1 error)`."""
     counts = report.summary()
-    total = counts["files"]
     parts = [f"{counts[v.value]} {v.value}" for v in Verdict if counts[v.value]]
-    head = f"summary: {total} file{'s' if total != 1 else ''}"
+    head = f"summary: {plural(counts['files'], 'file')}"
     if parts:
         head += ": " + ", ".join(parts)
-    return f"{head} ({counts['skipped']} skipped, {counts['errors']} errors)"
+    tail = f"{counts['skipped']} skipped, {plural(counts['errors'], 'error')}"
+    if forgiven:
+        tail += f", {plural(forgiven, 'finding')} ignored or in the baseline"
+    return f"{head} ({tail})"
 
 
 def _painter(color: bool) -> Paint:
