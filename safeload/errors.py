@@ -137,6 +137,11 @@ class UnsignedFileError(SignatureError):
     """The model holds a file (or link) that the signature does not list."""
 
 
+class UnexpectedVersionError(SignatureError):
+    """A valid signature of another version than the one pinned: its digest is
+    not the expected one, or it was made before the minimum signing time."""
+
+
 class KeyFileError(SafeloadError):
     """A key file or key variable is unreadable or malformed, or the trust
     store is empty. A usage error, not a verification failure."""

@@ -161,12 +161,13 @@ def test_round_trip_single_file(keypair: tuple[str, Signer, TrustStore], model_f
 
 def test_round_trip_directory(keypair: tuple[str, Signer, TrustStore], model_dir: Path) -> None:
     kind, signer, trust = keypair
-    sig = sign(model_dir, signer)
+    sig = sign(model_dir, signer, ignore_git=True)
     assert sig == model_dir.parent / "model.sig"
     result = verify(model_dir, trust)
     assert result.algorithm == EXPECTED_ALGORITHM[kind]
     expected = ["a-b/x", "config.json", "sub/deeper/empty", "sub/tokenizer.pkl", "weights.bin"]
     assert list(result.files) == expected
+    assert result.ignored == (".git/", ".gitattributes")  # left out, and listed
     resources = statement_of(sig)["predicate"]["resources"]
     assert [r["name"] for r in resources] == expected  # code-point order, git files left out
     for resource in resources:
@@ -193,7 +194,7 @@ def test_parallel_and_serial_hashing_agree(tmp_path: Path, model_dir: Path) -> N
     serial = statement_of(model_dir.parent / "model.sig")
     sign(model_dir, signer, workers=4)
     assert statement_of(model_dir.parent / "model.sig") == serial
-    assert len(verify(model_dir, trust, workers=4).files) == 45
+    assert len(verify(model_dir, trust, workers=4).files) == 47  # git files are signed too
 
 
 def test_signature_inside_directory_is_not_signed(tmp_path: Path, model_dir: Path) -> None:
@@ -218,10 +219,10 @@ def test_ignore_paths_are_recorded_and_honoured(tmp_path: Path, model_dir: Path)
 
 def test_git_files_are_ignored(tmp_path: Path, model_dir: Path) -> None:
     signer, trust = make_key(tmp_path, "hmac")
-    sign(model_dir, signer)
+    sign(model_dir, signer, ignore_git=True)
     (model_dir / ".git" / "index").write_bytes(b"changed")
     (model_dir / ".gitignore").write_text("*.tmp\n")
-    verify(model_dir, trust)
+    assert verify(model_dir, trust).ignored == (".git/", ".gitattributes", ".gitignore")
     # The verifier follows the signed ignore list: without git paths, git files are unsigned.
     sig = model_dir.parent / "model.sig"
     statement = statement_of(sig)
@@ -361,12 +362,17 @@ def test_signature_moved_to_another_file(
     other = model_file.with_name("other.pkl")
     other.write_bytes(pickle.dumps("another model"))
     other.with_name("other.pkl.sig").write_bytes(sig.read_bytes())
-    with pytest.raises(SubjectMismatchError, match=re.escape("made for 'model.pkl'")):
+    with pytest.raises(SubjectMismatchError, match=re.escape("signed for 'model.pkl'")):
         verify(other, trust)
-    # Renaming a signed file together with its signature keeps it valid (same bytes).
+    with pytest.raises(SubjectMismatchError, match=re.escape("made for 'model.pkl'")):
+        verify(other, trust, any_name=True)  # the name check skipped, the content differs
+    # A signed file renamed together with its signature verifies only under its signed name.
     model_file.rename(tmp := model_file.with_name("renamed.pkl"))
     sig.rename(tmp.with_name("renamed.pkl.sig"))
-    assert verify(tmp, trust).subject == "model.pkl"
+    with pytest.raises(SubjectMismatchError, match=re.escape("signed for 'model.pkl'")):
+        verify(tmp, trust)
+    assert verify(tmp, trust, subject="model.pkl").subject == "model.pkl"
+    assert verify(tmp, trust, any_name=True).subject == "model.pkl"
 
 
 def test_directory_signature_used_for_a_file_and_back(tmp_path: Path, model_dir: Path) -> None:
@@ -374,10 +380,10 @@ def test_directory_signature_used_for_a_file_and_back(tmp_path: Path, model_dir:
     dir_sig = sign(model_dir, signer)
     weights = model_dir / "weights.bin"
     with pytest.raises(MissingFileError, match="single file"):
-        verify(weights, trust, signature=dir_sig)
+        verify(weights, trust, signature=dir_sig, subject="model")
     file_sig = sign(weights, signer, signature=tmp_path / "w.sig")
     with pytest.raises(SubjectMismatchError, match="is a directory"):
-        verify(model_dir, trust, signature=file_sig)
+        verify(model_dir, trust, signature=file_sig, subject="weights.bin")
 
 
 def test_file_added_to_directory(keypair: tuple[str, Signer, TrustStore], model_dir: Path) -> None:
@@ -436,7 +442,7 @@ def test_unknown_public_key(tmp_path: Path, model_file: Path) -> None:
     signer, _ = make_key(tmp_path, "ecdsa-p256", "signer")
     _, other_trust = make_key(tmp_path, "ed25519", "other")
     sign(model_file, signer)
-    with pytest.raises(UnknownKeyError, match=f"public key {signer.key_id[:16]}"):
+    with pytest.raises(UnknownKeyError, match=f"public key '{signer.key_id[:16]}'"):
         verify(model_file, other_trust)
 
 
@@ -471,9 +477,9 @@ def test_hmac_tag_of_the_wrong_length(model_file: Path) -> None:
     ("content", "message"),
     [
         (b"", "is empty"),
-        (b"not json at all", "is not JSON"),
+        (b"not json at all", "is not valid JSON"),
         (b"[1, 2, 3]", "expected a JSON object"),
-        (b"[" * 200_000 + b"]" * 200_000, "is not JSON"),
+        (b"[" * 200_000 + b"]" * 200_000, "objects and arrays"),
         (b'{"dsseEnvelope": {}, "mediaType": "text/plain"}', "not a Sigstore bundle"),
         (b'{"payloadType": "text/plain", "payload": "", "signatures": []}', "payloadType"),
         (
@@ -570,10 +576,10 @@ def test_duplicate_json_keys_in_payload_are_refused(tmp_path: Path, model_file: 
     payload = base64.b64decode(envelope_of(sig)["payload"])
     doubled = payload.replace(b'"_type":', b'"_type":"x","_type":', 1)
     sign_payload(doubled, signer, sig)
-    with pytest.raises(MalformedSignatureError, match="duplicate key"):
+    with pytest.raises(MalformedSignatureError, match="repeats the key '_type'"):
         verify(model_file, trust)
     sign_payload(b"[" * 100_000 + b"]" * 100_000, signer, sig)
-    with pytest.raises(MalformedSignatureError, match="not valid JSON"):
+    with pytest.raises(MalformedSignatureError, match="nested more than 16 levels"):
         verify(model_file, trust)
 
 
@@ -924,7 +930,8 @@ def test_cli_keygen_sign_verify(tmp_path: Path, model_dir: Path, kind: str) -> N
     trusted = key if kind == "hmac" else key.with_name("team.key.pub")
     code, out, err = cli("verify", model_dir, "--key", trusted)
     assert (code, err) == (0, "")
-    assert out.startswith(f"verified {model_dir}: 5 files, {EXPECTED_ALGORITHM[kind]} key")
+    assert out.startswith(f"verified {model_dir}: subject 'model', 7 files, sha256:")
+    assert f", {EXPECTED_ALGORITHM[kind]} key " in out and ", signed 20" in out
 
 
 def test_cli_exit_codes_and_messages(tmp_path: Path, model_dir: Path) -> None:
@@ -1121,6 +1128,7 @@ def test_cli_trust_dir_ignore_paths_and_several_keys(tmp_path: Path, model_dir: 
     )
     (model_dir / "sub" / "unsigned-but-ignored.bin").write_bytes(b"1")
     code, out, err = cli("verify", model_dir, "--trust-dir", trust_dir)
-    assert (code, err) == (0, "") and "3 files" in out
+    assert code == 0 and "5 files" in out  # the git files are signed too
+    assert "left out by the ignore list and were not verified, never load them: sub/" in err
     code, _, err = cli("verify", model_dir, "--trust-dir", tmp_path / "nowhere")
     assert code == 2 and "does not exist" in err

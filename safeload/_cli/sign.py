@@ -2,52 +2,105 @@
 
 `add_parsers(subparsers)` registers them; each sets `handler=run`, and
 `run(args)` returns the exit code: 0 verified (or done), 1 not verified
-(missing, malformed, unknown or wrong key, file changed, added or removed),
-2 usage or I/O error. Like `_cli`, this is terminal-facing code: the library
-modules it calls never print.
+(missing, malformed, unknown or wrong key, file changed, added or removed,
+another name or version), 2 usage, I/O or internal error. An unexpected
+exception is reported as an internal error (2), never as a verdict. Like
+`_cli`, this is terminal-facing code: the library modules it calls never
+print. Every string that comes from a file (names, key ids, messages quoting
+them) is escaped before it reaches the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..errors import (
     DigestMismatchError,
     InvalidSignatureError,
+    KeyFileError,
     MalformedSignatureError,
     MissingFileError,
     MissingSignatureError,
     SafeloadError,
     SignatureError,
     SubjectMismatchError,
+    UnexpectedVersionError,
     UnknownKeyError,
     UnsignedFileError,
     UnsupportedSignatureError,
 )
-from ..sign import sign, verify
-from ..sign._keys import KEY_TYPES, HmacSigner, Signer, TrustStore, generate_key, hmac_keys_from_env
+from ..sign import Verified, sign, verify
+from ..sign._keys import (
+    KEY_TYPES,
+    HmacSigner,
+    KeyWarning,
+    Signer,
+    TrustStore,
+    generate_key,
+    hmac_keys_from_env,
+    is_encrypted,
+)
 from ..sign._keys import load_signer as _load_signer
+from ..sign._statement import format_time
 
-__all__ = ["add_parsers", "run"]
+__all__ = ["add_parsers", "escape", "run"]
 
 EXIT_OK = 0
 EXIT_NOT_VERIFIED = 1
 EXIT_ERROR = 2
 
-_REASONS: tuple[tuple[type[SignatureError], str], ...] = (
-    (MissingSignatureError, "missing signature"),
-    (MalformedSignatureError, "malformed signature"),
-    (UnsupportedSignatureError, "unsupported signature"),
-    (UnknownKeyError, "unknown key"),
-    (InvalidSignatureError, "invalid signature"),
-    (SubjectMismatchError, "signature of another artifact"),
-    (DigestMismatchError, "digest mismatch"),
-    (MissingFileError, "file removed"),
-    (UnsignedFileError, "unsigned file"),
+_REASONS: tuple[tuple[type[SignatureError], str, str], ...] = (
+    (MissingSignatureError, "missing-signature", "missing signature"),
+    (MalformedSignatureError, "malformed-signature", "malformed signature"),
+    (UnsupportedSignatureError, "unsupported-signature", "unsupported signature"),
+    (UnknownKeyError, "unknown-key", "unknown key"),
+    (InvalidSignatureError, "invalid-signature", "invalid signature"),
+    (SubjectMismatchError, "subject-mismatch", "signature of another artifact"),
+    (UnexpectedVersionError, "unexpected-version", "not the pinned version"),
+    (DigestMismatchError, "digest-mismatch", "digest mismatch"),
+    (MissingFileError, "missing-file", "file removed"),
+    (UnsignedFileError, "unsigned-file", "unsigned file"),
 )
+"""Each failure's reason tag (JSON) and words (text); the first matching class wins."""
+
+
+def escape(text: str) -> str:
+    """`text` with every character a terminal could act on shown as an escape.
+
+    Control characters (ESC, CR, backspace, ...), bidirectional overrides and
+    other invisible format characters come from file names, key ids and
+    signed subjects; printed raw they could redraw a "verified" line.
+    """
+    if text.isprintable():
+        return text
+    shown = []
+    for char in text:
+        if char.isprintable():
+            shown.append(char)
+        else:
+            code = ord(char)
+            shown.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
+    return "".join(shown)
+
+
+def _say(stream: TextIO, text: str) -> None:
+    print(escape(text), file=stream)
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,20 +110,21 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="create a signing key",
         description="Write a new private key to PATH (mode 0600). Ed25519 and ECDSA P-256 keys "
         "are PKCS#8 PEM with the public key (SubjectPublicKeyInfo PEM) in PATH.pub; an HMAC key "
-        "is a 32-byte random secret with its key id, as JSON.",
+        "is a 32-byte random secret with its key id, as JSON. A symbolic link at PATH is refused.",
     )
     keygen.add_argument("--type", required=True, choices=KEY_TYPES, help="key type")
     keygen.add_argument("--out", required=True, type=Path, metavar="PATH", help="private key file")
     keygen.add_argument("--kid", metavar="NAME", help="HMAC key id (default: date + random)")
     keygen.add_argument("--force", action="store_true", help="overwrite existing key files")
+    _password(keygen, "encrypt the private key with the password in environment variable VAR")
     keygen.set_defaults(handler=run, sign_command="keygen")
 
     signer = subparsers.add_parser(
         "sign",
         help="sign a model file or directory",
         description="Write PATH.sig (OpenSSF model-signing format): one SHA-256 per file, signed "
-        "with the key. ECDSA P-256 signatures also verify with `model_signing verify key`; "
-        "Ed25519 and HMAC ones only with safeload.",
+        "with the key, with the signing time. ECDSA P-256 signatures also verify with "
+        "`model_signing verify key`; Ed25519 and HMAC ones only with safeload.",
         epilog="exit codes: 0 signed, 2 usage or I/O error",
     )
     signer.add_argument("path", type=Path, metavar="PATH", help="model file or directory")
@@ -87,18 +141,27 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         metavar="VAR",
         help="sign with the newest (last) HMAC key in environment variable VAR",
     )
-    _common(signer)
+    signer.add_argument(
+        "--ignore-git-paths",
+        action="store_true",
+        help="leave .git, .github, .gitattributes and .gitignore at the root of a directory out "
+        "of the signature (recorded in it); by default every file is signed",
+    )
+    _password(signer, "the password of an encrypted private key is in environment variable VAR")
+    _common(signer, "signature file to write (default: PATH.sig beside the file or directory)")
     signer.set_defaults(handler=run, sign_command="sign")
 
     verifier = subparsers.add_parser(
         "verify",
         help="verify a signed model file or directory",
-        description="Check PATH against PATH.sig: the signature must come from a trusted key and "
-        "every file must match, none missing and none added. Also accepts `model_signing sign "
-        "key` bundles.",
-        epilog="exit codes: 0 verified, 1 not verified, 2 usage or I/O error",
+        description="Check PATH against PATH.sig: the signature must come from a trusted key, "
+        "name PATH (its signed subject), and every file must match, none missing and none "
+        "added. Also accepts `model_signing sign key` bundles.",
+        epilog="exit codes: 0 verified, 1 not verified, 2 usage, I/O or internal error",
     )
-    verifier.add_argument("path", type=Path, metavar="PATH", help="model file or directory")
+    verifier.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="model files or directories"
+    )
     verifier.add_argument(
         "--key",
         action="append",
@@ -118,17 +181,50 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         action="store_true",
         help="accept files the signature does not list (they are reported, never verified)",
     )
-    _common(verifier)
+    names = verifier.add_mutually_exclusive_group()
+    names.add_argument(
+        "--subject",
+        metavar="NAME",
+        help="the name the signature must record (default: PATH's own name)",
+    )
+    names.add_argument(
+        "--any-name",
+        action="store_true",
+        help="accept a signature recorded under any name (a renamed file)",
+    )
+    verifier.add_argument(
+        "--expect-digest",
+        metavar="DIGEST",
+        help="the signed digest must be this one (sha256:HEX, as verify prints it): pins a version",
+    )
+    verifier.add_argument(
+        "--signed-after",
+        type=_time,
+        metavar="TIME",
+        help="refuse signatures made before TIME (ISO 8601, e.g. 2026-11-30T12:00:00Z) or "
+        "recording no time: stops an older signed version from being put back",
+    )
+    verifier.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format"
+    )
+    _common(verifier, "signature file (default: PATH.sig beside the file or directory)")
     verifier.set_defaults(handler=run, sign_command="verify")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--signature",
-        type=Path,
-        metavar="SIG",
-        help="signature file (default: PATH.sig beside the file or directory)",
-    )
+def _password(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--password-env", metavar="VAR", help=text)
+
+
+def _time(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _common(parser: argparse.ArgumentParser, signature_help: str) -> None:
+    parser.add_argument("--signature", type=Path, metavar="SIG", help=signature_help)
     parser.add_argument(
         "--ignore-paths",
         action="extend",
@@ -140,6 +236,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _reason(exc: SignatureError) -> tuple[str, str]:
+    return next(
+        ((tag, words) for kind, tag, words in _REASONS if isinstance(exc, kind)),
+        ("not-verified", "failed"),
+    )
+
+
 def run(
     args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
@@ -148,63 +251,204 @@ def run(
     err = stderr or sys.stderr
     try:
         if args.sign_command == "keygen":
-            return _keygen(args, out)
+            return _keygen(args, out, err)
         if args.sign_command == "sign":
             return _sign(args, out, err)
         return _verify(args, out, err)
     except SignatureError as exc:
-        reason = next((text for kind, text in _REASONS if isinstance(exc, kind)), "failed")
-        print(f"safeload: not verified ({reason}): {exc}", file=err)
+        _say(err, f"safeload: not verified ({_reason(exc)[1]}): {exc}")
         return EXIT_NOT_VERIFIED
     except SafeloadError as exc:
-        print(f"safeload: error: {exc.diagnostics()}", file=err)
+        _say(err, f"safeload: error: {exc.diagnostics()}")
         return EXIT_ERROR
     except OSError as exc:
-        print(f"safeload: error: {exc}", file=err)
+        _say(err, f"safeload: error: {exc}")
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: never reported as a verdict
+        _say(err, f"safeload: internal error ({type(exc).__name__}: {exc}); please report it")
         return EXIT_ERROR
 
 
-def _keygen(args: argparse.Namespace, out: TextIO) -> int:
-    info = generate_key(args.type, args.out, kid=args.kid, overwrite=args.force)
-    print(f"wrote private key {info.private} (mode 0600, keep it secret)", file=out)
+@contextmanager
+def _warnings_to(err: TextIO) -> Iterator[None]:
+    """Key warnings raised by the library, printed as the CLI's warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", KeyWarning)
+        yield
+    for item in caught:
+        if issubclass(item.category, KeyWarning):
+            _say(err, f"safeload: warning: {item.message}")
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+
+
+def _password_of(args: argparse.Namespace, path: Path | None, err: TextIO) -> bytes | None:
+    variable: str | None = args.password_env
+    if variable is not None:
+        value = os.environ.get(variable)
+        if not value:
+            raise KeyFileError(f"environment variable {variable} is not set or empty")
+        return value.encode("utf-8")
+    if path is not None and is_encrypted(path):
+        if not sys.stdin.isatty():
+            raise KeyFileError(
+                f"{path} is an encrypted private key; give its password with --password-env VAR"
+            )
+        return getpass.getpass(f"password for {escape(str(path))}: ", stream=err).encode("utf-8")
+    return None
+
+
+def _keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    password = _password_of(args, None, err)
+    info = generate_key(args.type, args.out, kid=args.kid, overwrite=args.force, password=password)
+    encrypted = ", encrypted" if password else ""
+    _say(out, f"wrote private key {info.private} (mode 0600{encrypted}, keep it secret)")
     if info.public is not None:
-        print(f"wrote public key {info.public}", file=out)
-    print(f"key id: {info.key_id}", file=out)
+        _say(out, f"wrote public key {info.public}")
+    _say(out, f"key id: {info.key_id}")
     return EXIT_OK
 
 
 def _sign(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    signers: list[Signer] = [_load_signer(path) for path in args.key]
+    signers: list[Signer] = []
+    with _warnings_to(err):
+        for path in args.key:
+            signers.append(_load_signer(path, password=_password_of(args, path, err)))
     if args.hmac_key_env:
         signers.append(HmacSigner(hmac_keys_from_env(args.hmac_key_env)[-1]))
     if not signers:
-        print("safeload: error: give a signing key with --key or --hmac-key-env", file=err)
+        _say(err, "safeload: error: give a signing key with --key or --hmac-key-env")
         return EXIT_ERROR
-    written = sign(args.path, signers, signature=args.signature, ignore_paths=args.ignore_paths)
+    if args.signature is not None:
+        for key in args.key:
+            if _same_file(args.signature, key) or _same_file(args.signature, _pub(key)):
+                _say(err, f"safeload: error: --signature {args.signature} is a key file; refusing")
+                return EXIT_ERROR
+    written = sign(
+        args.path,
+        signers,
+        signature=args.signature,
+        ignore_paths=args.ignore_paths,
+        ignore_git=args.ignore_git_paths,
+    )
     keys = ", ".join(f"{s.algorithm} key {s.key_id[:16]}" for s in signers)
-    print(f"signed {args.path} with {keys}: wrote {written}", file=out)
+    _say(out, f"signed {args.path} with {keys}: wrote {written}")
     return EXIT_OK
+
+
+def _pub(path: Path) -> Path:
+    return path.with_name(path.name + ".pub")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    trust = TrustStore.load(keys=args.key, trust_dir=args.trust_dir, hmac_env=args.hmac_key_env)
-    result = verify(
-        args.path,
-        trust,
-        signature=args.signature,
-        ignore_unsigned=args.ignore_unsigned_files,
-        ignore_paths=args.ignore_paths,
+    if args.signature is not None and len(args.paths) > 1:
+        _say(err, "safeload: error: --signature names the signature of one PATH; give one PATH")
+        return EXIT_ERROR
+    with _warnings_to(err):
+        trust = TrustStore.load(keys=args.key, trust_dir=args.trust_dir, hmac_env=args.hmac_key_env)
+    results = [_verify_one(path, trust, args) for path in args.paths]
+    if args.format == "json":
+        document = {"results": [entry for entry, _ in results]}
+        print(json.dumps(document, indent=2), file=out)  # ensure_ascii: nothing raw
+    else:
+        for entry, outcome in results:
+            _report_text(entry, outcome, out, err)
+    codes = [code for _, (code, _) in results]
+    return max(codes)
+
+
+_Outcome = tuple[int, Verified | None]
+
+
+def _verify_one(
+    path: Path, trust: TrustStore, args: argparse.Namespace
+) -> tuple[dict[str, Any], _Outcome]:
+    entry: dict[str, Any] = {"path": str(path)}
+    try:
+        result = verify(
+            path,
+            trust,
+            signature=args.signature,
+            ignore_unsigned=args.ignore_unsigned_files,
+            ignore_paths=args.ignore_paths,
+            subject=args.subject,
+            any_name=args.any_name,
+            expect_digest=args.expect_digest,
+            signed_after=args.signed_after,
+        )
+    except SignatureError as exc:
+        tag, words = _reason(exc)
+        entry.update(verdict="not verified", reason=tag, reason_text=words, message=str(exc))
+        return entry, (EXIT_NOT_VERIFIED, None)
+    except (SafeloadError, OSError) as exc:
+        message = exc.diagnostics() if isinstance(exc, SafeloadError) else str(exc)
+        entry.update(verdict="error", reason="error", message=message)
+        return entry, (EXIT_ERROR, None)
+    except Exception as exc:  # a bug: never reported as a verdict
+        entry.update(
+            verdict="error",
+            reason="internal-error",
+            message=f"internal error ({type(exc).__name__}: {exc}); please report it",
+        )
+        return entry, (EXIT_ERROR, None)
+    entry.update(
+        verdict="verified",
+        reason="verified",
+        subject=result.subject,
+        digest=f"sha256:{result.root_digest}",
+        algorithm=result.algorithm,
+        key_id=result.key_id,
+        signed_at=format_time(result.signed_at) if result.signed_at is not None else None,
+        signature=str(result.signature),
+        files=[{"name": n, "digest": result.digests.get(n)} for n in result.files],
+        hash_type=result.hash_type,
+        unsigned=list(result.unsigned),
+        ignored=list(result.ignored),
+        untrusted_signatures=list(result.untrusted),
     )
+    return entry, (EXIT_OK, result)
+
+
+def _report_text(entry: dict[str, Any], outcome: _Outcome, out: TextIO, err: TextIO) -> None:
+    code, result = outcome
+    if result is None:
+        if code == EXIT_NOT_VERIFIED:
+            _say(err, f"safeload: not verified ({entry['reason_text']}): {entry['message']}")
+        else:
+            _say(err, f"safeload: error: {entry['message']}")
+        return
     count = len(result.files)
-    print(
-        f"verified {result.path}: {count} file{'s' if count != 1 else ''}, "
-        f"{result.algorithm} key {result.key_id[:16]}, signature {result.signature}",
-        file=out,
+    when = (
+        format_time(result.signed_at) if result.signed_at is not None else "at an unrecorded time"
+    )
+    _say(
+        out,
+        f"verified {result.path}: subject {result.subject!r}, {count} file"
+        f"{'s' if count != 1 else ''}, sha256:{result.root_digest}, {result.algorithm} key "
+        f"{result.key_id[:16]}, signed {when}, signature {result.signature}",
     )
     if result.unsigned:
-        print(
+        _say(
+            err,
             f"safeload: warning: {len(result.unsigned)} unsigned file(s) were not verified, "
             f"never load them: {', '.join(result.unsigned)}",
-            file=err,
         )
-    return EXIT_OK
+    if result.ignored:
+        _say(
+            err,
+            f"safeload: warning: {len(result.ignored)} path(s) are left out by the ignore list "
+            f"and were not verified, never load them: {', '.join(result.ignored)}",
+        )
+    if result.untrusted:
+        _say(
+            err,
+            f"safeload: note: {len(result.untrusted)} other signature(s) by untrusted keys were "
+            f"not checked: {', '.join(result.untrusted)}",
+        )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import MalformedSignatureError, UnsupportedSignatureError
+from . import _json
 
 __all__ = [
     "BUNDLE_MEDIA_TYPE",
@@ -34,6 +35,8 @@ __all__ = [
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+VERIFICATION_METHODS = ("certificate", "publicKey", "x509CertificateChain")
+"""The ways a Sigstore bundle names what verifies it; a bundle declares exactly one."""
 MAX_SIGNATURES = 16
 """More signatures than this in one envelope is treated as malformed."""
 
@@ -116,11 +119,10 @@ def encode(
 def parse(data: bytes, where: str) -> Envelope:
     """Decode a signature file; `where` names it in error messages."""
     try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        document = _json.loads(data, _json.ENVELOPE_LIMITS)
+    except _json.JsonError as exc:
         raise MalformedSignatureError(
-            f"{where} is not JSON ({exc}); it is truncated or not a signature file, "
-            "sign the model again"
+            f"{where} {exc}: it is truncated, altered or not a signature file; sign the model again"
         ) from None
     if not isinstance(document, dict):
         raise MalformedSignatureError(f"{where}: expected a JSON object")
@@ -135,10 +137,17 @@ def parse(data: bytes, where: str) -> Envelope:
         material = document.get("verificationMaterial")
         if not isinstance(material, dict):
             raise MalformedSignatureError(f"{where}: bundle has no verificationMaterial")
-        if "publicKey" not in material:
-            kinds = ", ".join(sorted(material)) or "nothing"
+        methods = sorted(m for m in VERIFICATION_METHODS if m in material)
+        if len(methods) != 1:
+            # A bundle is verified by the one method it declares, never by another one
+            # injected beside it (a raw key next to a certificate, say).
+            raise MalformedSignatureError(
+                f"{where}: verificationMaterial must declare exactly one of "
+                f"{', '.join(VERIFICATION_METHODS)}, not {', '.join(methods) or 'none'}"
+            )
+        if methods != ["publicKey"]:
             raise UnsupportedSignatureError(
-                f"{where} is a Sigstore bundle verified with {kinds}, not a public key; "
+                f"{where} is a Sigstore bundle verified with {methods[0]}, not a public key; "
                 "verify it with `model_signing verify sigstore|certificate`"
             )
         public_key = material["publicKey"]

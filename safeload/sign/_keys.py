@@ -22,7 +22,9 @@ import json
 import os
 import re
 import secrets
+import stat
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import KeyFileError
+from . import _json
+from ._ed25519 import key_problem
 
 __all__ = [
     "EcdsaSigner",
@@ -43,6 +47,7 @@ __all__ = [
     "HmacSigner",
     "KeyInfo",
     "KeyType",
+    "KeyWarning",
     "PublicKey",
     "Signer",
     "TrustStore",
@@ -66,6 +71,12 @@ _CURVES: dict[str, tuple[str, hashes.HashAlgorithm]] = {
     "secp384r1": ("ecdsa-p384", hashes.SHA384()),
     "secp521r1": ("ecdsa-p521", hashes.SHA512()),
 }
+
+
+class KeyWarning(UserWarning):
+    """A key that works but is handled unsafely: a private key others can read, a
+    private key given where a public one belongs."""
+
 
 AsymmetricPublic = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 AsymmetricPrivate = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -102,6 +113,14 @@ class PublicKey:
     def __post_init__(self) -> None:
         if not isinstance(self.key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
             raise KeyFileError(f"{self.source}: only Ed25519 and ECDSA public keys are supported")
+        if isinstance(self.key, ed25519.Ed25519PublicKey):
+            raw = self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            problem = key_problem(raw)
+            if problem is not None:
+                raise KeyFileError(
+                    f"{self.source}: the Ed25519 public key {raw.hex()[:16]}... {problem}; "
+                    "no real signer has such a key, refuse it"
+                )
         object.__setattr__(self, "algorithm", _algorithm(self.key, self.source)[0])
         object.__setattr__(self, "hint", key_hint(self.key))
 
@@ -246,10 +265,21 @@ class HmacSigner(Signer):
 
 def _read(path: Path) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_KEY_FILE + 1)
+        # Non-blocking, so that a FIFO is refused instead of waited on.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileError(f"{path} is not a regular file, so it is no key file")
+        if info.st_size > MAX_KEY_FILE:
+            raise KeyFileError(f"{path} is too large to be a key file")
+        os.set_blocking(fd, True)
+        try:
+            data = handle.read(MAX_KEY_FILE + 1)
+        except OSError as exc:
+            raise KeyFileError(f"cannot read key file {path}: {exc.strerror or exc}") from None
     if len(data) > MAX_KEY_FILE:
         raise KeyFileError(f"{path} is too large to be a key file")
     return data
@@ -257,9 +287,11 @@ def _read(path: Path) -> bytes:
 
 def _hmac_from_json(text: str, where: str) -> HmacKey:
     try:
-        doc = json.loads(text)
-    except ValueError:
-        raise KeyFileError(f"{where} is neither a PEM key nor an HMAC key (JSON)") from None
+        doc = _json.loads(text, _json.KEY_LIMITS)
+    except _json.JsonError as exc:
+        raise KeyFileError(
+            f"{where} is neither a PEM key nor an HMAC key (JSON that {exc})"
+        ) from None
     if not isinstance(doc, dict) or doc.get("type") != HMAC_ALGORITHM:
         raise KeyFileError(f"{where}: not a safeload HMAC key (expected type {HMAC_ALGORITHM!r})")
     kid, secret = doc.get("kid"), doc.get("secret")
@@ -275,16 +307,37 @@ def _b64_secret(text: str, where: str) -> bytes:
         raise KeyFileError(f"{where}: the HMAC secret is not base64") from None
 
 
-def read_key_file(path: Path) -> AsymmetricPrivate | PublicKey | HmacKey:
-    """Load a private PEM key, a public PEM key or an HMAC key file."""
+_PEM_BEGIN = b"-----BEGIN "
+
+
+def read_key_file(
+    path: Path, *, password: bytes | None = None
+) -> AsymmetricPrivate | PublicKey | HmacKey:
+    """Load a private PEM key (encrypted PKCS#8 with `password`), a public PEM key or an
+    HMAC key file. A file holding several PEM blocks is refused: only one would be used."""
     data = _read(path)
     where = str(path)
-    if b"-----BEGIN" in data:
+    if _PEM_BEGIN in data:
+        blocks = data.count(_PEM_BEGIN)
+        if blocks != 1:
+            raise KeyFileError(
+                f"{where} holds {blocks} PEM blocks; put one key in each file (a trust "
+                "directory holds any number of them)"
+            )
         if b"PRIVATE KEY-----" in data:
+            encrypted = b"ENCRYPTED PRIVATE KEY-----" in data
+            if encrypted and password is None:
+                raise KeyFileError(
+                    f"{where} is an encrypted private key; give its password "
+                    "(--password-env VAR, or type it when asked)"
+                )
             try:
-                private = serialization.load_pem_private_key(data, password=None)
+                private = serialization.load_pem_private_key(
+                    data, password=password if encrypted else None
+                )
             except (ValueError, TypeError, UnsupportedAlgorithm, InternalError) as exc:
-                raise KeyFileError(f"{where}: unreadable private key ({exc})") from None
+                hint = " (wrong password?)" if encrypted else ""
+                raise KeyFileError(f"{where}: unreadable private key{hint} ({exc})") from None
             if not isinstance(private, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
                 raise KeyFileError(f"{where}: only Ed25519 and ECDSA keys are supported")
             return private
@@ -298,13 +351,39 @@ def read_key_file(path: Path) -> AsymmetricPrivate | PublicKey | HmacKey:
     return _hmac_from_json(data.decode("utf-8", "replace"), where)
 
 
-def load_signer(path: Path) -> Signer:
-    """A signer from a private key file; the file says which algorithm."""
-    key = read_key_file(Path(path))
-    if isinstance(key, HmacKey):
-        return HmacSigner(key)
+def is_encrypted(path: Path) -> bool:
+    """True when `path` is an encrypted PKCS#8 private key (it needs a password)."""
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in _read(Path(path))
+
+
+def exposure(path: Path) -> str | None:
+    """Why private key file `path` is exposed (group or world can read or write it), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_IMODE(mode) & 0o077:
+        return (
+            f"private key {path} is accessible by others (mode {stat.S_IMODE(mode):04o}); "
+            f"anyone who can read it can sign: chmod 600 {path}"
+        )
+    return None
+
+
+def load_signer(path: Path, *, password: bytes | None = None) -> Signer:
+    """A signer from a private key file; the file says which algorithm.
+
+    Warns (`KeyWarning`) when group or others may read the file, as ssh does.
+    An encrypted PKCS#8 key needs `password`.
+    """
+    key = read_key_file(Path(path), password=password)
     if isinstance(key, PublicKey):
         raise KeyFileError(f"{path} is a public key; signing needs the private key")
+    problem = exposure(Path(path))
+    if problem is not None:
+        warnings.warn(problem, KeyWarning, stacklevel=2)
+    if isinstance(key, HmacKey):
+        return HmacSigner(key)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return Ed25519Signer(key)
     return EcdsaSigner(key)
@@ -318,12 +397,17 @@ def hmac_keys_from_env(variable: str, environ: Mapping[str, str] | None = None) 
         raise KeyFileError(f"environment variable {variable} is not set or empty")
     if value.lstrip().startswith("{"):
         return [_hmac_from_json(value, where)]
-    keys = []
+    keys: list[HmacKey] = []
     for entry in re.split(r"[\s,]+", value.strip()):
         kid, sep, secret = entry.partition(":")
         if not sep:
             raise KeyFileError(
                 f"{where}: expected 'kid:base64secret' entries, got {entry[:12]!r}..."
+            )
+        if any(k.kid == kid for k in keys):
+            raise KeyFileError(
+                f"{where} names key id {kid!r} twice; every key id must be unique "
+                "(which secret would it mean?)"
             )
         keys.append(HmacKey(kid, _b64_secret(secret, where)))
     return keys
@@ -352,7 +436,15 @@ class TrustStore:
             if isinstance(hmac_keys, Mapping)
             else list(hmac_keys)
         )
-        self._hmac: dict[str, HmacKey] = {k.kid: k for k in items}
+        self._hmac: dict[str, HmacKey] = {}
+        for item in items:
+            known = self._hmac.get(item.kid)
+            if known is not None and not hmac.compare_digest(known.secret, item.secret):
+                raise KeyFileError(
+                    f"two different HMAC secrets are named {item.kid!r}; every key id "
+                    "must name one secret"
+                )
+            self._hmac[item.kid] = item
         if not self._public and not self._hmac:
             raise KeyFileError(
                 "the trust store is empty; give a public key or HMAC key (--key, --trust-dir, "
@@ -368,25 +460,43 @@ class TrustStore:
         environ: Mapping[str, str] | None = None,
     ) -> TrustStore:
         """Public keys (or HMAC key files) from files, `*.pub`/`*.pem` public keys from a
-        directory, HMAC keys from an environment variable."""
+        directory, HMAC keys from an environment variable.
+
+        A trust directory holds public keys only: a private key or an HMAC secret
+        there is refused (whoever can read the directory could sign). A private key
+        given in `keys` is used for its public half, with a `KeyWarning`.
+        """
         public: list[PublicKey] = []
         secret: list[HmacKey] = []
         paths = [Path(k) for k in keys]
+        given_count = len(paths)
         if trust_dir is not None:
             if not Path(trust_dir).is_dir():
                 raise KeyFileError(f"trust directory {trust_dir} does not exist")
             paths += sorted(
                 p for p in Path(trust_dir).iterdir() if p.suffix in (".pub", ".pem") and p.is_file()
             )
-        for path in paths:
+        for index, path in enumerate(paths):
+            in_dir = index >= given_count
             key = read_key_file(path)
+            if in_dir and not isinstance(key, PublicKey):
+                what = "an HMAC secret" if isinstance(key, HmacKey) else "a private key"
+                raise KeyFileError(
+                    f"{path} is {what}; a trust directory holds public keys only (whoever "
+                    f"can read {trust_dir} could sign with it): move it out"
+                )
             if isinstance(key, HmacKey):
                 secret.append(key)
             elif isinstance(key, PublicKey):
                 public.append(key)
-            elif trust_dir is not None and path.parent == Path(trust_dir):
-                raise KeyFileError(f"{path} is a private key; keep only public keys in {trust_dir}")
             else:
+                warnings.warn(
+                    f"{path} is a private key; only its public half is trusted. Give the "
+                    "public key (.pub) to verifiers, and keep the private key where only "
+                    "the signer can read it",
+                    KeyWarning,
+                    stacklevel=2,
+                )
                 public.append(PublicKey(key.public_key(), str(path)))
         if hmac_env is not None:
             secret += hmac_keys_from_env(hmac_env, environ)
@@ -425,7 +535,12 @@ class KeyInfo:
 
 
 def _write(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    # O_NOFOLLOW: --force must replace a key file, never write through a link at
+    # that name into whatever it points to (and chmod that to 0600).
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= 0 if overwrite else os.O_EXCL
+    if os.path.islink(path):
+        raise KeyFileError(f"{path} is a symbolic link; refusing to write a key through it")
     try:
         fd = os.open(path, flags, mode)
     except FileExistsError:
@@ -433,17 +548,37 @@ def _write(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
     except OSError as exc:
         raise KeyFileError(f"cannot write {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "wb") as handle:
-        if hasattr(os, "fchmod"):  # an existing file keeps its mode on O_TRUNC
-            os.fchmod(handle.fileno(), mode)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+            raise KeyFileError(
+                f"{path} is not a plain file (a device, FIFO or a file with other hard "
+                "links); refusing to overwrite it"
+            )
+        os.set_blocking(fd, True)
+        if hasattr(os, "fchmod"):  # an existing file keeps its mode otherwise
+            os.fchmod(fd, mode)
+        os.ftruncate(fd, 0)
         handle.write(data)
 
 
 def generate_key(
-    kind: KeyType, out: Path, *, kid: str | None = None, overwrite: bool = False
+    kind: KeyType,
+    out: Path,
+    *,
+    kid: str | None = None,
+    overwrite: bool = False,
+    password: bytes | None = None,
 ) -> KeyInfo:
-    """Write a new private key to `out` (mode 0600) and, for Ed25519/ECDSA, `out.pub`."""
+    """Write a new private key to `out` (mode 0600) and, for Ed25519/ECDSA, `out.pub`.
+
+    With `password`, the private key is encrypted PKCS#8. Symbolic links,
+    hard-linked files and special files at either path are refused, with
+    `overwrite` too.
+    """
     out = Path(out)
     if kind == "hmac":
+        if password is not None:
+            raise KeyFileError("HMAC key files are not encrypted; protect them by file mode")
         key = HmacKey(
             kid or time.strftime("%Y%m%d", time.gmtime()) + "-" + secrets.token_hex(3),
             secrets.token_bytes(HMAC_SECRET_BYTES),
@@ -460,10 +595,18 @@ def generate_key(
     else:
         raise KeyFileError(f"unknown key type {kind!r}; choose one of {', '.join(KEY_TYPES)}")
     public_path = out.with_name(out.name + ".pub")
+    for target in (out, public_path):
+        if os.path.islink(target):
+            raise KeyFileError(f"{target} is a symbolic link; refusing to write a key through it")
     if not overwrite and public_path.exists():
         raise KeyFileError(f"{public_path} exists; choose another path or pass --force")
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
     pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..errors import SigningError
+from ..errors import SignatureError, SigningError
 from . import _dsse, _statement
 from ._keys import Signer
 from ._paths import inside, signature_path, subject_name
@@ -53,25 +54,68 @@ def _temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
 
 
+def _check_target(sig_path: Path, model: _statement.ModelFiles) -> None:
+    """Refuse a signature path that would overwrite anything but an old signature.
+
+    `--signature` pointing at the model, at a file inside a signed directory
+    (which would then be left out of the signature) or at a key file would
+    destroy it; only a signature file may be replaced.
+    """
+    try:
+        info = os.lstat(sig_path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        raise SigningError(
+            f"{sig_path} exists and is not a regular file; refusing to write a signature there"
+        )
+    for file in model.files.values():
+        if os.path.samestat(info, os.stat(file)):
+            raise SigningError(
+                f"{sig_path} is a file of the model being signed; give another --signature path"
+            )
+    with open(sig_path, "rb") as handle:
+        head = handle.read(_MAX_REPLACED + 1)
+    try:
+        if len(head) > _MAX_REPLACED:
+            raise SigningError("too large")
+        _dsse.parse(head, str(sig_path))
+    except (SignatureError, SigningError):
+        raise SigningError(
+            f"{sig_path} exists and is not a signature file (a model file, a key?); refusing "
+            "to overwrite it: give another --signature path, or remove it first"
+        ) from None
+
+
+_MAX_REPLACED = 8 << 20
+"""Largest existing signature file `sign` replaces (the verifier's limit)."""
+
+
 def sign(
     path: str | os.PathLike[str],
     signer: Signer | Sequence[Signer],
     *,
     signature: str | os.PathLike[str] | None = None,
     ignore_paths: Iterable[str] = (),
+    ignore_git: bool = False,
     workers: int | None = None,
 ) -> Path:
     """Sign a model file or directory; returns the signature path.
 
     Directory files are hashed in parallel (`workers` threads, default one
-    per core). Git files at the root and a signature inside the directory are
-    not signed; `ignore_paths` (exact relative paths) adds more, and the list
-    is recorded in the signature. Several signers give several signatures.
+    per core). Every regular file is signed, except a signature inside the
+    directory and what `ignore_paths` (exact relative paths) and, with
+    `ignore_git`, `.git`, `.github`, `.gitattributes` and `.gitignore` at the
+    root name; that list is recorded in the signed statement. Several signers
+    give several signatures. Refuses a model with no file, and a signature
+    path holding anything but an old signature.
     """
     path = Path(path)
     signers = _signers(signer)
     sig_path = Path(signature) if signature is not None else signature_path(path)
     ignores = list(ignore_paths)
+    if ignore_git:
+        ignores += _statement.GIT_PATHS
     if path.is_dir():
         inner = inside(sig_path, path)
         if inner is not None:
@@ -83,6 +127,13 @@ def sign(
             f"cannot sign {path}: {exc.name} is a {exc.kind}; replace it with a regular file "
             "or list it in ignore_paths"
         ) from None
+    if not model.files:
+        raise SigningError(
+            f"cannot sign {path}: it holds no file"
+            + (f" besides ignored ones ({', '.join(model.ignored[:5])})" if model.ignored else "")
+            + "; a signature of nothing would vouch for anything"
+        )
+    _check_target(sig_path, model)
     names = list(model.files)
     digests = _statement.digest_files([(model.files[n], 0, None) for n in names], workers=workers)
     payload = _statement.build(subject_name(path), dict(zip(names, digests, strict=True)), ignores)

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
@@ -32,6 +33,7 @@ from ..errors import (
     UnsignedFileError,
     UnsupportedSignatureError,
 )
+from . import _json
 
 __all__ = [
     "GIT_PATHS",
@@ -53,7 +55,10 @@ __all__ = [
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
-"""Ignored at the model root, as model-signing does by default."""
+"""Ignored at the model root with `ignore_git=True` (model-signing ignores them by default)."""
+SIGNED_AT = "signed_at"
+"""The subject annotation holding the signing time (RFC 3339, UTC, whole seconds)."""
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 HASHES: dict[str, Callable[[], Any]] = {"sha256": hashlib.sha256, "blake2b": hashlib.blake2b}
 """Resource hash types safeload can check (model-signing's BLAKE3 needs the blake3 package)."""
@@ -83,6 +88,8 @@ class ModelFiles:
     root: Path
     single: bool
     files: dict[str, Path]
+    ignored: tuple[str, ...] = ()
+    """Entries present but left out by the ignore list (a directory as `name/`)."""
 
 
 def normalize_ignores(paths: Iterable[str]) -> frozenset[str]:
@@ -104,12 +111,14 @@ def _ignored(name: str, ignores: frozenset[str]) -> bool:
     return any("/".join(parts[:i]) in ignores for i in range(1, len(parts)))
 
 
-def list_files(path: Path, ignore: Iterable[str] = (), *, ignore_git: bool = True) -> ModelFiles:
+def list_files(path: Path, ignore: Iterable[str] = (), *, ignore_git: bool = False) -> ModelFiles:
     """List a model's regular files; links and special files raise `LayoutError`.
 
     `ignore` holds exact relative paths (a directory ignores what it holds);
     with `ignore_git`, `GIT_PATHS` are ignored at the root too. (A verifier
     passes False and relies on the ignore list recorded in the signature.)
+    Every entry left out is listed in `ModelFiles.ignored`: nothing is skipped
+    silently.
     """
     if not path.is_dir():
         if not path.is_file():
@@ -117,12 +126,15 @@ def list_files(path: Path, ignore: Iterable[str] = (), *, ignore_git: bool = Tru
         return ModelFiles(path, True, {".": path})
     ignores = normalize_ignores((*(GIT_PATHS if ignore_git else ()), *ignore))
     files: dict[str, Path] = {}
+    ignored: list[str] = []
 
     def walk(folder: Path, prefix: str) -> None:
         with os.scandir(folder) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
                 name = prefix + entry.name
                 if _ignored(name, ignores):
+                    directory = entry.is_dir(follow_symlinks=False)
+                    ignored.append(name + "/" if directory else name)
                     continue
                 if entry.is_symlink():
                     raise LayoutError(name, "symbolic link")
@@ -134,7 +146,7 @@ def list_files(path: Path, ignore: Iterable[str] = (), *, ignore_git: bool = Tru
                     raise LayoutError(name, "special file (device, FIFO or socket)")
 
     walk(path, "")
-    return ModelFiles(path, False, files)
+    return ModelFiles(path, False, files, tuple(ignored))
 
 
 # -- hashing ------------------------------------------------------------------------
@@ -202,6 +214,8 @@ class Statement:
     ignore_paths: tuple[str, ...]
     resources: tuple[Resource, ...]
     shard_size: int | None = None
+    signed_at: datetime | None = None
+    """When it was signed (a subject annotation safeload writes; None in other tools' ones)."""
     files: Mapping[str, Ranges] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, repr=False
     )
@@ -216,13 +230,34 @@ def root_digest(digests: Iterable[str]) -> str:
     return hasher.hexdigest()
 
 
-def build(subject: str, resources: dict[str, str], ignore_paths: Iterable[str]) -> bytes:
-    """The statement bytes for SHA-256 file resources, in code-point order."""
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC text, whole seconds, as the `signed_at` annotation holds it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build(
+    subject: str,
+    resources: dict[str, str],
+    ignore_paths: Iterable[str],
+    signed_at: datetime | None = None,
+) -> bytes:
+    """The statement bytes for SHA-256 file resources, in code-point order.
+
+    `ignore_paths` is recorded as given (normalized): what was left out is
+    part of what is signed. The signing time (default: now) is a subject
+    annotation, which in-toto resource descriptors allow and model-signing
+    ignores.
+    """
     names = sorted(resources)
+    when = format_time(signed_at if signed_at is not None else datetime.now(UTC))
     statement = {
         "_type": STATEMENT_TYPE,
         "subject": [
-            {"name": subject, "digest": {"sha256": root_digest(resources[n] for n in names)}}
+            {
+                "name": subject,
+                "digest": {"sha256": root_digest(resources[n] for n in names)},
+                "annotations": {SIGNED_AT: when},
+            }
         ],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
@@ -230,7 +265,7 @@ def build(subject: str, resources: dict[str, str], ignore_paths: Iterable[str]) 
                 "method": "files",
                 "hash_type": "sha256",
                 "allow_symlinks": False,
-                "ignore_paths": sorted(normalize_ignores((*GIT_PATHS, *ignore_paths))),
+                "ignore_paths": sorted(normalize_ignores(ignore_paths)),
             },
             "resources": [
                 {"name": n, "algorithm": "sha256", "digest": resources[n]} for n in names
@@ -240,17 +275,6 @@ def build(subject: str, resources: dict[str, str], ignore_paths: Iterable[str]) 
     return json.dumps(statement, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key in a JSON object")
-    return result
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
 def parse(payload: bytes, where: str) -> Statement:
     """Validate signed statement bytes; raises `MalformedSignatureError`."""
 
@@ -258,9 +282,9 @@ def parse(payload: bytes, where: str) -> Statement:
         return MalformedSignatureError(f"{where}: the signed statement {problem}")
 
     try:
-        doc = json.loads(payload, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise bad(f"is not valid JSON ({exc or 'nested too deeply'})") from None
+        doc = _json.loads(payload, _json.STATEMENT_LIMITS)
+    except _json.JsonError as exc:
+        raise bad(str(exc)) from None
     if not isinstance(doc, dict) or doc.get("_type") != STATEMENT_TYPE:
         raise bad(f"is not an in-toto Statement v1 (_type {STATEMENT_TYPE!r})")
     if doc.get("predicateType") != PREDICATE_TYPE:
@@ -276,6 +300,7 @@ def parse(payload: bytes, where: str) -> Statement:
     root = digest.get("sha256") if isinstance(digest, dict) else None
     if not isinstance(subject_name, str) or not _is_hex(root, 64):
         raise bad("has no subject name and sha256 digest")
+    signed_at = _signed_at(subjects[0].get("annotations"), bad)
     predicate = doc.get("predicate")
     serialization = predicate.get("serialization") if isinstance(predicate, dict) else None
     if not isinstance(predicate, dict) or not isinstance(serialization, dict):
@@ -284,7 +309,7 @@ def parse(payload: bytes, where: str) -> Statement:
     hash_type = serialization.get("hash_type")
     if method not in ("files", "shards"):
         raise bad(f"uses unknown serialization method {method!r}")
-    if hash_type not in HASHES:
+    if not isinstance(hash_type, str) or hash_type not in HASHES:
         raise UnsupportedSignatureError(
             f"{where}: resources are hashed with {hash_type!r}; safeload checks "
             f"{', '.join(sorted(HASHES))} (use model_signing to verify this one)"
@@ -305,6 +330,9 @@ def parse(payload: bytes, where: str) -> Statement:
     raw_resources = predicate.get("resources")
     if not isinstance(raw_resources, list):
         raise bad("has no resources list")
+    if not raw_resources:
+        # Nothing to compare: with unsigned files accepted it would vouch for any directory.
+        raise bad("lists no files; a signature must cover at least one")
     digest_length = HASHES[str(hash_type)]().digest_size * 2
     resources = []
     seen = set()
@@ -330,8 +358,27 @@ def parse(payload: bytes, where: str) -> Statement:
         tuple(ignore_paths),
         tuple(resources),
         shard_size,
+        signed_at,
         _file_ranges(method, resources, where),
     )
+
+
+def _signed_at(
+    annotations: object, bad: Callable[[str], MalformedSignatureError]
+) -> datetime | None:
+    if annotations is None:
+        return None
+    if not isinstance(annotations, dict):
+        raise bad("has subject annotations that are not an object")
+    text = annotations.get(SIGNED_AT)
+    if text is None:
+        return None
+    if not isinstance(text, str) or not _TIME.fullmatch(text):
+        raise bad(f"has a malformed {SIGNED_AT} time {str(text)[:40]!r}")
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise bad(f"has an impossible {SIGNED_AT} time {text!r}") from None
 
 
 def _is_hex(value: object, length: int) -> bool:
@@ -399,7 +446,7 @@ def check(
     target = model.root.name or model.root.resolve().name
     if model.single:
         names = set(listed)
-        if names in ({"."}, {target}):
+        if names in ({"."}, {target}, {statement.subject}):
             listed = {".": next(iter(listed.values()))}
         elif len(names) == 1 and "/" not in next(iter(names)):
             raise SubjectMismatchError(

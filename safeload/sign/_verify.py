@@ -9,6 +9,7 @@ import os
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -20,13 +21,14 @@ from ..errors import (
     MissingFileError,
     MissingSignatureError,
     SubjectMismatchError,
+    UnexpectedVersionError,
     UnknownKeyError,
     UnsignedFileError,
 )
 from . import _dsse, _statement
 from ._bytes import Expected, PendingCheck
 from ._keys import HMAC_KEYID_PREFIX, HMAC_TAG_BYTES, PublicKey, TrustStore
-from ._paths import inside, signature_path
+from ._paths import inside, signature_path, subject_name
 from ._statement import Resource, Statement
 
 if TYPE_CHECKING:
@@ -41,8 +43,9 @@ __all__ = [
     "verify",
 ]
 
-MAX_SIGNATURE_FILE = 64 << 20
-"""A larger signature file is refused as malformed (a manifest of ~400k files fits)."""
+MAX_SIGNATURE_FILE = 8 << 20
+"""A larger signature file is refused as malformed, before it is read (a manifest of
+about 45,000 files fits)."""
 
 
 def read_signature(
@@ -64,10 +67,16 @@ def read_signature(
             "`safeload sign` (give --signature if the signature is elsewhere)"
         ) from None
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise MalformedSignatureError(
                 f"{path} is not a regular file (a directory, FIFO or device); a signature "
                 "file is read only when it is one"
+            )
+        if info.st_size > MAX_SIGNATURE_FILE:
+            raise MalformedSignatureError(
+                f"{path} is {info.st_size} bytes, larger than a signature file may be "
+                f"({MAX_SIGNATURE_FILE}); it is not read"
             )
         os.set_blocking(fd, True)
         data = handle.read(MAX_SIGNATURE_FILE + 1)
@@ -78,11 +87,21 @@ def read_signature(
     return data
 
 
-def _trusted_signature(envelope: _dsse.Envelope, trust: TrustStore, where: str) -> tuple[str, str]:
-    """`(algorithm, key id)` of the first signature a trusted key verifies."""
+def _trusted_signature(
+    envelope: _dsse.Envelope, trust: TrustStore, where: str
+) -> tuple[str, str, tuple[str, ...]]:
+    """`(algorithm, key id, untrusted key ids)` of an envelope a trusted key signed.
+
+    Every signature is looked at, whatever its position: one that a trusted key
+    should verify (its key is trusted, or it names no key) and does not verify
+    refuses the whole envelope, so a bogus signature can never sit beside a good
+    one. Signatures by keys outside the trust store cannot be checked: they do
+    not count and are reported. At least one trusted signature must verify.
+    """
     data = envelope.pae()
     unknown: list[str] = []
     failed: list[str] = []
+    good: list[tuple[str, str]] = []
     for index, signature in enumerate(envelope.signatures):
         if signature.keyid.startswith(HMAC_KEYID_PREFIX):
             kid = signature.keyid.removeprefix(HMAC_KEYID_PREFIX)
@@ -95,9 +114,9 @@ def _trusted_signature(envelope: _dsse.Envelope, trust: TrustStore, where: str) 
             if key is None:
                 unknown.append(signature.keyid)
             elif hmac.compare_digest(key.tag(data), signature.sig):
-                return "hmac-sha256", kid
+                good.append(("hmac-sha256", kid))
             else:
-                failed.append(signature.keyid)
+                failed.append(repr(signature.keyid))
             continue
         hint = envelope.key_hint if index == 0 and envelope.bundle else signature.keyid or None
         candidates: list[PublicKey]
@@ -106,42 +125,58 @@ def _trusted_signature(envelope: _dsse.Envelope, trust: TrustStore, where: str) 
         else:
             found = trust.public_key(hint)
             candidates = [found] if found is not None else []
-        if not candidates:
-            unknown.append(f"public key {hint[:16]}" if hint else "an unnamed public key")
-        for public in candidates:
-            if public.verify(signature.sig, data):
-                return public.algorithm, public.hint
-            failed.append(f"{public.algorithm} key {public.hint[:16]}")
+            if found is None:
+                unknown.append(f"public key {hint[:16]!r}")
+                continue
+        verified = next((k for k in candidates if k.verify(signature.sig, data)), None)
+        if verified is not None:
+            good.append((verified.algorithm, verified.hint))
+        elif hint is None:
+            failed.append(f"signature {index} (it names no key; no trusted key verifies it)")
+        else:
+            failed.append(f"{candidates[0].algorithm} key {hint[:16]}")
     if failed:
         raise InvalidSignatureError(
             f"{where}: the signature by {', '.join(failed)} does not match its payload; "
             "the signature file was altered or made with another key; do not trust the model"
         )
-    raise UnknownKeyError(
-        f"{where} was signed by {', '.join(unknown)}, which is not trusted "
-        f"(trusted: {', '.join(trust.key_ids())}); add the signer's public key or HMAC key "
-        "if you trust it"
-    )
+    if not good:
+        raise UnknownKeyError(
+            f"{where} was signed by {', '.join(unknown)}, which is not trusted "
+            f"(trusted: {', '.join(trust.key_ids())}); add the signer's public key or HMAC "
+            "key if you trust it"
+        )
+    return good[0][0], good[0][1], tuple(unknown)
 
 
 def authenticate(
-    signature: bytes, trust: TrustStore, *, where: str | os.PathLike[str]
+    signature: bytes,
+    trust: TrustStore,
+    *,
+    where: str | os.PathLike[str],
+    subject: str | None = None,
 ) -> Authenticated:
     """Authenticate signature-file bytes against the trust store; no model file is read.
 
-    `where` names the signature in messages (its path). Returns the signed
-    statement as an `Authenticated` record, whose `check_bytes` then compares
-    bytes the caller holds with it. Raises `MalformedSignatureError`,
+    `where` names the signature in messages (its path). With `subject`, the
+    name recorded when it was signed must be that name (the guarded loader
+    passes the file's or the signed directory's name), else
+    `SubjectMismatchError`. Returns the signed statement as an
+    `Authenticated` record, whose `check_bytes` then compares bytes the
+    caller holds with it. Raises `MalformedSignatureError`,
     `UnsupportedSignatureError`, `UnknownKeyError` or `InvalidSignatureError`.
     """
     if not isinstance(trust, TrustStore):
         raise TypeError("trust must be a TrustStore")
     where = os.fspath(where)
     envelope = _dsse.parse(signature, where)
-    algorithm, key_id = _trusted_signature(envelope, trust, where)
+    algorithm, key_id, untrusted = _trusted_signature(envelope, trust, where)
     # Parsed only once a trusted key vouches for the bytes.
     statement = _statement.parse(envelope.payload, where)
-    return Authenticated(algorithm, key_id, statement, where)
+    authenticated = Authenticated(algorithm, key_id, statement, where, untrusted)
+    if subject is not None:
+        authenticated.check_subject(subject)
+    return authenticated
 
 
 @dataclass(frozen=True)
@@ -156,6 +191,65 @@ class Authenticated:
     """The signed model-signing statement."""
     where: str
     """The signature's name in messages, usually its path."""
+    untrusted: tuple[str, ...] = ()
+    """Key ids of other signatures in the envelope, by keys outside the trust store:
+    not checked, and not counted."""
+
+    @property
+    def signed_at(self) -> datetime | None:
+        """When it was signed, if the statement says (safeload records it; model-signing
+        does not)."""
+        return self.statement.signed_at
+
+    def check_subject(self, name: str) -> None:
+        """Raise `SubjectMismatchError` unless the signed subject is `name`.
+
+        The subject is the file's or directory's name when it was signed: a
+        signed file copied under another name, or beside another directory,
+        does not verify as that other name.
+        """
+        if self.statement.subject != name:
+            raise SubjectMismatchError(
+                f"{self.where} was signed for {self.statement.subject!r}, not {name!r}; "
+                "use the signature that belongs to this file, or, if it was renamed on "
+                f"purpose, check it as --subject {self.statement.subject!r} (subject=...)"
+            )
+
+    def check_version(
+        self, *, expect_digest: str | None = None, signed_after: datetime | None = None
+    ) -> None:
+        """Raise `UnexpectedVersionError` unless this is the pinned version.
+
+        `expect_digest` is the subject digest (`sha256:<hex>` or `<hex>`, as
+        `safeload verify` prints it; for a single file its own SHA-256 is
+        accepted too); `signed_after` an aware datetime the signing time must
+        not precede (a signature that records no time fails it). Together they
+        stop an older, validly signed version from being put back.
+        """
+        if expect_digest is not None:
+            want = expect_digest.strip().lower().removeprefix("sha256:")
+            own = [self.root_digest]
+            if self.method == "files" and len(self.statement.files) == 1:
+                own += [r[(0, None)] for r in self.statement.files.values()]
+            if not any(hmac.compare_digest(want, d) for d in own):
+                raise UnexpectedVersionError(
+                    f"{self.where} signs digest sha256:{self.root_digest}, not the expected "
+                    f"{expect_digest.strip()[:80]!r}; it is another version, do not load it"
+                )
+        if signed_after is not None:
+            if signed_after.tzinfo is None:
+                raise TypeError("signed_after must be an aware datetime (give a time zone)")
+            when = self.signed_at
+            if when is None or when < signed_after:
+                said = (
+                    "records no signing time"
+                    if when is None
+                    else f"was signed {when:%Y-%m-%dT%H:%M:%SZ}"
+                )
+                raise UnexpectedVersionError(
+                    f"{self.where} {said}, before the minimum {signed_after:%Y-%m-%dT%H:%M:%S%z}; "
+                    "it is an older version, do not load it"
+                )
 
     @property
     def subject(self) -> str:
@@ -236,11 +330,7 @@ class Authenticated:
                     f"{where} was made for the single file {statement.subject!r}, not for "
                     f"{name!r} inside a directory; use the signature that belongs to this file"
                 )
-            if key not in (".", name):
-                raise SubjectMismatchError(
-                    f"{where} was made for {key!r}, not {name!r}; "
-                    "use the signature that belongs to this file"
-                )
+            self.check_subject(name)  # the file's own name: it must be the signed one
             target = name
         elif name in files:
             key = name
@@ -289,6 +379,13 @@ class Verified:
     """`{name: hex digest}` of each verified file (empty for shard manifests)."""
     authenticated: Authenticated | None = field(default=None, repr=False, compare=False)
     """The authenticated signature `verify` checked the files against."""
+    ignored: tuple[str, ...] = ()
+    """Entries present but left out by the ignore list (signed, or given to `verify`),
+    a directory as `name/`: not verified, never load them."""
+    signed_at: datetime | None = None
+    """When it was signed, if the statement says."""
+    untrusted: tuple[str, ...] = ()
+    """Key ids of other signatures in the envelope by untrusted keys (not checked)."""
 
     def check_bytes(self, data: Buffer, name: str = ".") -> None:
         """Raise `DigestMismatchError` unless `data` is the signed content of verified file
@@ -333,23 +430,38 @@ def verify(
     ignore_unsigned: bool = False,
     ignore_paths: Iterable[str] = (),
     workers: int | None = None,
+    subject: str | None = None,
+    any_name: bool = False,
+    expect_digest: str | None = None,
+    signed_after: datetime | None = None,
 ) -> Verified:
     """Check a model file or directory against its signature and the trust store.
 
+    The name recorded when it was signed must be `path`'s own name, or
+    `subject` when given; `any_name=True` skips that check. `expect_digest`
+    and `signed_after` pin a version (see `Authenticated.check_version`).
+
     Raises `MissingSignatureError`, `MalformedSignatureError`,
     `UnsupportedSignatureError`, `UnknownKeyError`, `InvalidSignatureError`,
-    `MissingFileError`, `UnsignedFileError`, `DigestMismatchError` (or its
-    `SubjectMismatchError`); `FileNotFoundError` if `path` does not exist.
-    Files present but unsigned fail unless `ignore_unsigned`; they are then
-    reported in `Verified.unsigned` and must not be loaded.
+    `UnexpectedVersionError`, `MissingFileError`, `UnsignedFileError`,
+    `DigestMismatchError` (or its `SubjectMismatchError`); `FileNotFoundError`
+    if `path` does not exist. Files present but unsigned fail unless
+    `ignore_unsigned`; they are then reported in `Verified.unsigned` and must
+    not be loaded. Entries left out by an ignore list are in `Verified.ignored`.
     """
+    if subject is not None and any_name:
+        raise TypeError("give subject= or any_name=True, not both")
     if not isinstance(trust, TrustStore):
         raise TypeError("trust must be a TrustStore")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
     sig_path = Path(signature) if signature is not None else signature_path(path)
-    authenticated = authenticate(read_signature(sig_path, model=path), trust, where=sig_path)
+    expected_name = None if any_name else subject if subject is not None else subject_name(path)
+    authenticated = authenticate(
+        read_signature(sig_path, model=path), trust, where=sig_path, subject=expected_name
+    )
+    authenticated.check_version(expect_digest=expect_digest, signed_after=signed_after)
     statement = authenticated.statement
     ignores = [*ignore_paths, *statement.ignore_paths]
     if path.is_dir():
@@ -381,4 +493,7 @@ def verify(
         statement.hash_type,
         MappingProxyType(digests),
         authenticated,
+        model.ignored,
+        statement.signed_at,
+        authenticated.untrusted,
     )
