@@ -104,3 +104,25 @@ def test_a_torch_zip_member_outside_the_archive_folder() -> None:
     assert any(f.rule == "SL308" and "elsewhere/notes.txt" in f.message for f in report.findings)
     with pytest.warns(safeload.UnsignedLoadWarning), pytest.raises(safeload.UnsafeFileError):
         safeload.loads(raw, require_signature=False)
+
+
+def test_a_joblib_array_dtype_with_a_5000_digit_item_size() -> None:
+    """The walker sizes a joblib array from its dtype's type string: `int('9' * 5000)`
+    exceeds int()'s digit limit (ValueError, an internal error). numpy has no such
+    dtype and joblib cannot load the file; the walk now fails closed at the dtype."""
+    import joblib
+    import numpy as np
+
+    buf = io.BytesIO()
+    joblib.dump(np.arange(3.0), buf)
+    raw = buf.getvalue()
+    at = raw.index(b"\x8c\x02f8")  # SHORT_BINUNICODE 'f8'
+    text = ("f" + "9" * 5000).encode()
+    forged = raw[:at] + b"X" + struct.pack("<I", len(text)) + text + raw[at + 4 :]
+    with pytest.raises(Exception):  # noqa: B017 - any refusal: the point is the scan's
+        joblib.load(io.BytesIO(forged))
+    report = safeload.scan_bytes(forged)
+    assert "SL312" not in rules(report)
+    assert any(
+        f.rule == "SL301" and "dtype cannot be derived" in f.message for f in report.findings
+    )

@@ -1300,7 +1300,8 @@ def _unbounded(out: PickleWalk, room: int, at: int) -> int:
 _DTYPE_NAMES = frozenset(
     {("numpy", "dtype"), ("numpy.core.multiarray", "dtype"), ("numpy._core.multiarray", "dtype")}
 )
-_FIXED_TYPESTR = re.compile(r"[biufcmMO]([1-9][0-9]*)")
+# Bounded digits: int() refuses more than 4300, and no item size has 20.
+_FIXED_TYPESTR = re.compile(r"[biufcmMO]([1-9][0-9]{0,18})")
 _FLEXIBLE_TYPESTR = re.compile(r"[SUV][0-9]*")
 _NPY_ITEM_HASOBJECT = 0x01
 
