@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             f"-artifact_prefix={artifacts}/",
             "-print_final_stats=1",
         ]
-        log = subprocess.run(command, capture_output=True, check=False).stderr
+        done = subprocess.run(command, capture_output=True, check=False)
+        log = done.stderr + done.stdout  # atheris prints a target's traceback on stdout
         (logs / f"{name}-{restarts}.log").write_bytes(log)
         ran = _cases(log)
         total += ran
