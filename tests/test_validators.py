@@ -323,3 +323,107 @@ def test_genuine_neighbor_models_load_and_query_the_same() -> None:
                 probe = rng.random((4, 3))
                 k = min(2, obj.data.shape[0])
                 assert (loaded.query(probe, k=k)[1] == obj.query(probe, k=k)[1]).all()
+
+
+# -- libsvm estimators ---------------------------------------------------------------------------
+
+
+def svm_model(mutate: str) -> bytes:
+    from sklearn.svm import SVC
+
+    if mutate == "precomputed-support":
+        model = SVC(kernel="precomputed").fit(X @ X.T, Y)
+        model.support_ = model.support_.copy()
+        model.support_[-1] = 10**9
+    else:
+        model = SVC().fit(X, Y)
+    if mutate == "dual-columns":
+        model._dual_coef_ = model._dual_coef_[:, :1].copy()
+    elif mutate == "dual-rows":
+        model._dual_coef_ = model._dual_coef_[:1].copy()
+    elif mutate == "intercept":
+        model._intercept_ = model._intercept_[:1].copy()
+    elif mutate == "vectors":
+        model.support_vectors_ = model.support_vectors_[:, :1].copy()
+    elif mutate == "class-counts":
+        model._n_support = model._n_support * 2
+    return pickle.dumps(model)
+
+
+_SVM_PROOF = """
+import pickle, sys
+import numpy as np
+model = pickle.loads(open(sys.argv[1], "rb").read())
+X = np.random.default_rng(0).random((80, 4))
+print("loaded", flush=True)
+model.decision_function(X @ X.T)
+print("survived", flush=True)
+"""
+
+
+def test_libsvm_support_index_past_the_kernel_crashes_and_is_refused(tmp_path: Path) -> None:
+    # With a precomputed kernel, support_ indexes the kernel matrix's columns unchecked.
+    data = svm_model("precomputed-support")
+    path = tmp_path / "svm.pkl"
+    path.write_bytes(data)
+    done = subprocess.run(
+        [sys.executable, "-c", _SVM_PROOF, str(path)], capture_output=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode in (-signal.SIGSEGV, -signal.SIGBUS), done
+    message = refused(data, scan="SL406")
+    assert "libsvm" in message and "support index 1000000000 is not one of the 80" in message
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        # libsvm reads (classes - 1) x vectors coefficients, pairs intercepts, vectors x
+        # features values, whatever the arrays hold: each of these is read past its end.
+        ("dual-columns", "dual coefficients of shape (2, 1), not (2, "),
+        ("dual-rows", "dual coefficients of shape (1, "),
+        ("intercept", "intercepts of shape (1,), not (3,)"),
+        ("vectors", "support vectors of shape"),
+        ("class-counts", "_n_support"),
+    ],
+)
+def test_libsvm_arrays_that_disagree_are_refused(mutate: str, reason: str) -> None:
+    data = svm_model(mutate)
+    messages = [f.message for f in safeload.scan_bytes(data).findings]
+    assert any("check sklearn-libsvm failed" in m and reason in m for m in messages), messages
+    assert reason in refused(data, scan="SL406")
+
+
+def test_libsvm_arrays_in_a_joblib_file_are_checked_by_the_loader() -> None:
+    buf = io.BytesIO()
+    joblib.dump(pickle.loads(svm_model("dual-columns")), buf)
+    assert "dual coefficients of shape (2, 1)" in refused(buf.getvalue())
+
+
+def test_genuine_libsvm_models_load_and_predict_the_same() -> None:
+    import scipy.sparse as sparse
+    from sklearn.svm import SVC, SVR, NuSVC, NuSVR, OneClassSVM
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # SVC(probability=True)
+        models = [
+            (SVC().fit(X, Y), X),
+            (SVC().fit(X, Y > 0), X),
+            (NuSVC(nu=0.1).fit(X, Y), X),
+            (SVR().fit(X, X[:, 0]), X),
+            (NuSVR().fit(X, X[:, 0]), X),
+            (OneClassSVM().fit(X), X),
+            (SVC(kernel="precomputed").fit(X @ X.T, Y), X @ X.T),
+            (SVC(probability=True).fit(X, Y), X),
+            (SVC().fit(sparse.csr_matrix(X), Y), sparse.csr_matrix(X)),
+            (SVC(kernel="linear").fit(X, np.array(["a", "b", "c"])[Y]), X),
+        ]
+    for model, inputs in models:
+        buf = io.BytesIO()
+        joblib.dump(model, buf)
+        for data in [*(pickle.dumps(model, p) for p in range(6)), buf.getvalue()]:
+            assert safeload.scan_bytes(data).safe, model
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", safeload.UnsignedLoadWarning)
+                loaded = safeload.loads(data, require_signature=False)
+            assert (loaded.predict(inputs) == model.predict(inputs)).all()

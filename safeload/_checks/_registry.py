@@ -12,6 +12,7 @@ from ._numpy import BIT_GENERATOR, DTYPE_STATE, RAW_BYTES
 from ._pandas import BLOCK_PLACEMENT, CATEGORICAL_CODES
 from ._scipy import SPARSE
 from ._sklearn import HIST_PREDICTOR, TREE
+from ._svm import LIBSVM
 
 __all__ = ["APPLIES_TO", "CHECKS", "check_named", "checks_for"]
 
@@ -27,6 +28,7 @@ CHECKS: tuple[Check, ...] = (
     CATEGORICAL_CODES,
     NEIGHBOR_TREE,
     DISTANCE_METRIC,
+    LIBSVM,
 )
 
 _BY_NAME: dict[str, Check] = {c.name: c for c in CHECKS}
