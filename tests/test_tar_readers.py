@@ -105,6 +105,18 @@ def pax(records: dict[str, str]) -> bytes:
 END = bytes(2 * BLOCK)
 
 
+def sparse_member(name: bytes, data: bytes) -> bytes:
+    """An old-GNU sparse member ('S') whose one region is all of `data`: tarfile
+    extracts it by its map, so it is no byte range of the archive."""
+    buf = bytearray(header(name, len(data), kind=b"S"))
+    buf[386:398] = _octal(0, 12)  # the region's offset
+    buf[398:410] = _octal(len(data), 12)  # and length
+    buf[483:495] = _octal(len(data), 12)  # the file's real size
+    buf[148:156] = b" " * 8
+    buf[148:156] = b"%06o\x00 " % sum(buf)
+    return bytes(buf) + padded(data)
+
+
 # -- legacy torch members ---------------------------------------------------------------
 
 
@@ -222,6 +234,16 @@ CASES = (
         lambda d: (
             legacy()[: -len(END)]
             + member(b"storages", b"", kind=b"1", linkname=str(_local_payload(d)).encode())
+            + END
+        ),
+        TORCH,
+    ),
+    Case(
+        "sparse-storages",
+        "model.pt",
+        lambda d: (
+            legacy()[: -len(END)]
+            + sparse_member(b"storages", storages(views=payload(), count_protocol=1))
             + END
         ),
         TORCH,
