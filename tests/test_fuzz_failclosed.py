@@ -321,3 +321,15 @@ def test_no_worker_outlives_the_batch(tmp_path: Path, policy: Policy) -> None:
     scan_paths([folder], policy, jobs=2, timeout=60)
     assert not multiprocessing.active_children()
     assert os.getpid()  # the parent is untouched
+
+
+def test_scan_api_timeout(tmp_path: Path) -> None:
+    slow_pickle(tmp_path / "slow.pkl")
+    (report,) = safeload.scan(tmp_path / "slow.pkl", timeout=2).files
+    assert rules(report) == ["SL303"]
+    (tmp_path / "ok.pkl").write_bytes(BENIGN)
+    assert safeload.scan(tmp_path / "ok.pkl", timeout=60).files[0].verdict is Verdict.SAFE
+    with pytest.raises(safeload.ScanInputError, match="no such file"):
+        safeload.scan(tmp_path / "missing.pkl", timeout=60)
+    verdicts = {Path(f.path).name: f.verdict for f in safeload.scan(tmp_path, timeout=2).files}
+    assert verdicts == {"slow.pkl": Verdict.INVALID, "ok.pkl": Verdict.SAFE}

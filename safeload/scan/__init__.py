@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .._machine.walker import DEFAULT_MAX_OPCODES
+from ..errors import ScanInputError
 from ..policy import Policy
 from ..report import ScanReport
 from ._batch import scan_paths
@@ -24,16 +25,25 @@ def scan(
     *,
     max_opcodes: int = DEFAULT_MAX_OPCODES,
     jobs: int = 1,
+    timeout: float | None = None,
 ) -> ScanReport:
     """Scan a file, a directory (recursively) or an in-memory buffer.
 
     Returns data and never prints. A path that cannot be read raises
-    `ScanInputError`; everything else, however malformed, is a verdict.
+    `ScanInputError`; everything else, however malformed, is a verdict (a scan
+    that fails on a bug is `invalid`, SL312). With `timeout`, each file is
+    scanned in a worker process and one that takes longer is `invalid`
+    (SL303); buffers are scanned in this process.
     """
     policy = policy or default_policy()
     if isinstance(target, bytes | bytearray | memoryview):
         return ScanReport(files=(scan_bytes(bytes(target), policy, max_opcodes=max_opcodes),))
     path = Path(target)
     if path.is_dir():
-        return scan_paths([path], policy, max_opcodes=max_opcodes, jobs=jobs)
+        return scan_paths([path], policy, max_opcodes=max_opcodes, jobs=jobs, timeout=timeout)
+    if timeout is not None:
+        report = scan_paths([path], policy, max_opcodes=max_opcodes, timeout=timeout)
+        for where, reason in report.errors.items():
+            raise ScanInputError(f"{where}: {reason}")
+        return report
     return ScanReport(files=(scan_file(path, policy, max_opcodes=max_opcodes),))
