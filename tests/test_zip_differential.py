@@ -1,7 +1,7 @@
 """Differential fuzzing of safeload's zip readers against the real ones (issue 9).
 
 Hypothesis mutates real archives (torch.save, np.savez with an object array,
-DataFrame.to_pickle to .zip): end-record and ZIP64 fields, the locator,
+np.savez_compressed, DataFrame.to_pickle to .zip): end-record and ZIP64 fields, the locator,
 central and local header fields (offsets, sizes, lengths, flags, method),
 entries duplicated under the same, a case-changed or a NUL-extended name with
 or without the count and size following, bytes in front, bytes behind, a cut
@@ -71,9 +71,16 @@ def _bases(tmp: Path) -> dict[str, bytes]:
     torch.save(state_dict(), buf)
     npz = io.BytesIO()
     np.savez(npz, a=np.arange(3), o=np.array([1, "x"], dtype=object))
+    deflated = io.BytesIO()
+    np.savez_compressed(deflated, o=np.array([1, "x"], dtype=object))
     path = tmp / "frame.pkl.zip"
     pd.DataFrame({"a": [1, 2]}).to_pickle(path)
-    return {"torch": buf.getvalue(), "npz": npz.getvalue(), "pandas": path.read_bytes()}
+    return {
+        "torch": buf.getvalue(),
+        "npz": npz.getvalue(),
+        "npz-deflated": deflated.getvalue(),
+        "pandas": path.read_bytes(),
+    }
 
 
 def _positions(raw: bytes | bytearray, sig: bytes) -> list[int]:
