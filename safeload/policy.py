@@ -248,6 +248,9 @@ class UserConfig:
     max_expansion: float | None = None
     timeout: float | None = None
     """Seconds one file's scan may take in a batch (`scan --timeout`)."""
+    trust: tuple[Path, ...] = ()
+    """Public key files and trust directories the repository trusts (`safeload
+    check-signatures`, the `safeload-verify` hook), relative to pyproject.toml."""
     path: Path | None = None
 
     @classmethod
@@ -269,7 +272,8 @@ class UserConfig:
         if not isinstance(table, dict):
             raise PolicyError(f"{path}: [tool.safeload] must be a table")
         unknown = set(table) - {
-            "allow", "rules", "fail-on", "exclude", "max-load-cost", "max-expansion", "timeout"
+            "allow", "rules", "fail-on", "exclude", "max-load-cost", "max-expansion", "timeout",
+            "trust",
         }  # fmt: skip
         if unknown:
             raise PolicyError(
@@ -278,6 +282,7 @@ class UserConfig:
         allow = _str_list(table.get("allow", []), f"{path}: tool.safeload.allow")
         rules = _str_list(table.get("rules", []), f"{path}: tool.safeload.rules")
         exclude = _str_list(table.get("exclude", []), f"{path}: tool.safeload.exclude")
+        trust = _str_list(table.get("trust", []), f"{path}: tool.safeload.trust")
         fail_on = table.get("fail-on")
         if fail_on is not None and fail_on not in ("dangerous", "unknown"):
             raise PolicyError(f"{path}: tool.safeload.fail-on must be 'dangerous' or 'unknown'")
@@ -302,6 +307,7 @@ class UserConfig:
             max_load_cost=cost,
             max_expansion=expansion,
             timeout=None if timeout is None else float(timeout),
+            trust=tuple(path.parent / t for t in trust),
             path=path,
         )
 

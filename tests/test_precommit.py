@@ -38,7 +38,7 @@ def manifest_hook(hook_id: str = "safeload-scan") -> dict:  # type: ignore[type-
 
 def test_manifest() -> None:
     hook = manifest_hook()
-    assert hook["entry"] == "safeload scan"
+    assert hook["entry"] == "safeload scan --quiet"
     assert hook["language"] == "python"
     assert hook["pass_filenames"] is True
     assert hook["require_serial"] is False

@@ -25,6 +25,7 @@ from ..policy import DEFAULT_MAX_LOAD_COST, LOAD_COST_FLOOR, Policy, Rule, UserC
 from ..report import FileReport, ScanReport, Verdict
 from ..scan import scan_bytes
 from ..scan._batch import scan_paths
+from .hooks import add_parser as add_hook_parser
 from .render import FORMATS, text
 from .sign import add_parsers as add_signing_parsers
 
@@ -223,6 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_cmd_demo)
     add_signing_parsers(commands)
+    add_hook_parser(commands)
     return parser
 
 
