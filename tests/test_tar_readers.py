@@ -383,6 +383,25 @@ def test_links_name_the_member_and_target(tmp_path: Path) -> None:
     assert "'storages'" in finding.message
 
 
+@pytest.mark.parametrize("kind", [b"x", b"g", b"L", b"K", b"0"])
+@pytest.mark.parametrize("size", [1 << 40, (1 << 88) - 1])
+def test_a_header_claiming_a_huge_record_is_corrupt_not_an_allocation(
+    kind: bytes, size: int
+) -> None:
+    """tarfile reads a PAX or GNU record of the length its header claims in one call;
+    through a buffered file that allocated it first (MemoryError, or gigabytes)."""
+    raw = (
+        header(b"././@LongLink", 0, kind=kind, size_field=base256(size, 12))
+        + bytes(BLOCK)
+        + member(b"a", b"hello")
+        + END
+    )
+    report = scan_bytes(raw, location="m.tar")
+    assert report.verdict is Verdict.INVALID
+    rules = {f.rule_name for f in report.findings}
+    assert "corrupt-container" in rules and "internal-error" not in rules, report.findings
+
+
 # -- benign controls --------------------------------------------------------------------
 
 

@@ -228,6 +228,31 @@ class _Range(io.RawIOBase):
         return n
 
 
+class _CappedRange(_Range):
+    """`_Range` whose `read(n)` allocates only what is left, however large `n` is.
+
+    `io.BufferedReader.read(n)` and `RawIOBase.read(n)` allocate `n` bytes first:
+    a tar header claiming a 2**40-byte PAX record made that a MemoryError (and a
+    few GiB an allocation) before a byte was read.
+    """
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = self._end - self._pos
+        n = left if size is None or size < 0 else min(size, left)
+        if n <= 0:
+            return b""
+        with memoryview(self._data) as view, view[self._pos : self._pos + n] as part:
+            chunk = bytes(part)
+        self._pos += n
+        return chunk
+
+
+def capped_file(data: Any, start: int, end: int) -> IO[bytes]:
+    """An unbuffered, seekable file over a byte range whose reads never allocate more
+    than the range holds (for readers that trust a length field, such as tarfile)."""
+    return _CappedRange(data, start, end)  # type: ignore[return-value]
+
+
 def range_file(data: Any, start: int, end: int) -> IO[bytes]:
     """A buffered, seekable file object over a byte range (zero-copy)."""
     return io.BufferedReader(_Range(data, start, end), buffer_size=_CHUNK)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import tarfile
 from typing import Any
 
-from .compress import range_file
+from .compress import capped_file
 from .containers import Ctx, scan_blob
 from .readings import Format
 
@@ -55,7 +55,9 @@ def scan_tar(ctx: Ctx, data: Any, start: int, end: int, location: str, depth: in
     order: list[tuple[str, int, int]] = []
     last: dict[str, tarfile.TarInfo] = {}
     try:
-        with tarfile.open(fileobj=range_file(data, start, end), mode="r:") as tf:
+        # The reads are capped at what the range holds: tarfile reads a GNU or PAX
+        # record of the length its header claims, in one call.
+        with tarfile.open(fileobj=capped_file(data, start, end), mode="r:") as tf:
             for info in tf:
                 last[info.name] = info  # whatever its type: tarfile.getmember takes the last
                 if len(last) > MAX_MEMBERS or len(order) >= MAX_MEMBERS:

@@ -80,7 +80,7 @@ def load_pandas_archive(
                     f"{location}: the scan kept no decompressed bytes of this {kind.value} tar"
                 )
             buf, start, end = expanded, 0, len(expanded)
-        with tarfile.open(fileobj=compress.range_file(buf, start, end), mode="r:") as tf:
+        with tarfile.open(fileobj=compress.capped_file(buf, start, end), mode="r:") as tf:
             infos = tf.getmembers()
         _one([info.name for info in infos], "tar", location)
         info = infos[0]
