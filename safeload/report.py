@@ -129,6 +129,8 @@ class ScanReport:
     skipped: tuple[str, ...] = ()
     errors: Mapping[str, str] = field(default_factory=dict)
     """Paths that could not be read at all, with the reason."""
+    skip_reasons: Mapping[str, str] = field(default_factory=dict)
+    """Why some skipped paths were skipped (symlinked directories, loops)."""
 
     @property
     def verdict(self) -> Verdict:

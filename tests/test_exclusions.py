@@ -145,3 +145,49 @@ def test_quiet_lists_only_failing_files_and_one_summary(
     assert not any("custom.pkl" in line or "ok.pkl" in line for line in out)
     assert [line for line in out if line.startswith("summary:")] == [out[-1]]
     assert out[-1] == "summary: 3 files: 1 safe, 1 unknown, 1 dangerous (1 skipped, 0 errors)"
+
+
+# -- symlinks ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def linked(repo: Path) -> Path:
+    (repo / "elsewhere").mkdir()
+    (repo / "elsewhere" / "evil.pkl").write_bytes(HOSTILE)
+    (repo / "models" / "linked").symlink_to(repo / "elsewhere", target_is_directory=True)
+    (repo / "models" / "up").symlink_to(repo / "models", target_is_directory=True)
+    return repo
+
+
+def test_symlinked_directory_is_listed_as_skipped_with_the_reason(
+    linked: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", "models"]) == 1  # custom.pkl is unknown
+    out = capsys.readouterr().out
+    assert "models/linked: SKIPPED: symlinked directory, not followed (--follow-symlinks" in out
+    assert "evil.pkl" not in out
+    _code, report = scan_json(capsys, "models")
+    assert report["skipped_reasons"]["models/linked"].startswith("symlinked directory")
+
+
+def test_follow_symlinks_follows_and_detects_loops(
+    linked: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = scan_json(capsys, "--follow-symlinks", "models")
+    assert code == 1
+    assert names(report)["evil.pkl"] == "dangerous"  # reached through models/linked
+    assert report["skipped_reasons"]["models/up"].startswith("symlink loop")
+    assert [f["path"] for f in report["files"]].count("models/ok.pkl") == 1
+
+
+def test_symlink_loop_on_the_command_line_says_so(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / "a.pkl").symlink_to(repo / "b.pkl")
+    (repo / "b.pkl").symlink_to(repo / "a.pkl")
+    (repo / "dangling.pkl").symlink_to(repo / "gone.pkl")
+    assert main(["scan", "a.pkl", "dangling.pkl"]) == 2
+    out = capsys.readouterr().out
+    assert "a.pkl: ERROR: symlink loop" in out
+    assert "dangling.pkl: ERROR: dangling symlink to" in out
+    assert "no such file" not in out

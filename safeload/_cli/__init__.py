@@ -164,6 +164,12 @@ def _parser() -> argparse.ArgumentParser:
         "name, e.g. 'tests/fixtures/*'); repeatable; adds to exclude under [tool.safeload]",
     )
     scan.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="follow symlinked directories in directory walks (a link back to a folder "
+        "already walked is skipped as a symlink loop); by default they are skipped",
+    )
+    scan.add_argument(
         "--ignore",
         action="append",
         default=[],
@@ -341,6 +347,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         exclude_base=config.path.parent if config and config.path else None,
         sniff_named=args.sniff,
         timeout=args.timeout or (config.timeout if config else None),
+        follow_symlinks=args.follow_symlinks,
     )
     if args.explain:
         report = _with_explanations(report, args.jobs)

@@ -8,6 +8,7 @@ as skipped. Paths that cannot be read end up in `ScanReport.errors`.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import functools
 import os
@@ -115,6 +116,8 @@ def discover(
     exclude: Sequence[str] = (),
     exclude_base: Path | None = None,
     sniff_named: bool = False,
+    follow_symlinks: bool = False,
+    reasons: dict[str, str] | None = None,
 ) -> tuple[list[Path], list[str], dict[str, str]]:
     """Files to scan, files skipped, and paths that could not be read.
 
@@ -123,6 +126,9 @@ def discover(
     they apply inside directory walks, never to files named explicitly.
     Named files are always scanned unless `sniff_named` chooses them as a
     walk does (for pre-commit hooks that pass every staged file).
+    A symlinked directory inside a walk is skipped, with its reason in
+    `reasons`, unless `follow_symlinks`; a followed link that leads back to a
+    folder already being walked is skipped as a symlink loop.
     """
     base = os.path.abspath(exclude_base or Path.cwd())
     chosen: list[Path] = []
@@ -136,15 +142,33 @@ def discover(
             seen.add(key)
             chosen.append(path)
 
+    why = reasons if reasons is not None else {}
+
+    def descend(here: Path, d: str, walked: set[str]) -> bool:
+        if d in _SKIP_DIRS or _excluded(here / d, base, exclude):
+            return False
+        if not os.path.islink(here / d):
+            return True
+        if not follow_symlinks:
+            skipped.append(str(here / d))
+            why[str(here / d)] = "symlinked directory, not followed (--follow-symlinks follows it)"
+            return False
+        target = os.path.realpath(here / d)
+        if target in walked:
+            skipped.append(str(here / d))
+            why[str(here / d)] = f"symlink loop: leads back to {target}, already scanned"
+            return False
+        return True
+
     for root in paths:
         if root.is_dir():
-            for folder, dirs, files in os.walk(root, onerror=_walk_error(errors)):
+            walked: set[str] = set()
+            for folder, dirs, files in os.walk(
+                root, onerror=_walk_error(errors), followlinks=follow_symlinks
+            ):
                 here = Path(folder)
-                dirs[:] = sorted(
-                    d
-                    for d in dirs
-                    if d not in _SKIP_DIRS and not _excluded(here / d, base, exclude)
-                )
+                walked.add(os.path.realpath(here))
+                dirs[:] = sorted(d for d in dirs if descend(here, d, walked))
                 for name in sorted(files):
                     path = here / name
                     if _excluded(path, base, exclude):
@@ -164,8 +188,20 @@ def discover(
             # A fifo or device would block or never end.
             errors[str(root)] = "not a regular file"
         else:
-            errors[str(root)] = "no such file or directory"
+            errors[str(root)] = _missing(root)
     return chosen, skipped, errors
+
+
+def _missing(path: Path) -> str:
+    """Why `path` cannot be opened: a symlink loop or a dangling link says so."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop"
+        if os.path.islink(path):
+            return f"dangling symlink to {os.readlink(path)}"
+    return "no such file or directory"
 
 
 def _walk_error(errors: dict[str, str]) -> Callable[[OSError], None]:
@@ -186,6 +222,7 @@ def scan_paths(
     exclude_base: Path | None = None,
     sniff_named: bool = False,
     timeout: float | None = None,
+    follow_symlinks: bool = False,
 ) -> ScanReport:
     """Scan files and directories (recursively); results sorted by path.
 
@@ -197,8 +234,14 @@ def scan_paths(
     worker killed by the out-of-memory killer) is `invalid` too
     (`internal-error`); either way every other file is still scanned.
     """
+    reasons: dict[str, str] = {}
     files, skipped, errors = discover(
-        paths, exclude=exclude, exclude_base=exclude_base, sniff_named=sniff_named
+        paths,
+        exclude=exclude,
+        exclude_base=exclude_base,
+        sniff_named=sniff_named,
+        follow_symlinks=follow_symlinks,
+        reasons=reasons,
     )
     jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     reports: list[FileReport] = []
@@ -227,7 +270,10 @@ def scan_paths(
                 progress(done, total)
     reports.sort(key=lambda r: r.path)
     return ScanReport(
-        files=tuple(reports), skipped=tuple(sorted(skipped)), errors=dict(sorted(errors.items()))
+        files=tuple(reports),
+        skipped=tuple(sorted(skipped)),
+        errors=dict(sorted(errors.items())),
+        skip_reasons=dict(sorted(reasons.items())),
     )
 
 
@@ -260,7 +306,9 @@ def _scan_one(path: Path, policy: Policy, max_opcodes: int) -> FileReport | tupl
 def _lost(lost: _workers.Lost, policy: Policy) -> FileReport:
     """The report of a file whose worker was killed (time limit) or died."""
     if lost.timed_out:
-        message = f"{lost.reason} (the per-file time limit); it was stopped and nothing was verified"
+        message = (
+            f"{lost.reason} (the per-file time limit); it was stopped and nothing was verified"
+        )
         finding = structural(policy, "resource-limit", message, str(lost.path), None)
     else:
         message = f"internal error while reading this file: {lost.reason}; nothing was verified"

@@ -13,4 +13,6 @@ def render(report: ScanReport) -> str:
     """`report` as indented JSON, ending in a newline; skipped paths are listed too."""
     data = report.to_json()
     data.setdefault("skipped", list(report.skipped))
+    if report.skip_reasons:
+        data["skipped_reasons"] = dict(report.skip_reasons)
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -44,6 +44,8 @@ def render(
         if quiet and file.verdict not in failing:
             continue
         lines.extend(_file_lines(file, paint, docs))
+    for path, reason in report.skip_reasons.items():
+        lines.append(f"{path}: SKIPPED: {reason}")
     for path, reason in report.errors.items():
         lines.append(f"{path}: {paint('ERROR', _VERDICT_STYLE[Verdict.DANGEROUS])}: {reason}")
     lines.append(summary_line(report, forgiven))
