@@ -427,3 +427,95 @@ def test_genuine_libsvm_models_load_and_predict_the_same() -> None:
                 warnings.simplefilter("ignore", safeload.UnsignedLoadWarning)
                 loaded = safeload.loads(data, require_signature=False)
             assert (loaded.predict(inputs) == model.predict(inputs)).all()
+
+
+# -- scipy B-splines -------------------------------------------------------------------------------
+
+
+def bspline(mutate: str) -> bytes:
+    from scipy.interpolate import BSpline
+
+    spline = BSpline(np.arange(10.0), np.ones(6), 3)
+    if mutate == "degree":
+        spline.k = 10**6
+    elif mutate == "negative-degree":
+        spline.k = -5
+    elif mutate == "coefficients":
+        spline.c = np.ones(1)
+    elif mutate == "knots":
+        spline.t = np.arange(2.0)
+    return pickle.dumps(spline)
+
+
+_SPLINE_PROOF = """
+import pickle, sys
+import numpy as np
+spline = pickle.loads(open(sys.argv[1], "rb").read())
+print("loaded", flush=True)
+spline(np.linspace(0, 9, 50))
+print("survived", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("mutate", "dies", "reason"),
+    [
+        # The evaluator reads knots and coefficients by the degree: SIGSEGV; a
+        # negative degree makes a std::vector too large: abort().
+        ("degree", signal.SIGSEGV, "10 knots for degree 1000000"),
+        ("negative-degree", signal.SIGABRT, "degree -5 is not a non-negative int"),
+        ("coefficients", None, "1 coefficients for 10 knots of degree 3"),
+        ("knots", None, "2 knots for degree 3"),
+    ],
+)
+def test_bspline_state_is_checked_as_its_constructor_checks(
+    tmp_path: Path, mutate: str, dies: int | None, reason: str
+) -> None:
+    data = bspline(mutate)
+    if dies is not None:
+        path = tmp_path / "spline.pkl"
+        path.write_bytes(data)
+        done = subprocess.run(
+            [sys.executable, "-c", _SPLINE_PROOF, str(path)], capture_output=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == -dies, done
+    messages = [f.message for f in safeload.scan_bytes(data).findings]
+    assert any("check scipy-bspline failed" in m and reason in m for m in messages), messages
+    assert reason in refused(data, scan="SL406")
+
+
+def test_bspline_knots_out_of_order_are_refused_by_the_loader() -> None:
+    from scipy.interpolate import BSpline
+
+    spline = BSpline(np.arange(10.0), np.ones(6), 3)
+    spline.t = spline.t[::-1].copy()  # float knots: the scan does not read their order
+    assert "non-decreasing" in refused(pickle.dumps(spline))
+
+
+def test_genuine_splines_load_and_evaluate_the_same() -> None:
+    from scipy.interpolate import BSpline, make_interp_spline
+    from sklearn.preprocessing import SplineTransformer
+
+    points = np.linspace(0, 9, 30)
+    splines: list[object] = [
+        BSpline(np.arange(10.0), np.ones(6), 3),
+        BSpline(np.arange(10.0), np.ones((6, 2)), 3),
+        BSpline(np.arange(4.0), np.ones(3), 0),
+        BSpline(np.arange(10.0), np.ones(6), 3, extrapolate="periodic"),
+        make_interp_spline(np.arange(10.0), np.arange(20.0).reshape(10, 2), k=3),
+        SplineTransformer(n_knots=4, degree=2).fit(X),
+        SplineTransformer(extrapolation="periodic").fit(X),
+    ]
+    for obj in splines:
+        buf = io.BytesIO()
+        joblib.dump(obj, buf)
+        for data in [*(pickle.dumps(obj, p) for p in range(6)), buf.getvalue()]:
+            assert safeload.scan_bytes(data).safe, obj
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", safeload.UnsignedLoadWarning)
+                loaded = safeload.loads(data, require_signature=False)
+            if isinstance(obj, BSpline):
+                assert np.allclose(loaded(points), obj(points), equal_nan=True)
+            else:
+                assert np.allclose(loaded.transform(X), obj.transform(X))  # type: ignore[attr-defined]

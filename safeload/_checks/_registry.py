@@ -10,7 +10,7 @@ from ._neighbors import DISTANCE_METRIC, NEIGHBOR_TREE
 from ._numbers import TEXT_NUMBER
 from ._numpy import BIT_GENERATOR, DTYPE_STATE, RAW_BYTES
 from ._pandas import BLOCK_PLACEMENT, CATEGORICAL_CODES
-from ._scipy import SPARSE
+from ._scipy import BSPLINE, SPARSE
 from ._sklearn import HIST_PREDICTOR, TREE
 from ._svm import LIBSVM
 
@@ -29,6 +29,7 @@ CHECKS: tuple[Check, ...] = (
     NEIGHBOR_TREE,
     DISTANCE_METRIC,
     LIBSVM,
+    BSPLINE,
 )
 
 _BY_NAME: dict[str, Check] = {c.name: c for c in CHECKS}
