@@ -26,6 +26,7 @@ import base64
 import io
 import json
 import os
+import pickle
 import struct
 import subprocess
 import sys
@@ -371,3 +372,32 @@ def test_the_oracles_see_a_divergence(mutation: str) -> None:
     assert uncovered(real, only_torch)
     assert not uncovered(real, safeload_members(raw))
     assert safeload.scan_bytes(raw).verdict is not Verdict.SAFE
+
+
+def test_torch_pick_is_the_entry_torch_reads() -> None:
+    """Entries named data.pkl but for case (or exactly alike): torch's reader returns the one
+    miniz's heap sort and binary search land on, and `zipread.torch_pick` computes the same."""
+    import random
+
+    from tests import hostile_zip as hz
+
+    rng = random.Random(9)
+    cases = []
+    for _ in range(40):
+        variants = [
+            "".join(c.upper() if rng.random() < 0.5 else c for c in "archive/data.pkl").encode()
+            for _ in range(rng.randint(2, 6))
+        ]
+        fillers = [f"archive/f{i}".encode() for i in range(rng.randint(0, 25))]
+        names = variants + fillers + [b"archive/version"]
+        rng.shuffle(names)
+        entries = [
+            hz.Entry(n, pickle.dumps(k) if n in variants else b"3\n") for k, n in enumerate(names)
+        ]
+        cases.append(hz.simple(entries))
+    for raw, records in zip(cases, torch_members(cases), strict=True):
+        view = zipread.read_torch(raw, 0, len(raw))
+        pick = zipread.torch_pick(view, b"archive/data.pkl")
+        assert pick is not None
+        assert raw[pick.data_offset : pick.data_offset + pick.read_size] == records["data.pkl"]
+        assert zipread.torch_lookup(view, b"archive/data.pkl")[0] is pick

@@ -549,12 +549,83 @@ def torch_query(archive: Archive, record: str) -> bytes | None:
 def torch_lookup(archive: Archive, query: bytes) -> list[Member]:
     """The entries miniz's case-insensitive binary search may return for `query`.
 
-    With one candidate that is the entry; with several (names equal but for
-    ASCII case), which one the search lands on depends on the order of its heap
-    sort, and every candidate is returned.
+    Names are unique but for ASCII case in any real archive, and then that is
+    the one entry. When several entries match, the one the search lands on
+    depends on the order miniz's heap sort leaves them in: that order is
+    computed as miniz computes it (`torch_pick`), for archives of up to
+    `_EXACT_SORT` entries, and the picked entry comes first; every candidate
+    is returned either way.
     """
-    key = query.lower()
-    return [m for m in archive.members if _ascii_lower(m.raw_name) == key]
+    key = _ascii_lower(query)
+    found = [m for m in archive.members if _ascii_lower(m.raw_name) == key]
+    if len(found) > 1 and len(archive.members) <= _EXACT_SORT:
+        pick = torch_pick(archive, query)
+        found.sort(key=lambda m: m is not pick)
+    return found
+
+
+_EXACT_SORT = 5_000
+"""Entries up to which `torch_lookup` orders candidates by miniz's own sort."""
+
+
+def _miniz_less(a: bytes, b: bytes) -> bool:
+    """`mz_zip_reader_filename_less`."""
+    la, lb = _ascii_lower(a), _ascii_lower(b)
+    n = min(len(la), len(lb))
+    for x, y in zip(la[:n], lb[:n], strict=True):
+        if x != y:
+            return x < y
+    return len(la) < len(lb)
+
+
+def _miniz_sorted(names: list[bytes]) -> list[int]:
+    """`mz_zip_reader_sort_central_dir_offsets_by_filename`: miniz's heap sort, step by step
+    (it is not stable, so the order of names equal but for case is its own)."""
+    size = len(names)
+    idx = list(range(size))
+    if size <= 1:
+        return idx
+
+    def sift(root: int, end: int) -> None:
+        while True:
+            child = root * 2 + 1
+            if child >= end:
+                return
+            if child + 1 < end and _miniz_less(names[idx[child]], names[idx[child + 1]]):
+                child += 1
+            if not _miniz_less(names[idx[root]], names[idx[child]]):
+                return
+            idx[root], idx[child] = idx[child], idx[root]
+            root = child
+
+    for start in range((size - 2) >> 1, -1, -1):
+        sift(start, size)
+    for end in range(size - 1, 0, -1):
+        idx[end], idx[0] = idx[0], idx[end]
+        sift(0, end)
+    return idx
+
+
+def torch_pick(archive: Archive, query: bytes, order: list[int] | None = None) -> Member | None:
+    """`mz_zip_locate_file_binary_search`: the entry torch's reader returns for `query`
+    (`order`: the archive's `_miniz_sorted` order, when already computed)."""
+    names = [m.raw_name for m in archive.members]
+    order = _miniz_sorted(names) if order is None else order
+    key = _ascii_lower(query)
+    lo, hi = 0, len(order) - 1
+    while lo <= hi:
+        mid = lo + ((hi - lo) >> 1)
+        name = _ascii_lower(names[order[mid]])
+        n = min(len(name), len(key))
+        diff = next((x - y for x, y in zip(name[:n], key[:n], strict=True) if x != y), None)
+        comp = len(name) - len(key) if diff is None else diff
+        if comp == 0:
+            return archive.members[order[mid]]
+        if comp < 0:
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return None
 
 
 def _ascii_lower(raw: bytes) -> bytes:
@@ -722,17 +793,26 @@ def divergences(views: Views) -> list[tuple[str, int | None]]:
         groups: dict[bytes, list[Member]] = {}
         for m in t.members:
             groups.setdefault(_ascii_lower(m.raw_name), []).append(m)
-        for key, group in groups.items():
-            if len({m.selection for m in group}) > 1:
-                found.append(
-                    (
-                        f"{READERS[TORCH]} cannot tell {len(group)} entries apart "
-                        f"({', '.join(repr(m.name) for m in group[:4])}): it finds a record by a "
-                        "case-insensitive search of names cut at a NUL, and which of them it "
-                        f"loads as {key.decode('cp437')!r} depends on its sort order",
-                        group[0].header_offset,
-                    )
+        ambiguous = [(k, g) for k, g in groups.items() if len({m.selection for m in g}) > 1]
+        exact = bool(ambiguous) and len(t.members) <= _EXACT_SORT
+        order = _miniz_sorted([m.raw_name for m in t.members]) if exact else None
+        for key, group in ambiguous[:5]:
+            picked = torch_pick(t, key, order) if order is not None else None
+            which = (
+                f"it loads {picked.name!r} ({_span(picked)}), by the order its heap sort "
+                "leaves them in"
+                if picked is not None
+                else "which one it loads depends on the order its sort leaves them in"
+            )
+            found.append(
+                (
+                    f"{READERS[TORCH]} cannot tell {len(group)} entries apart "
+                    f"({', '.join(repr(m.name) for m in group[:4])}): it finds a record by a "
+                    f"case-insensitive search for {key.decode('cp437')!r}, and {which}; "
+                    "other readers may read another",
+                    group[0].header_offset,
                 )
+            )
     return found
 
 
