@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from tests.test_precommit import HOSTILE, commit, commits, manifest_hook, tool
 
