@@ -743,10 +743,14 @@ def divergences(views: Views) -> list[tuple[str, int | None]]:
     if z is not None and t is not None:
         zs = Counter((m.raw_name, m.selection) for m in z.members)
         ts = Counter((m.raw_name, m.selection) for m in t.members)
-        if zs != ts:
+        in_order = [(m.raw_name, m.selection) for m in t.members] == [
+            (m.raw_name, m.selection) for m in z.members
+        ]
+        if not in_order:
             only_t = [m for m in t.members if (m.raw_name, m.selection) not in zs]
             only_z = [m for m in z.members if (m.raw_name, m.selection) not in ts]
-            parts = []
+            # torch takes the archive's folder from the first entry: the order matters too.
+            parts = ["they list the same entries in another order"] if zs == ts else []
             if only_t:
                 parts.append(f"only {READERS[TORCH]} reads " + _names(only_t))
             if only_z:
