@@ -126,3 +126,35 @@ def test_a_joblib_array_dtype_with_a_5000_digit_item_size() -> None:
     assert any(
         f.rule == "SL301" and "dtype cannot be derived" in f.message for f in report.findings
     )
+
+
+def safetensors_file(shape: list[int], data: bytes = bytes(4)) -> bytes:
+    import json
+
+    header = json.dumps(
+        {"t": {"dtype": "F32", "shape": shape, "data_offsets": [0, len(data)]}}
+    ).encode()
+    return struct.pack("<Q", len(header)) + header + data
+
+
+def test_a_safetensors_shape_of_huge_sizes_is_refused_in_linear_time() -> None:
+    """The element count was a product of every size, however large: 200 sizes of 4000
+    digits (800 KB) took 20 s, quadratic in the header. The library multiplies in usize
+    with overflow checks and refuses the file; so does the scan, at the first overflow."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    raw = safetensors_file([int("9" * 4000)] * 200)
+    started = time.monotonic()
+    report = safeload.scan_bytes(raw)
+    assert time.monotonic() - started < 10
+    assert any(f.rule == "SL308" and "overflows" in f.message for f in report.findings)
+    with pytest.raises(SafetensorError):
+        load(safetensors_file([2**40, 2**40]))
+    overflow = safeload.scan_bytes(safetensors_file([2**40, 2**40]))
+    assert any("overflows" in f.message for f in overflow.findings)
+
+
+def test_a_safetensors_shape_that_fits_is_still_read() -> None:
+    assert safeload.scan_bytes(safetensors_file([1])).verdict is Verdict.SAFE
+    assert safeload.scan_bytes(safetensors_file([2**63, 0], b"")).verdict is Verdict.SAFE

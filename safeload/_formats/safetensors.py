@@ -7,6 +7,7 @@ import struct
 from typing import Any
 
 MAX_HEADER = 100_000_000  # the safetensors library's own limit
+_USIZE_MAX = 2**64 - 1
 _DTYPES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
     "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -57,9 +58,14 @@ def validate(data: Any, start: int, end: int) -> str | None:
             or not 0 <= offsets[0] <= offsets[1] <= body
         ):
             return f"tensor {name!r}: data offsets outside the data section"
+        # The safetensors library multiplies in usize with overflow checks and
+        # refuses the file at the first overflow; so does this, which also keeps
+        # the product small (thousands of 4000-digit sizes took minutes).
         numel = 1
         for x in shape:
             numel *= x
+            if numel > _USIZE_MAX:
+                return f"tensor {name!r}: shape overflows"
         bits = numel * _DTYPES[dtype] * 8
         if dtype in ("F4",):
             bits //= 2
