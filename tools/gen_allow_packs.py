@@ -573,18 +573,21 @@ def current_names(seen: Mapping[str, Seen]) -> set[str]:
 
 
 def derived_names(
-    seen: Mapping[str, Seen], current: set[str], audited: Iterable[str] = ()
+    seen: Mapping[str, Seen],
+    current: set[str],
+    audited: Iterable[str] = (),
+    renamed_path: Path = RENAMED,
 ) -> dict[str, Derived]:
     """Old spelling -> the name it became: the renamed table, module aliases and
     names today's releases resolve to the same object as a current name. A
     spelling the audit names exactly (`audited`) keeps its own reviewed scope."""
     old = set(seen) - current - set(audited)
-    renamed, modules = load_renamed()
+    renamed, modules = load_renamed(renamed_path)
     out: dict[str, Derived] = {}
     for name, d in sorted(renamed.items()):
         if name not in old:
             raise SystemExit(
-                f"{RENAMED.name}: no older generation pickles {name}: remove the entry"
+                f"{renamed_path.name}: no older generation pickles {name}: remove the entry"
             )
         out[name] = d
     for name in sorted(old - set(out)):
