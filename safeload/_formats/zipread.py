@@ -303,9 +303,11 @@ def _zipfile_member(
         lnlen, lxlen = lf[9], lf[10]
         data_offset = hdr + _LFH_SIZE + lnlen + lxlen
         try:
-            local_name = _zipfile_decode(_at(data, hdr + _LFH_SIZE, lnlen), lf[2])
+            local_name = _zipfile_decode(
+                _at(data, hdr + _LFH_SIZE, min(lnlen, end - hdr - _LFH_SIZE)), lf[2]
+            )
         except UnicodeDecodeError:
-            local_name = repr(_at(data, hdr + _LFH_SIZE, lnlen))
+            local_name = repr(_at(data, hdr + _LFH_SIZE, min(lnlen, end - hdr - _LFH_SIZE)))
         refused = lf[0] == _LFH and data_offset + read_size <= end
         if lf[0] != _LFH:
             error = "bad local header signature"
