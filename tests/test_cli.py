@@ -370,43 +370,6 @@ def test_rules_command_lists_every_rule(capsys: pytest.CaptureFixture[str]) -> N
     assert {r["id"] for r in data} == set(policy.rules)
 
 
-def test_demo_reports_the_hostile_file_and_runs_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    folder = tmp_path / "demo"
-    assert main(["demo", str(folder)]) == 1
-    out = capsys.readouterr().out
-    hostile = folder / "model-hostile.pkl"
-    assert f"{folder / 'model-benign.pkl'}: SAFE (pickle, 1 pickle, " in out
-    assert "holds a scikit-learn LogisticRegression" in out
-    assert f"{hostile}: DANGEROUS" in out
-    assert "SL102 code-evaluation [critical]" in out
-    assert "builtins.exec called with" in out
-    assert "not created: the scan ran nothing" in out
-    canary = folder / "CANARY-payload-ran.txt"
-    assert not canary.exists()
-    # The hostile file is real: plain pickle.load in a child process runs the payload.
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import pickle,sys; pickle.load(open(sys.argv[1], 'rb'))",
-            str(hostile),
-        ],
-        check=True,
-        cwd=tmp_path,
-    )
-    assert canary.read_text() == "written by unpickling model-hostile.pkl\n"
-
-
-def test_demo_in_a_temporary_directory(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 1
-    out = capsys.readouterr().out
-    assert "\nmodel-benign.pkl: SAFE" in out
-    assert "\nmodel-hostile.pkl: DANGEROUS" in out
-    assert "temporary directory" in out
-
-
 def _console_script() -> str:
     found = shutil.which("safeload", path=sysconfig.get_path("scripts"))
     assert found, "the safeload console script is not installed next to this Python"
@@ -550,17 +513,6 @@ def test_sarif_uris_are_relative_to_the_repository_root(
     artifact = log["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
     assert artifact == {"uri": "models/v1/evil.pkl", "uriBaseId": "%SRCROOT%"}
     assert _cli.source_root(tmp_path / "elsewhere") == tmp_path
-
-
-def test_demo_without_scikit_learn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import now raises ImportError
-    assert main(["demo", str(tmp_path)]) == 1
-    out = capsys.readouterr().out
-    assert "model-benign.pkl holds a plain Python dict" in out
-    assert f"{tmp_path / 'model-benign.pkl'}: SAFE" in out
-    assert f"{tmp_path / 'model-hostile.pkl'}: DANGEROUS" in out
 
 
 def test_sniff_chooses_named_files_by_content(

@@ -228,9 +228,12 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="scan a benign model and a hostile pickle",
-        description="Write a benign model and a hostile pickle (whose payload would only create "
-        "a canary file), scan both and show the report. Exits 1, because one file is dangerous.",
+        help="scan, sign and load a real scikit-learn model next to hostile files",
+        description="Show the three parts on a real scikit-learn model: scan it and two hostile "
+        "pickles (whose payloads would only create a canary file), sign and verify it (and "
+        "refuse a tampered copy), and load it with the guarded loader (which refuses the "
+        "tampered copy and the hostile files; the canary never appears).",
+        epilog="exit codes: 0 everything behaved as shown, 1 a step did not",
     )
     demo.add_argument(
         "directory",
@@ -578,15 +581,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _show_demo(demo: Demo, out: TextIO) -> int:
+    color = _use_color(out)
     out.write(
-        f"safeload demo: {demo.benign.name} holds {demo.benign_kind};\n"
-        f"{demo.hostile.name} holds a small weights dict whose loading would call builtins.exec\n"
-        f"to create {demo.canary.name}. Scanning reads the opcodes and runs nothing.\n\n"
+        f"safeload demo: {demo.benign.name} holds {demo.benign_kind}; "
+        f"{' and '.join(h.name for h in demo.hostile)}\n"
+        f"are hostile: loading them with pickle would create {demo.canary.name}.\n"
+        "\n1. scan: read the opcodes, run nothing\n\n"
     )
-    out.write(text.render(demo.report, color=_use_color(out)))
-    ran = demo.canary.exists()
+    out.write(text.render(demo.report, color=color))
+    titles = {"sign": "2. sign and verify", "load": "3. guarded load (safeload.load)"}
+    part = "scan"
+    for step in demo.steps:
+        if step.part != part:
+            part = step.part
+            out.write(f"\n{titles[part]}\n")
+        if step.part == "scan":
+            continue
+        mark = "ok " if step.behaved else "UNEXPECTED"
+        out.write(f"  [{mark}] {step.what}: {step.outcome}\n")
+    if demo.behaved:
+        out.write("\ndemo: every step behaved as shown (exit 0)\n")
+    else:
+        failed = [s.what for s in demo.steps if not s.behaved]
+        out.write(f"\ndemo: UNEXPECTED: {'; '.join(failed) or 'the canary exists'} (exit 1)\n")
     out.write(
-        f"\ncanary {demo.canary.name}: {'CREATED (the payload ran!)' if ran else 'not created: the scan ran nothing'}\n"
-        f"scan files yourself: safeload scan PATH...   (rules: safeload rules)\n"
+        "scan files yourself: safeload scan PATH...   sign: safeload keygen / sign / verify\n"
     )
-    return exit_code(demo.report)
+    return EXIT_OK if demo.behaved else EXIT_FINDINGS
