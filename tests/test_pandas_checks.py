@@ -241,6 +241,9 @@ def genuine() -> dict[str, object]:
             {"i": pd.array([1, None], dtype="Int64"), "s": pd.array(["a", None], dtype="string")}
         ),
         "sparse": pd.DataFrame({"s": pd.arrays.SparseArray([0, 1, 0])}),
+        "sparse-nan": pd.arrays.SparseArray([np.nan, 1.0, np.nan, 2.0]),
+        "sparse-empty": pd.arrays.SparseArray(np.zeros(5), fill_value=0.0),
+        "sparse-series": pd.Series(pd.arrays.SparseArray(np.arange(50) % 7 == 0)),
     }
 
 
@@ -255,3 +258,41 @@ def test_genuine_frames_and_categoricals_are_safe_and_load() -> None:
                 loaded = load(data, forced=forced)
                 assert type(loaded) is type(obj), (name, how)
                 assert repr(loaded) == repr(obj), (name, how)
+
+
+# -- SparseArray --------------------------------------------------------------------------------
+
+
+def short_sparse() -> pd.arrays.SparseArray:
+    """2000 points, one stored value."""
+    array = pd.arrays.SparseArray(np.r_[np.zeros(2000), np.arange(1.0, 2001)], fill_value=0.0)
+    array._sparse_values = array._sparse_values[:1].copy()
+    return array
+
+
+_SPARSE_USE = """
+import pickle, sys
+import numpy as np, pandas as pd
+a = pickle.loads(open(sys.argv[1], "rb").read())
+b = pd.arrays.SparseArray(np.where(np.arange(len(a)) % 3 == 0, 1.0, 0.0), fill_value=0.0)
+print(len((a * b).sp_values), len(a.sp_values))
+"""
+
+
+def test_sparse_values_fewer_than_the_index_points_are_read_past_and_refused(
+    tmp_path: Path,
+) -> None:
+    data = pickle.dumps(short_sparse())
+    path = tmp_path / "sparse.pkl"
+    path.write_bytes(data)
+    done = subprocess.run(
+        [sys.executable, "-c", _SPARSE_USE, str(path)], capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    # The Cython product read hundreds of values from a buffer of one.
+    products, stored = (int(x) for x in done.stdout.split())
+    assert stored == 1 and products > 100, done
+    assert "1 stored values for the 2000 points" in scan_failure(data)
+    assert "1 stored values for the 2000 points" in forced_refusal(data)
+    joblib_data = joblib_bytes(pd.Series(short_sparse()))
+    assert "1 stored values for the 2000 points" in forced_refusal(joblib_data)

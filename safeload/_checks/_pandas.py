@@ -16,11 +16,11 @@ from functools import cache
 from typing import Any
 
 from .._machine.walker import GRef, Res
-from ._arrays import array_shape, symbolic_array
+from ._arrays import array_shape, is_joblib_array, symbolic_array
 from ._base import Check, ObjectCheck, Problem, Site
 from ._values import Values, canonical_of
 
-__all__ = ["BLOCK_PLACEMENT", "CATEGORICAL_CODES"]
+__all__ = ["BLOCK_PLACEMENT", "CATEGORICAL_CODES", "SPARSE_VALUES"]
 
 _BLOCK_MANAGER = ("pandas.core.internals.managers", "BlockManager")
 _UNPICKLE_BLOCK = ("pandas._libs.internals", "_unpickle_block")
@@ -413,4 +413,77 @@ CATEGORICAL_CODES = Check(
     symbolic=_categorical_symbolic,
     objects=(ObjectCheck(("pandas",), _is_categorical, _real_categorical, "pandas Categorical"),),
     what="pandas Categorical",
+)
+
+
+# -- SparseArray ------------------------------------------------------------------------------
+
+_SPARSE_ARRAY = frozenset(
+    {("pandas.arrays", "SparseArray"), ("pandas.core.arrays.sparse.array", "SparseArray")}
+)
+_INT_INDEX = ("pandas._libs.sparse", "IntIndex")
+
+
+def _points_problem(values: int, points: int) -> Problem:
+    if values != points:
+        return f"{values} stored values for the {points} points of its sparse index"
+    return None
+
+
+def _sparse_symbolic(site: Site) -> Problem:
+    values = site.values
+    if site.called:
+        return "pandas rebuilds a SparseArray, it never calls the class"
+    if site.res.builds == 0:
+        return None
+    if site.res.builds > 1:
+        return f"a SparseArray given state {site.res.builds} times"
+    entries = values.str_dict(site.res.state)
+    stored: object = None
+    if entries is not None:
+        stored, index = entries.get("_sparse_values"), entries.get("_sparse_index")
+        shape = _shape(values, stored)
+    else:  # pandas < 0.24: (ndarray state, (fill value, sparse index))
+        items = values.items(site.res.state)
+        inner = values.items(items[1]) if items is not None and len(items) == 2 else None
+        array = values.items(items[0]) if items is not None else None
+        if inner is None or len(inner) != 2 or array is None or len(array) not in (4, 5):
+            return "its state is not one pandas writes"
+        index, shape = inner[1], values.int_tuple(array[-4])
+    if type(index) is not Res or canonical_of(index.fn) != _INT_INDEX:
+        return "its sparse index is not an IntIndex(length, indices)"
+    args = values.items(index.args)
+    points = _shape(values, args[1]) if args is not None and len(args) == 2 else None
+    if shape is None or points is None:
+        if is_joblib_array(args[1] if args else None) or is_joblib_array(stored):
+            return None  # joblib keeps the arrays after the pickle: checked at load
+        return "its values or sparse index are not arrays the scan could size"
+    if len(shape) != 1 or len(points) != 1:
+        return f"values of shape {shape} for indices of shape {points}"
+    return _points_problem(shape[0], points[0])
+
+
+def _is_sparse_array(obj: object) -> bool:
+    return isinstance(obj, _pandas_type("pandas.core.arrays.sparse.array", "SparseArray"))
+
+
+def _real_sparse(array: Any) -> Problem:
+    np = _np()
+    stored, index = array._sparse_values, array._sparse_index
+    points: Any = getattr(index, "npoints", None)
+    if not isinstance(stored, np.ndarray) or stored.ndim != 1:
+        return "its stored values are not a 1-D array"
+    if not isinstance(index, _pandas_type("pandas._libs.sparse", "SparseIndex")):
+        return "its sparse index is not a pandas SparseIndex"
+    return _points_problem(len(stored), int(points))
+
+
+SPARSE_VALUES = Check(
+    name="pandas-sparse-values",
+    doc="a pandas SparseArray holds one stored value per point of its sparse index (Cython "
+    "sparse arithmetic reads values by index position unchecked)",
+    names=_SPARSE_ARRAY,
+    symbolic=_sparse_symbolic,
+    objects=(ObjectCheck(("pandas",), _is_sparse_array, _real_sparse, "pandas SparseArray"),),
+    what="pandas SparseArray",
 )
