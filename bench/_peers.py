@@ -40,6 +40,22 @@ def _fickling_verdict(code: int | None, output: str) -> str:
     return text
 
 
+def _modelscan_verdict(code: int | None, output: str) -> str:
+    # modelscan: 0 no issues, 1 issues found, 2 scan error, 3 nothing it supports, 4 usage
+    return {
+        0: "clean (exit 0)",
+        1: "issues (exit 1)",
+        2: "error (exit 2)",
+        3: "not supported (exit 3)",
+    }.get(code if code is not None else -1, f"exit {code}")
+
+
+def _modelaudit_verdict(code: int | None, output: str) -> str:
+    return {0: "clean (exit 0)", 1: "issues (exit 1)", 2: "error (exit 2)"}.get(
+        code if code is not None else -1, f"exit {code}"
+    )
+
+
 PEERS: dict[str, Peer] = {
     "picklescan": Peer(
         "picklescan",
@@ -53,6 +69,22 @@ PEERS: dict[str, Peer] = {
         ("fickling==0.1.12", "typing_extensions"),
         lambda bindir, path: [str(bindir / "fickling"), "--check-safety", str(path)],
         _fickling_verdict,
+    ),
+}
+
+MORE_PEERS: dict[str, Peer] = {
+    # Only the detection comparison (run_detection.py) runs these.
+    "modelscan": Peer(
+        "modelscan",
+        ("modelscan==0.8.8",),
+        lambda bindir, path: [str(bindir / "modelscan"), "-p", str(path)],
+        _modelscan_verdict,
+    ),
+    "modelaudit": Peer(
+        "modelaudit",
+        ("modelaudit==0.2.54",),
+        lambda bindir, path: [str(bindir / "modelaudit"), "scan", str(path)],
+        _modelaudit_verdict,
     ),
 }
 

@@ -129,6 +129,17 @@ def test_no_generated_name_is_allowed(policy: Policy) -> None:
         assert not (policy.rules[rule_id].globals & policy.allowed), rule_id
 
 
+def test_no_allowed_global_is_denied_by_a_module_rule(policy: Policy) -> None:
+    """Module-wide gap rules (scipy.io, sklearn.datasets, joblib.parallel, ...) name
+    nothing an allow pack lists."""
+    denied = {
+        (m, q): d.rule.id
+        for m, q in policy.allowed
+        if (d := policy.decide(m, q)).denied and d.rule is not None and d.rule.id in GAP_IDS
+    }
+    assert denied == {}
+
+
 def test_generated_rules_are_current() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "gen_deny_gaps.py"), "--check"],
