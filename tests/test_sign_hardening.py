@@ -601,7 +601,12 @@ def test_a_bundle_declares_exactly_one_verification_method(
         verify(model_file, trust)
     del document["verificationMaterial"]["publicKey"]
     sig.write_text(json.dumps(document))
-    with pytest.raises(UnsupportedSignatureError, match="x509CertificateChain"):
+    with pytest.raises(MalformedSignatureError, match="holds no certificates"):
+        verify(model_file, trust)
+    del document["verificationMaterial"]["x509CertificateChain"]
+    document["verificationMaterial"]["certificate"] = {"rawBytes": ""}
+    sig.write_text(json.dumps(document))
+    with pytest.raises(UnsupportedSignatureError, match="Sigstore"):
         verify(model_file, trust)
 
 

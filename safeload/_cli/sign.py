@@ -46,6 +46,7 @@ from ..sign._keys import (
     KeyWarning,
     Signer,
     TrustStore,
+    certify,
     generate_key,
     hmac_keys_from_env,
     is_encrypted,
@@ -147,6 +148,21 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="leave .git, .github, .gitattributes and .gitignore at the root of a directory out "
         "of the signature (recorded in it); by default every file is signed",
     )
+    signer.add_argument(
+        "--certificate",
+        type=Path,
+        metavar="PEM",
+        help="the signing key's certificate: write a model-signing certificate bundle "
+        "(one --key, ECDSA or Ed25519)",
+    )
+    signer.add_argument(
+        "--certificate-chain",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PEM",
+        help="intermediate certificates to put in the bundle; repeatable",
+    )
     _password(signer, "the password of an encrypted private key is in environment variable VAR")
     _common(signer, "signature file to write (default: PATH.sig beside the file or directory)")
     signer.set_defaults(handler=run, sign_command="sign")
@@ -175,6 +191,14 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     verifier.add_argument(
         "--hmac-key-env", metavar="VAR", help="trust the HMAC keys in environment variable VAR"
+    )
+    verifier.add_argument(
+        "--ca-cert",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PEM",
+        help="trust certificate bundles whose chain leads to a CA certificate in PEM; repeatable",
     )
     verifier.add_argument(
         "--ignore-unsigned-files",
@@ -319,6 +343,14 @@ def _sign(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not signers:
         _say(err, "safeload: error: give a signing key with --key or --hmac-key-env")
         return EXIT_ERROR
+    if args.certificate is not None:
+        if len(args.key) != 1:
+            _say(err, "safeload: error: --certificate certifies one --key; give exactly one")
+            return EXIT_ERROR
+        certify(signers[0], args.certificate, args.certificate_chain)
+    elif args.certificate_chain:
+        _say(err, "safeload: error: --certificate-chain needs --certificate")
+        return EXIT_ERROR
     if args.signature is not None:
         for key in args.key:
             if _same_file(args.signature, key) or _same_file(args.signature, _pub(key)):
@@ -352,7 +384,12 @@ def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _say(err, "safeload: error: --signature names the signature of one PATH; give one PATH")
         return EXIT_ERROR
     with _warnings_to(err):
-        trust = TrustStore.load(keys=args.key, trust_dir=args.trust_dir, hmac_env=args.hmac_key_env)
+        trust = TrustStore.load(
+            keys=args.key,
+            trust_dir=args.trust_dir,
+            hmac_env=args.hmac_key_env,
+            ca_certs=args.ca_cert,
+        )
     results = [_verify_one(path, trust, args) for path in args.paths]
     if args.format == "json":
         document = {"results": [entry for entry, _ in results]}
@@ -412,6 +449,7 @@ def _verify_one(
         unsigned=list(result.unsigned),
         ignored=list(result.ignored),
         untrusted_signatures=list(result.untrusted),
+        certificate=result.certificate,
     )
     return entry, (EXIT_OK, result)
 
@@ -428,11 +466,12 @@ def _report_text(entry: dict[str, Any], outcome: _Outcome, out: TextIO, err: Tex
     when = (
         format_time(result.signed_at) if result.signed_at is not None else "at an unrecorded time"
     )
+    certified = f" (certificate {result.certificate!r})" if result.certificate else ""
     _say(
         out,
         f"verified {result.path}: subject {result.subject!r}, {count} file"
         f"{'s' if count != 1 else ''}, sha256:{result.root_digest}, {result.algorithm} key "
-        f"{result.key_id[:16]}, signed {when}, signature {result.signature}",
+        f"{result.key_id[:16]}{certified}, signed {when}, signature {result.signature}",
     )
     if result.unsigned:
         _say(

@@ -97,12 +97,11 @@ def load(
             sig_path, root, name = locate_signature(path)
         except FileNotFoundError:
             raise LoadInputError(f"{path}: no such file") from None
+    auth = authenticate(read_signature(sig_path, model=path), trust, where=sig_path)
+    data = read_private(path) if name == "." else read_private_in(root, name)
     # The signed subject must name what is loaded (the file, or its signed directory),
     # as `verify` checks by default: a signed file copied under another name is refused.
-    auth = authenticate(
-        read_signature(sig_path, model=path), trust, where=sig_path, subject=root.name
-    )
-    data = read_private(path) if name == "." else read_private_in(root, name)
+    auth.check_subject(root.name)
     if name == "." and auth.files == (".",):
         # Checked under its own name: bytes signed for another file are then a
         # SubjectMismatchError, as verify() reports them, not "changed since signed".

@@ -11,6 +11,8 @@ A signature is a detached sidecar, `<artifact>.sig` (for a directory `DIR`,
 * **ECDSA P-256** and **Ed25519** in the OpenSSF "key" bundle shape. ECDSA
   signatures verify with `model_signing verify key`; Ed25519 ones only with
   safeload (model-signing 1.1.1 cannot verify Ed25519).
+* A key with a certificate (`certify`) writes model-signing's "certificate"
+  bundle, verified through its chain up to a trusted CA.
 * **HMAC-SHA256** in a bare DSSE envelope with `keyid: "hmac-sha256:<kid>"`,
   safeload-only, for a single team or CI: whoever can verify can also sign.
 
@@ -49,6 +51,7 @@ from ._keys import (
     PublicKey,
     Signer,
     TrustStore,
+    certify,
     generate_key,
     hmac_keys_from_env,
     load_signer,
@@ -97,6 +100,7 @@ __all__ = [
     "UnsupportedSignatureError",
     "Verified",
     "authenticate",
+    "certify",
     "envelope_for_file",
     "generate_key",
     "hmac_keys_from_env",

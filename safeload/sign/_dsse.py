@@ -37,6 +37,8 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 VERIFICATION_METHODS = ("certificate", "publicKey", "x509CertificateChain")
 """The ways a Sigstore bundle names what verifies it; a bundle declares exactly one."""
+MAX_CERTIFICATES = 8
+"""Certificates in a chain, at most (leaf and intermediates)."""
 MAX_SIGNATURES = 16
 """More signatures than this in one envelope is treated as malformed."""
 
@@ -89,6 +91,9 @@ class Envelope:
     """`verificationMaterial.publicKey.hint` of a bundle (applies to signature 0)."""
     bundle: bool = False
     """True for the OpenSSF bundle shape, False for a bare DSSE envelope."""
+    certificates: tuple[bytes, ...] = ()
+    """DER certificates of an `x509CertificateChain` bundle, leaf first: signature 0 is
+    verified with the leaf's key, once the chain is verified, and with nothing else."""
 
     def pae(self) -> bytes:
         """The bytes every signature covers."""
@@ -96,9 +101,15 @@ class Envelope:
 
 
 def encode(
-    payload: bytes, signatures: list[Signature], *, bundle: bool, key_hint: str | None
+    payload: bytes,
+    signatures: list[Signature],
+    *,
+    bundle: bool,
+    key_hint: str | None,
+    certificates: tuple[bytes, ...] = (),
 ) -> bytes:
-    """Serialize an envelope (bare DSSE) or a model-signing "key" bundle."""
+    """Serialize an envelope (bare DSSE), a model-signing "key" bundle or, with
+    `certificates` (DER, leaf first), a "certificate" bundle."""
     envelope: dict[str, Any] = {
         "payloadType": PAYLOAD_TYPE,
         "payload": base64.b64encode(payload).decode("ascii"),
@@ -108,9 +119,21 @@ def encode(
     }
     document: dict[str, Any] = envelope
     if bundle:
+        material: dict[str, Any] = (
+            {
+                "x509CertificateChain": {
+                    "certificates": [
+                        {"rawBytes": base64.b64encode(c).decode("ascii")} for c in certificates
+                    ]
+                }
+            }
+            if certificates
+            else {"publicKey": {"hint": key_hint or ""}}
+        )
+        material["tlogEntries"] = []
         document = {
             "mediaType": BUNDLE_MEDIA_TYPE,
-            "verificationMaterial": {"publicKey": {"hint": key_hint or ""}, "tlogEntries": []},
+            "verificationMaterial": material,
             "dsseEnvelope": envelope,
         }
     return (json.dumps(document, indent=2) + "\n").encode("utf-8")
@@ -127,6 +150,7 @@ def parse(data: bytes, where: str) -> Envelope:
     if not isinstance(document, dict):
         raise MalformedSignatureError(f"{where}: expected a JSON object")
     key_hint: str | None = None
+    certificates: tuple[bytes, ...] = ()
     bundle = "dsseEnvelope" in document
     if bundle:
         media = document.get("mediaType")
@@ -145,20 +169,23 @@ def parse(data: bytes, where: str) -> Envelope:
                 f"{where}: verificationMaterial must declare exactly one of "
                 f"{', '.join(VERIFICATION_METHODS)}, not {', '.join(methods) or 'none'}"
             )
-        if methods != ["publicKey"]:
+        if methods == ["certificate"]:
             raise UnsupportedSignatureError(
-                f"{where} is a Sigstore bundle verified with {methods[0]}, not a public key; "
-                "verify it with `model_signing verify sigstore|certificate`"
+                f"{where} is a Sigstore (keyless) bundle; verify it with "
+                "`model_signing verify sigstore`"
             )
-        public_key = material["publicKey"]
-        if not isinstance(public_key, dict):
-            raise MalformedSignatureError(
-                f"{where}: verificationMaterial.publicKey is not an object"
-            )
-        hint = public_key.get("hint")
-        if hint is not None and not isinstance(hint, str):
-            raise MalformedSignatureError(f"{where}: publicKey.hint is not a string")
-        key_hint = hint or None
+        if methods == ["x509CertificateChain"]:
+            certificates = _chain(material["x509CertificateChain"], where)
+        else:
+            public_key = material["publicKey"]
+            if not isinstance(public_key, dict):
+                raise MalformedSignatureError(
+                    f"{where}: verificationMaterial.publicKey is not an object"
+                )
+            hint = public_key.get("hint")
+            if hint is not None and not isinstance(hint, str):
+                raise MalformedSignatureError(f"{where}: publicKey.hint is not a string")
+            key_hint = hint or None
         envelope = document["dsseEnvelope"]
         if not isinstance(envelope, dict):
             raise MalformedSignatureError(f"{where}: dsseEnvelope is not an object")
@@ -186,4 +213,19 @@ def parse(data: bytes, where: str) -> Envelope:
             raise MalformedSignatureError(f"{where}: signature {index} keyid is not a string")
         sig = b64decode(item.get("sig"), f"signature {index}", where)
         signatures.append(Signature(sig, keyid))
-    return Envelope(payload, tuple(signatures), payload_type, key_hint, bundle)
+    return Envelope(payload, tuple(signatures), payload_type, key_hint, bundle, certificates)
+
+
+def _chain(chain: object, where: str) -> tuple[bytes, ...]:
+    items = chain.get("certificates") if isinstance(chain, dict) else None
+    if not isinstance(items, list) or not items:
+        raise MalformedSignatureError(f"{where}: x509CertificateChain holds no certificates")
+    if len(items) > MAX_CERTIFICATES:
+        raise MalformedSignatureError(
+            f"{where}: x509CertificateChain holds more than {MAX_CERTIFICATES} certificates"
+        )
+    found = []
+    for index, item in enumerate(items):
+        raw = item.get("rawBytes") if isinstance(item, dict) else None
+        found.append(b64decode(raw, f"certificate {index}", where))
+    return tuple(found)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from cryptography import x509
 from cryptography.exceptions import InternalError, InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -38,6 +39,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import KeyFileError
 from . import _json
+from ._certs import load_certificates
 from ._ed25519 import key_problem
 
 __all__ = [
@@ -51,8 +53,10 @@ __all__ = [
     "PublicKey",
     "Signer",
     "TrustStore",
+    "certify",
     "generate_key",
     "hmac_keys_from_env",
+    "load_ca_certificates",
     "load_signer",
     "read_key_file",
 ]
@@ -186,6 +190,9 @@ class Signer(ABC):
     algorithm: str
     key_id: str
     """The hint (asymmetric) or kid (HMAC) that verifiers look the key up by."""
+    certificates: tuple[bytes, ...] = ()
+    """DER certificates (leaf first) that vouch for the key: the signature file is then a
+    model-signing "certificate" bundle (see `certify`)."""
 
     @property
     @abstractmethod
@@ -389,6 +396,46 @@ def load_signer(path: Path, *, password: bytes | None = None) -> Signer:
     return EcdsaSigner(key)
 
 
+def certify(signer: Signer, certificate: Path, chain: Iterable[Path] = ()) -> Signer:
+    """`signer` with its certificate (PEM, the key's own) and intermediates (PEM files):
+    it then writes model-signing "certificate" bundles, verified against a CA."""
+    if not isinstance(signer, EcdsaSigner | Ed25519Signer):
+        raise KeyFileError("only ECDSA and Ed25519 keys can have certificates")
+    leaf, *rest = load_certificates(Path(certificate), _read(Path(certificate)))
+    if rest:
+        raise KeyFileError(
+            f"{certificate} holds {len(rest) + 1} certificates; give the signing certificate "
+            "alone, and the others as the chain"
+        )
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    mine = signer.public_key.public_bytes(serialization.Encoding.DER, spki)
+    if leaf.public_key().public_bytes(serialization.Encoding.DER, spki) != mine:
+        raise KeyFileError(f"{certificate} certifies another key than the signing key")
+    intermediates = [c for p in chain for c in load_certificates(Path(p), _read(Path(p)))]
+    signer.certificates = tuple(
+        c.public_bytes(serialization.Encoding.DER) for c in (leaf, *intermediates)
+    )
+    return signer
+
+
+def load_ca_certificates(paths: Iterable[Path]) -> list[x509.Certificate]:
+    """Trusted CA certificates from PEM files (each may hold several)."""
+    found: list[x509.Certificate] = []
+    for path in paths:
+        found += load_certificates(Path(path), _read(Path(path)))
+    for certificate in found:
+        try:
+            constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+        except x509.ExtensionNotFound:
+            constraints = None
+        if constraints is None or not constraints.value.ca:
+            raise KeyFileError(
+                f"{certificate.subject.rfc4514_string()!r} is no CA certificate (BasicConstraints "
+                "ca=true); trust the CA that issued the signer's certificate"
+            )
+    return found
+
+
 def hmac_keys_from_env(variable: str, environ: Mapping[str, str] | None = None) -> list[HmacKey]:
     """HMAC keys from an environment variable, oldest first."""
     value = (os.environ if environ is None else environ).get(variable)
@@ -426,7 +473,9 @@ class TrustStore:
         self,
         public_keys: Iterable[PublicKey | AsymmetricPublic] = (),
         hmac_keys: Iterable[HmacKey] | Mapping[str, bytes] = (),
+        ca_certificates: Iterable[x509.Certificate] = (),
     ) -> None:
+        self._cas = list(ca_certificates)
         self._public: dict[str, PublicKey] = {}
         for key in public_keys:
             entry = key if isinstance(key, PublicKey) else PublicKey(key)
@@ -445,10 +494,11 @@ class TrustStore:
                     "must name one secret"
                 )
             self._hmac[item.kid] = item
-        if not self._public and not self._hmac:
+        if not self._public and not self._hmac and not self._cas:
             raise KeyFileError(
-                "the trust store is empty; give a public key or HMAC key (--key, --trust-dir, "
-                "--hmac-key-env), an empty store never trusts anything"
+                "the trust store is empty; give a public key, HMAC key or CA certificate "
+                "(--key, --trust-dir, --hmac-key-env, --ca-cert), an empty store never "
+                "trusts anything"
             )
 
     @classmethod
@@ -458,6 +508,7 @@ class TrustStore:
         trust_dir: Path | None = None,
         hmac_env: str | None = None,
         environ: Mapping[str, str] | None = None,
+        ca_certs: Iterable[Path] = (),
     ) -> TrustStore:
         """Public keys (or HMAC key files) from files, `*.pub`/`*.pem` public keys from a
         directory, HMAC keys from an environment variable.
@@ -500,7 +551,7 @@ class TrustStore:
                 public.append(PublicKey(key.public_key(), str(path)))
         if hmac_env is not None:
             secret += hmac_keys_from_env(hmac_env, environ)
-        return cls(public, secret)
+        return cls(public, secret, load_ca_certificates(ca_certs))
 
     def public_key(self, hint: str) -> PublicKey | None:
         """The trusted public key with this hint, if any."""
@@ -510,15 +561,21 @@ class TrustStore:
         """Every trusted public key."""
         return list(self._public.values())
 
+    def ca_certificates(self) -> list[x509.Certificate]:
+        """The trusted CA certificates (for certificate bundles)."""
+        return list(self._cas)
+
     def hmac_key(self, kid: str) -> HmacKey | None:
         """The trusted HMAC key with this kid, if any."""
         return self._hmac.get(kid)
 
     def key_ids(self) -> list[str]:
         """Short names of every trusted key, for messages."""
-        return [f"{k.algorithm}:{h[:16]}" for h, k in self._public.items()] + [
-            k.keyid for k in self._hmac.values()
-        ]
+        return (
+            [f"{k.algorithm}:{h[:16]}" for h, k in self._public.items()]
+            + [k.keyid for k in self._hmac.values()]
+            + [f"CA {c.subject.rfc4514_string()!r}" for c in self._cas]
+        )
 
 
 # -- keygen -------------------------------------------------------------------------

@@ -8,10 +8,11 @@ import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..errors import SignatureError, SigningError
+from ..errors import SignatureError, SigningError, UnsupportedSignatureError
 from . import _dsse, _statement
 from ._keys import Signer
 from ._paths import inside, signature_path, subject_name
+from ._verify import MAX_SIGNATURE_FILE
 
 __all__ = ["envelope_for_file", "sign"]
 
@@ -20,8 +21,11 @@ def _signers(signer: Signer | Sequence[Signer]) -> list[Signer]:
     signers = [signer] if isinstance(signer, Signer) else list(signer)
     if not signers or not all(isinstance(s, Signer) for s in signers):
         raise TypeError("signer must be a Signer (see load_signer) or a sequence of them")
-    # A bundle carries one key hint, for signature 0: public-key signers go first.
-    return sorted(signers, key=lambda s: not s.bundle)
+    if sum(1 for s in signers if s.certificates) > 1:
+        raise TypeError("a bundle holds one certificate chain: certify one signer only")
+    # A bundle carries one key hint or chain, for signature 0: public-key signers go
+    # first, a certified one before them.
+    return sorted(signers, key=lambda s: (not s.bundle, not s.certificates))
 
 
 def _envelope(payload: bytes, signers: list[Signer]) -> bytes:
@@ -32,7 +36,11 @@ def _envelope(payload: bytes, signers: list[Signer]) -> bytes:
         signatures.append(_dsse.Signature(signer.sign(data), keyid))
     first = signers[0]
     return _dsse.encode(
-        payload, signatures, bundle=first.bundle, key_hint=first.key_id if first.bundle else None
+        payload,
+        signatures,
+        bundle=first.bundle,
+        key_hint=first.key_id if first.bundle else None,
+        certificates=first.certificates,
     )
 
 
@@ -75,20 +83,19 @@ def _check_target(sig_path: Path, model: _statement.ModelFiles) -> None:
                 f"{sig_path} is a file of the model being signed; give another --signature path"
             )
     with open(sig_path, "rb") as handle:
-        head = handle.read(_MAX_REPLACED + 1)
+        head = handle.read(MAX_SIGNATURE_FILE + 1)
     try:
-        if len(head) > _MAX_REPLACED:
-            raise SigningError("too large")
         _dsse.parse(head, str(sig_path))
-    except (SignatureError, SigningError):
+        is_signature = len(head) <= MAX_SIGNATURE_FILE
+    except UnsupportedSignatureError:  # a signature all the same (a certificate bundle)
+        is_signature = True
+    except SignatureError:
+        is_signature = False
+    if not is_signature:
         raise SigningError(
             f"{sig_path} exists and is not a signature file (a model file, a key?); refusing "
             "to overwrite it: give another --signature path, or remove it first"
-        ) from None
-
-
-_MAX_REPLACED = 8 << 20
-"""Largest existing signature file `sign` replaces (the verifier's limit)."""
+        )
 
 
 def sign(

@@ -27,6 +27,7 @@ from ..errors import (
 )
 from . import _dsse, _statement
 from ._bytes import Expected, PendingCheck
+from ._certs import verify_chain
 from ._keys import HMAC_KEYID_PREFIX, HMAC_TAG_BYTES, PublicKey, TrustStore
 from ._paths import inside, signature_path, subject_name
 from ._statement import Resource, Statement
@@ -87,10 +88,26 @@ def read_signature(
     return data
 
 
-def _trusted_signature(
-    envelope: _dsse.Envelope, trust: TrustStore, where: str
-) -> tuple[str, str, tuple[str, ...]]:
-    """`(algorithm, key id, untrusted key ids)` of an envelope a trusted key signed.
+@dataclass(frozen=True)
+class _Trusted:
+    algorithm: str
+    key_id: str
+    untrusted: tuple[str, ...]
+    certificate: str | None
+
+
+def _certified(envelope: _dsse.Envelope, trust: TrustStore, where: str) -> tuple[PublicKey, str]:
+    """The key of a certificate bundle's leaf and its subject, once its chain verified:
+    signature 0 of such a bundle is verified with this key and nothing else."""
+    certified = verify_chain(envelope.certificates, trust.ca_certificates(), where)
+    return (
+        PublicKey(certified.key, f"{where}: certificate {certified.subject!r}"),
+        certified.subject,
+    )
+
+
+def _trusted_signature(envelope: _dsse.Envelope, trust: TrustStore, where: str) -> _Trusted:
+    """The algorithm, key id and untrusted key ids of an envelope a trusted key signed.
 
     Every signature is looked at, whatever its position: one that a trusted key
     should verify (its key is trusted, or it names no key) and does not verify
@@ -102,7 +119,16 @@ def _trusted_signature(
     unknown: list[str] = []
     failed: list[str] = []
     good: list[tuple[str, str]] = []
+    certificate: str | None = None
     for index, signature in enumerate(envelope.signatures):
+        if index == 0 and envelope.certificates:
+            leaf, subject = _certified(envelope, trust, where)
+            if leaf.verify(signature.sig, data):
+                good.append((leaf.algorithm, leaf.hint))
+                certificate = subject
+            else:
+                failed.append(f"the certified {leaf.algorithm} key {leaf.hint[:16]}")
+            continue
         if signature.keyid.startswith(HMAC_KEYID_PREFIX):
             kid = signature.keyid.removeprefix(HMAC_KEYID_PREFIX)
             if len(signature.sig) != HMAC_TAG_BYTES:
@@ -146,7 +172,7 @@ def _trusted_signature(
             f"(trusted: {', '.join(trust.key_ids())}); add the signer's public key or HMAC "
             "key if you trust it"
         )
-    return good[0][0], good[0][1], tuple(unknown)
+    return _Trusted(good[0][0], good[0][1], tuple(unknown), certificate)
 
 
 def authenticate(
@@ -170,10 +196,17 @@ def authenticate(
         raise TypeError("trust must be a TrustStore")
     where = os.fspath(where)
     envelope = _dsse.parse(signature, where)
-    algorithm, key_id, untrusted = _trusted_signature(envelope, trust, where)
+    trusted = _trusted_signature(envelope, trust, where)
     # Parsed only once a trusted key vouches for the bytes.
     statement = _statement.parse(envelope.payload, where)
-    authenticated = Authenticated(algorithm, key_id, statement, where, untrusted)
+    authenticated = Authenticated(
+        trusted.algorithm,
+        trusted.key_id,
+        statement,
+        where,
+        trusted.untrusted,
+        trusted.certificate,
+    )
     if subject is not None:
         authenticated.check_subject(subject)
     return authenticated
@@ -194,6 +227,9 @@ class Authenticated:
     untrusted: tuple[str, ...] = ()
     """Key ids of other signatures in the envelope, by keys outside the trust store:
     not checked, and not counted."""
+    certificate: str | None = None
+    """The signing certificate's subject, for a certificate bundle (its chain verified up
+    to a trusted CA); `key_id` is then the hint of the certified key."""
 
     @property
     def signed_at(self) -> datetime | None:
@@ -386,6 +422,8 @@ class Verified:
     """When it was signed, if the statement says."""
     untrusted: tuple[str, ...] = ()
     """Key ids of other signatures in the envelope by untrusted keys (not checked)."""
+    certificate: str | None = None
+    """The signing certificate's subject, for a certificate bundle."""
 
     def check_bytes(self, data: Buffer, name: str = ".") -> None:
         """Raise `DigestMismatchError` unless `data` is the signed content of verified file
@@ -496,4 +534,5 @@ def verify(
         model.ignored,
         statement.signed_at,
         authenticated.untrusted,
+        authenticated.certificate,
     )
