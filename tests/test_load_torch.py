@@ -184,22 +184,30 @@ def test_optimizer_checkpoint_equals_torch_load(tmp_path: Path, fmt: str, optimi
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_numpy_and_namespace_load_once_namespace_is_allowed(tmp_path: Path, fmt: str) -> None:
+def test_numpy_and_namespace_load_and_an_unknown_class_once_allowed(
+    tmp_path: Path, fmt: str
+) -> None:
+    # argparse.Namespace (a run's options) is on the stdlib pack (issue 12);
+    # collections.UserDict is on none, so the user allows it by name.
     checkpoint = {
         "args": argparse.Namespace(lr=0.1, name="run-3", layers=[4, 4]),
         "mean": np.arange(6.0).reshape(2, 3),
         "labels": np.array(["cat", "dog"]),
         "count": np.int64(12),
         "weight": torch.ones(2, 2),
+        "extra": collections.UserDict({"seed": 3}),
     }
     path = save(checkpoint, tmp_path / "ckpt.pt", fmt)
     with pytest.raises(UnsafeFileError) as refused:
         guarded(path)
     unknown = {f.global_name for f in refused.value.findings if f.verdict is Verdict.UNKNOWN}
-    assert unknown == {"argparse.Namespace"}
-    assert "allow=['argparse.Namespace']" in str(refused.value)
-    ours = guarded(path, allow=["argparse.Namespace"])
+    assert unknown == {"collections.UserDict"}
+    assert "allow=['collections.UserDict']" in str(refused.value)
+    ours = guarded(path, allow=["collections.UserDict"])
     assert_same(ours, torch.load(path, weights_only=False))
+    del checkpoint["extra"]
+    path = save(checkpoint, tmp_path / "ckpt2.pt", fmt)
+    assert_same(guarded(path), torch.load(path, weights_only=False))
 
 
 def test_full_module_equals_torch_load(tmp_path: Path) -> None:
