@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     for folder in (corpus, artifacts, logs):
         folder.mkdir(parents=True, exist_ok=True)
     total = restarts = 0
+    kills: list[int] = []
     began = time.monotonic()
     while total < args.runs:
         left = args.max_time - int(time.monotonic() - began)
@@ -73,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         (logs / f"{name}-{restarts}.log").write_bytes(log)
         ran = _cases(log)
         total += ran
-        if b"ERROR: libFuzzer" not in log and b"Uncaught Python exception" not in log:
+        crashed = b"ERROR: libFuzzer" in log or b"Uncaught Python exception" in log
+        if not crashed and done.returncode == 0:
             break  # it ended by its own limits
+        if not crashed:
+            # Killed from outside (the OOM killer, a signal): no input to keep.
+            kills.append(done.returncode)
         restarts += 1
         if ran == 0 and restarts > 20:
             break  # it crashes before running anything: fix that first
@@ -87,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": round(seconds, 1),
                 "cases_per_second": round(total / seconds, 1) if seconds else 0.0,
                 "restarts": restarts,
+                "killed": kills,
                 "artifacts": sorted(p.name for p in artifacts.iterdir()),
             }
         )
