@@ -242,6 +242,10 @@ def genuine() -> dict[str, object]:
         ),
         "sparse": pd.DataFrame({"s": pd.arrays.SparseArray([0, 1, 0])}),
         "sparse-nan": pd.arrays.SparseArray([np.nan, 1.0, np.nan, 2.0]),
+        "masked": pd.DataFrame(
+            {"b": pd.array([True, None]), "f": pd.array([1.5, None]), "u": pd.array([1, 2])}
+        ),
+        "masked-empty": pd.array([], dtype="Int8"),
         "sparse-empty": pd.arrays.SparseArray(np.zeros(5), fill_value=0.0),
         "sparse-series": pd.Series(pd.arrays.SparseArray(np.arange(50) % 7 == 0)),
     }
@@ -296,3 +300,56 @@ def test_sparse_values_fewer_than_the_index_points_are_read_past_and_refused(
     assert "1 stored values for the 2000 points" in forced_refusal(data)
     joblib_data = joblib_bytes(pd.Series(short_sparse()))
     assert "1 stored values for the 2000 points" in forced_refusal(joblib_data)
+
+
+# -- masked arrays ------------------------------------------------------------------------------
+
+
+def masked(mutate: str) -> pd.Series:
+    array = pd.array(np.arange(200_000), dtype="Int64")
+    if mutate == "short-mask":
+        array._mask = np.zeros(1, dtype=bool)
+    elif mutate == "int-mask":
+        array._mask = np.zeros(200_000, dtype=np.int64)
+    elif mutate == "short-data":
+        array._data = np.arange(1)
+    return pd.Series(array)
+
+
+_GROUPBY = """
+import pickle, sys
+import numpy as np
+s = pickle.loads(open(sys.argv[1], "rb").read())
+s.groupby(np.arange(len(s)) % 7).cumsum()
+print("survived")
+"""
+
+
+def test_masked_array_mask_shorter_than_its_data_crashes_and_is_refused(tmp_path: Path) -> None:
+    data = pickle.dumps(masked("short-mask"))
+    path = tmp_path / "masked.pkl"
+    path.write_bytes(data)
+    done = subprocess.run(
+        [sys.executable, "-c", _GROUPBY, str(path)], capture_output=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode in (-signal.SIGSEGV, -signal.SIGBUS), done
+    reason = "data of shape (200000,) under a mask of shape (1,)"
+    assert reason in scan_failure(data)
+    assert reason in forced_refusal(data)
+    assert reason in forced_refusal(joblib_bytes(masked("short-mask")))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "scan", "load"),
+    [
+        ("int-mask", "its mask is not a boolean array (of kind 'i')", "not bool"),
+        ("short-data", "data of shape (1,) under a mask of shape (200000,)", "(1,)"),
+    ],
+)
+def test_masked_array_data_and_mask_that_disagree_are_refused(
+    mutate: str, scan: str, load: str
+) -> None:
+    data = pickle.dumps(masked(mutate))
+    assert scan in scan_failure(data)
+    assert load in forced_refusal(data)

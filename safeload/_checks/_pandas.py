@@ -20,7 +20,7 @@ from ._arrays import array_shape, is_joblib_array, symbolic_array
 from ._base import Check, ObjectCheck, Problem, Site
 from ._values import Values, canonical_of
 
-__all__ = ["BLOCK_PLACEMENT", "CATEGORICAL_CODES", "SPARSE_VALUES"]
+__all__ = ["BLOCK_PLACEMENT", "CATEGORICAL_CODES", "MASKED_ARRAY", "SPARSE_VALUES"]
 
 _BLOCK_MANAGER = ("pandas.core.internals.managers", "BlockManager")
 _UNPICKLE_BLOCK = ("pandas._libs.internals", "_unpickle_block")
@@ -486,4 +486,78 @@ SPARSE_VALUES = Check(
     symbolic=_sparse_symbolic,
     objects=(ObjectCheck(("pandas",), _is_sparse_array, _real_sparse, "pandas SparseArray"),),
     what="pandas SparseArray",
+)
+
+
+# -- masked arrays ----------------------------------------------------------------------------
+
+_MASKED = frozenset(
+    (module, name)
+    for module, name in (
+        ("pandas.arrays", "BooleanArray"),
+        ("pandas.arrays", "FloatingArray"),
+        ("pandas.arrays", "IntegerArray"),
+        ("pandas.core.arrays.boolean", "BooleanArray"),
+        ("pandas.core.arrays.floating", "FloatingArray"),
+        ("pandas.core.arrays.integer", "IntegerArray"),
+    )
+)
+
+
+def _masked_problem(data: tuple[int, ...] | None, mask: tuple[int, ...] | None) -> Problem:
+    if data is None or mask is None or data != mask:
+        return f"data of shape {data} under a mask of shape {mask}"
+    return None
+
+
+def _masked_symbolic(site: Site) -> Problem:
+    values = site.values
+    if site.called:
+        return "pandas rebuilds a masked array, it never calls the class"
+    if site.res.builds == 0:
+        return None
+    if site.res.builds > 1:
+        return f"a masked array given state {site.res.builds} times"
+    entries = values.str_dict(site.res.state)
+    if entries is None or "_data" not in entries or "_mask" not in entries:
+        return "its state is not the {'_data', '_mask'} dict pandas writes"
+    data, mask = entries["_data"], entries["_mask"]
+    if is_joblib_array(mask):
+        return None  # joblib keeps the mask after the pickle: checked at load
+    array = symbolic_array(values, mask, site.cache)
+    if isinstance(array, str):
+        return f"its mask: {array}"
+    if array is None:
+        shape = _shape(values, mask)
+        if shape is not None and 0 in shape:  # no items to read (protocols 0-2 write bytes())
+            return _masked_problem(_shape(values, data), shape)
+    if array is None or array.layout.kind != "b":
+        kind = "unread" if array is None else f"of kind {array.layout.kind!r}"
+        return f"its mask is not a boolean array ({kind})"
+    return _masked_problem(_shape(values, data), array.shape)
+
+
+def _is_masked(obj: object) -> bool:
+    return isinstance(obj, _pandas_type("pandas.core.arrays.masked", "BaseMaskedArray"))
+
+
+def _real_masked(array: Any) -> Problem:
+    np = _np()
+    data, mask = array._data, array._mask
+    if not isinstance(data, np.ndarray) or not isinstance(mask, np.ndarray):
+        return "its data or mask is not an array"
+    if mask.dtype != np.bool_:
+        return f"a mask of dtype {mask.dtype}, not bool"
+    return _masked_problem(data.shape, mask.shape)
+
+
+MASKED_ARRAY = Check(
+    name="pandas-masked-array",
+    doc="a pandas masked array (IntegerArray, FloatingArray, BooleanArray) rebuilt from its "
+    "state has a boolean mask of its data's shape (Cython kernels read both by the "
+    "data's length)",
+    names=_MASKED,
+    symbolic=_masked_symbolic,
+    objects=(ObjectCheck(("pandas",), _is_masked, _real_masked, "pandas masked array"),),
+    what="pandas masked array",
 )

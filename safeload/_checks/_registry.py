@@ -9,7 +9,7 @@ from ._base import Check
 from ._neighbors import DISTANCE_METRIC, NEIGHBOR_TREE
 from ._numbers import TEXT_NUMBER
 from ._numpy import BIT_GENERATOR, DTYPE_STATE, RAW_BYTES
-from ._pandas import BLOCK_PLACEMENT, CATEGORICAL_CODES, SPARSE_VALUES
+from ._pandas import BLOCK_PLACEMENT, CATEGORICAL_CODES, MASKED_ARRAY, SPARSE_VALUES
 from ._scipy import BSPLINE, SPARSE
 from ._sklearn import HIST_PREDICTOR, TREE
 from ._svm import LIBSVM
@@ -31,6 +31,7 @@ CHECKS: tuple[Check, ...] = (
     LIBSVM,
     BSPLINE,
     SPARSE_VALUES,
+    MASKED_ARRAY,
 )
 
 _BY_NAME: dict[str, Check] = {c.name: c for c in CHECKS}
