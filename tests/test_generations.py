@@ -240,7 +240,10 @@ def test_fixture_loads_as_the_plain_loader_loads_it(rel: str) -> None:
 
 def test_generation_records_match_their_pins() -> None:
     records = generations.recorded()
-    assert [r["generation"] for r in records] == list(generations.BY_NAME)
+    assert [r["generation"] for r in records] == [*generations.BY_NAME, "current"]
+    current = records.pop()
+    if current["pins"] != list(generations.current_pins()):
+        pytest.skip(f"recorded with {current['pins']}: python -m tools.generations names current")
     for record in records:
         gen_ = generations.BY_NAME[str(record["generation"])]
         assert record["pins"] == list(gen_.pins), "stale record: python -m tools.generations names"

@@ -563,9 +563,13 @@ def same_object_aliases(old: Iterable[str], current: Iterable[str]) -> dict[str,
 
 
 def current_names(seen: Mapping[str, Seen]) -> set[str]:
-    """Names today's corpus pickles or the enumerations list (not only older
-    generations, whose labels are `GEN:group/label`)."""
-    names = {n for n, s in seen.items() if any(":" not in label for label in s.labels)}
+    """Names today's corpus or today's generation record pickles, or the
+    enumerations list (not only older generations: labels `GEN:group/label`)."""
+    names = {
+        n
+        for n, s in seen.items()
+        if any(":" not in label or label.startswith("current:") for label in s.labels)
+    }
     names |= enumerated()
     names |= {b for _, b in numpy_aliases(names)}
     names |= {a for a, b in EXPLICIT_ALIASES.items() if b in names}

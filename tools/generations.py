@@ -27,8 +27,10 @@ virtualenvs.
 the cross-release fixture corpus under tests/fixtures/generations/GEN/ (other
 objects, data and writers than the enumeration: see that script).
 
-The current generation is the development venv itself (the pinned releases);
-tools/gen_allow_packs.py walks its corpus live.
+The current generation is the development venv itself (the pinned releases):
+tools/gen_allow_packs.py walks its corpus (tools/corpus.py) live, and `names
+current` records the same enumeration as the older generations get, with this
+venv's Python, as tools/generation_names/current.json.
 """
 
 from __future__ import annotations
@@ -188,14 +190,25 @@ def walk_dump(folder: Path) -> dict[str, object]:
     }
 
 
-def refresh_names(gen: Generation) -> Path:
-    python = ensure_venv(gen)
+def current_pins() -> tuple[str, ...]:
+    """This venv's releases of the enumerated libraries, as pins."""
+    from tools.gen_allow_packs import versions
+
+    found = versions()
+    packages = [p.split("==")[0] for p in GENERATIONS[0].pins]
+    return tuple(f"{p}=={found[p]}" for p in packages if p in found)
+
+
+def refresh_names(gen: Generation | None) -> Path:
+    """Enumerate one generation (None: this venv's, today's pinned releases)."""
+    python = Path(sys.executable) if gen is None else ensure_venv(gen)
+    name, pins = ("current", current_pins()) if gen is None else (gen.name, gen.pins)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "dump"
         _run(python, ENUMERATE, out)
-        record = {"generation": gen.name, "pins": list(gen.pins), **walk_dump(out)}
+        record = {"generation": name, "pins": list(pins), **walk_dump(out)}
     NAMES.mkdir(parents=True, exist_ok=True)
-    path = NAMES / f"{gen.name}.json"
+    path = NAMES / f"{name}.json"
     path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
@@ -302,10 +315,11 @@ def main(argv: list[str] | None = None) -> int:
             for path, why in misses.items():
                 print(f"  {path}: {', '.join(why)}")
         return 0
-    local = list(LOCAL_FIXTURES) if args.what == "fixtures" else []
+    local = list(LOCAL_FIXTURES) if args.what == "fixtures" else ["current"]
     for name in args.generations or [*BY_NAME, *local]:
         if name in local:
-            print(f"{name}: {refresh_local_fixtures(name).relative_to(REPO)}")
+            made = refresh_local_fixtures(name) if args.what == "fixtures" else refresh_names(None)
+            print(f"{name}: {made.relative_to(REPO)}")
             continue
         gen = BY_NAME[name]
         path = refresh_names(gen) if args.what == "names" else refresh_fixtures(gen)
