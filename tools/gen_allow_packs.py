@@ -22,6 +22,18 @@ pickles write only next to a denied global, or remove the name. A name that
 no audit entry covers stops the generator, so a library upgrade cannot add
 an unaudited name.
 
+Older library generations (tools/generations.py) are merged in from their
+committed records, tools/generation_names/*.json: what the pickles of each
+generation name, with uses and call shapes, from the same enumeration run with
+those releases. Each entry lists the releases that wrote its spelling
+(`seen_in`). An old spelling that today's releases resolve to the very object of
+a current name (`alias_of`), or that tools/renamed_names.toml maps to its new
+name (`renamed_to`, module aliases such as scikit-learn's `_loss`), joins that
+name's group: it gets exactly its scope and audit. An old spelling whose new
+name relies on a named check that does not list the old spelling is left out
+(the check would not run on it). Torch names no installable torch pickles
+come from torch's history (TORCH_HISTORY) and their audit entries.
+
 Each name goes to the pack of its top-level module. A name that a deny rule
 flags is dropped (and printed) unless it is on the reviewed EXCEPTIONS list.
 The output is deterministic: the same library versions give byte-identical
