@@ -285,6 +285,49 @@ def test_a_forged_identity_signature_never_verifies(tmp_path: Path, model_file: 
         verify(model_file, trust)
 
 
+# Affine Edwards arithmetic, written here apart from safeload's (extended coordinates).
+_P = 2**255 - 19
+_D = -121665 * pow(121666, -1, _P) % _P
+
+
+def _decode(raw: bytes) -> tuple[int, int]:
+    value = int.from_bytes(raw, "little")
+    y, sign = value & ((1 << 255) - 1), value >> 255
+    x2 = (y * y - 1) * pow(_D * y * y + 1, -1, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+    assert (x * x - x2) % _P == 0
+    return (_P - x if x & 1 != sign else x), y
+
+
+def _encode(point: tuple[int, int]) -> bytes:
+    x, y = point
+    return (y | (x & 1) << 255).to_bytes(32, "little")
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    (x1, y1), (x2, y2) = a, b
+    t = _D * x1 * x2 * y1 * y2 % _P
+    return (
+        (x1 * y2 + y1 * x2) * pow(1 + t, -1, _P) % _P,
+        (y1 * y2 + x1 * x2) * pow(1 - t, -1, _P) % _P,
+    )
+
+
+def test_keys_with_a_small_order_component_are_refused() -> None:
+    genuine = ed25519.Ed25519PrivateKey.generate().public_key()
+    raw = genuine.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    PublicKey(genuine)
+    for name in ("order 2", "order 4, negative", "order 8 (a)", "order 8 (d)"):
+        torsion = _decode(bytes.fromhex(WEAK_KEYS[name]))
+        mixed = _encode(_add(_decode(raw), torsion))
+        assert _decode(mixed) == _add(_decode(raw), torsion)  # a real point of the curve
+        key = ed25519.Ed25519PublicKey.from_public_bytes(mixed)
+        with pytest.raises(KeyFileError, match="small-order component"):
+            PublicKey(key)
+
+
 def test_genuine_ed25519_keys_load(tmp_path: Path) -> None:
     keys = [ed25519.Ed25519PrivateKey.generate().public_key() for _ in range(50)]
     assert len(TrustStore(keys).public_keys()) == 50
