@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +118,15 @@ def genuine(folder: Path) -> dict[str, str]:
     made: dict[str, str] = {}
     (folder / "dict.pkl").write_bytes(pickle.dumps({"weights": [0.5, 1.5], "name": "net"}))
     made["dict.pkl"] = "a dict of floats and strings, pickle"
+    # A model class of your own: safeload cannot vouch for it (unknown) until you allow it.
+    module = types.ModuleType("mylab_models")
+    exec(
+        "class TinyNet:\n    def __init__(self):\n        self.weights = [0.5, 1.5]\n",
+        module.__dict__,
+    )
+    sys.modules["mylab_models"] = module
+    (folder / "custom-class.pkl").write_bytes(pickle.dumps(module.TinyNet()))
+    made["custom-class.pkl"] = "an instance of your own class (mylab_models.TinyNet), pickle"
     try:
         import joblib  # type: ignore[import-untyped, unused-ignore]
         from sklearn.datasets import load_iris  # type: ignore[import-untyped, unused-ignore]
