@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
 
+from .._machine import opcodes as O
 from .._machine.walker import GRef, Res
 from ._arrays import array_shape, is_joblib_array, symbolic_array
 from ._base import Check, ObjectCheck, Problem, Site
@@ -24,6 +25,10 @@ __all__ = ["BLOCK_PLACEMENT", "CATEGORICAL_CODES", "MASKED_ARRAY", "SPARSE_VALUE
 
 _BLOCK_MANAGER = ("pandas.core.internals.managers", "BlockManager")
 _UNPICKLE_BLOCK = ("pandas._libs.internals", "_unpickle_block")
+_BLOCK_BUILDERS = frozenset({_UNPICKLE_BLOCK, ("pandas.core.internals.blocks", "new_block")})
+"""How blocks pickle: `_unpickle_block(values, placement, ndim)` (pandas >= 2), and
+`new_block(values, placement, ndim)` (pandas 1.3-1.5, also through `functools.partial`)."""
+_PARTIAL = ("functools", "partial")
 _NDARRAY_BACKED = ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked")
 _CATEGORICAL = frozenset(
     {("pandas", "Categorical"), ("pandas.core.arrays.categorical", "Categorical")}
@@ -162,15 +167,13 @@ def _blocks_symbolic(site: Site) -> Problem:
     placements = []
     total = 0
     for block in blocks:
-        if type(block) is not Res or canonical_of(block.fn) != _UNPICKLE_BLOCK:
-            return "a block that is not _unpickle_block(values, placement, ndim)"
-        block_args = values.items(block.args)
-        if block_args is None or len(block_args) != 3:
-            return "a block that is not _unpickle_block(values, placement, ndim)"
         try:
+            block_args = _block_args(values, block)
+            if block_args is None:
+                return "a block that is not _unpickle_block(values, placement, ndim)"
             found = _placement(values, block_args[1], site.cache)
         except _Deferred:
-            return None  # joblib keeps the indices after the pickle: checked at load
+            return None  # joblib's indices follow the pickle, or pandas 1.x: checked at load
         if isinstance(found, str):
             return found
         placements.append(found[0])
@@ -184,14 +187,18 @@ def _all_blocks_bounded(site: Site) -> Problem:
     values = site.values
     placements: list[range | Sequence[int]] = []
     total = 0
+    # (Blocks a functools.partial builds are calls of no global: only the loader sees them.)
     for g in values.walk.globals:
-        if (g.module, g.name) != _UNPICKLE_BLOCK:
+        if (g.module, g.name) not in _BLOCK_BUILDERS:
             continue
         for res in g.calls:
-            block_args = values.items(res.args)
-            if block_args is None or len(block_args) != 3:
+            try:
+                block_args = _block_args(values, res)
+            except _Deferred:
+                continue
+            if block_args is None:
                 return "a block that is not _unpickle_block(values, placement, ndim)"
-            if values.int_value(block_args[2]) != 2:
+            if block_args[2] != 2:
                 continue
             try:
                 found = _placement(values, block_args[1], site.cache)
@@ -204,6 +211,26 @@ def _all_blocks_bounded(site: Site) -> Problem:
     for placement in placements:
         if len(placement) and (min(placement) < 0 or max(placement) >= total):
             return f"a placement reaches past the {total} items the pickle's blocks place"
+    return None
+
+
+def _block_args(values: Values, block: object) -> tuple[Any, Any, int | None] | None:
+    """(values, placement, ndim) of a block, `_unpickle_block(values, placement, ndim)` or
+    `new_block(values, placement, ndim)`; None for anything else. pandas 1.3-1.5 call
+    `functools.partial(new_block, ndim=n)(values, placement)`: the walk keeps no
+    arguments of a call of a built object, so those blocks are the loader's (`_Deferred`)."""
+    if type(block) is not Res:
+        return None
+    if canonical_of(block.fn) in _BLOCK_BUILDERS:
+        args = values.items(block.args)
+        if args is None or len(args) != 3:
+            return None
+        return args[0], args[1], values.int_value(args[2])
+    partial = block.fn
+    if type(partial) is Res and canonical_of(partial.fn) == _PARTIAL and partial.builds == 1:
+        state = values.items(partial.state)
+        if state is not None and len(state) == 4 and canonical_of(state[0]) in _BLOCK_BUILDERS:
+            raise _Deferred
     return None
 
 
@@ -268,7 +295,7 @@ def _backed_state(values: Values, res: Res) -> tuple[Any, Any] | str:
     if items is not None and len(items) in (2, 3):
         first, second = items[0], items[1]
         if len(items) == 3:
-            extra = values.str_dict(items[2])
+            extra = _attributes(values, items[2])
             if extra is None or {"_ndarray", "_data", "_dtype", "_codes"} & set(extra):
                 return "an NDArrayBacked state whose attributes the scan could not read"
         # __setstate__ takes (dtype, ndarray) or (ndarray, dtype)
@@ -282,6 +309,19 @@ def _backed_state(values: Values, res: Res) -> tuple[Any, Any] | str:
             return "an NDArrayBacked state whose attributes the scan could not read"
         return entries["_dtype"], data
     return "an NDArrayBacked state the scan could not read"
+
+
+def _attributes(values: Values, item: object) -> dict[str, Any] | None:
+    """A dict of attributes: its str-keyed items, {} for an EMPTY_DICT no opcode ever
+    filled (the walk reads such a dict as unknown), else None."""
+    found = values.str_dict(item)
+    if found is not None or type(item) is not int or values.data[item] != O.EMPTY_DICT:
+        return found
+    walk = values.walk
+    gap = walk.dict_gap
+    if item in walk.dicts or (gap and gap[0] <= item < (gap[1] if len(gap) > 1 else 1 << 62)):
+        return None
+    return {}
 
 
 def _is_array(values: Values, item: object) -> bool:
