@@ -76,6 +76,16 @@ def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth
             location,
             outside.header_offset,
         )
+    undecodable = next((m for m in archive.members if not _utf8(m.raw_name)), None)
+    if undecodable is not None:
+        # torch.load lists every record (`get_all_records`) as UTF-8 and fails.
+        ctx.add(
+            "corrupt-container",
+            f"torch.load refuses this archive: the name of member {undecodable.name!r} is not "
+            "UTF-8",
+            location,
+            undecodable.header_offset,
+        )
     for m in archive.members:
         where = f"{location}:{m.name}"
         rel = m.name[len(prefix) + 1 :] if m.name.startswith(f"{prefix}/") else m.name
@@ -103,6 +113,14 @@ def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth
         elif starts_with_proto(buf, s, e):
             pickle_if_real(ctx, buf, s, e, where)
     return Format.PYTORCH_ZIP
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # -- legacy stacked pickles -----------------------------------------------------------
