@@ -13,6 +13,7 @@ scanned, or the verdict is not safe.
 
 from __future__ import annotations
 
+import gzip
 import io
 import pickle
 import struct
@@ -216,6 +217,12 @@ CASES = (
         "pandas-tar-pickle-polyglot",
         "frame.tar",
         lambda d: _pandas_polyglot(),
+        PANDAS,
+    ),
+    Case(
+        "pandas-tar-gz-pickle-polyglot",
+        "frame.tar.gz",
+        lambda d: gzip.compress(_pandas_polyglot()),
         PANDAS,
     ),
     Case(
