@@ -160,6 +160,22 @@ def test_the_guarded_loader_checks_the_name_too(tmp_path: Path) -> None:
         safeload.load(tmp_path / "other" / "w.pkl", trust=trust)
 
 
+def test_guard_checks_the_name_of_a_file_it_is_handed(tmp_path: Path) -> None:
+    signer, trust, _ = make_key(tmp_path / "keys", "hmac")
+    original = tmp_path / "b.pkl"
+    original.write_bytes(MODEL)
+    sign(original, signer)
+    copy = tmp_path / "a.pkl"
+    shutil.copy(original, copy)
+    shutil.copy(tmp_path / "b.pkl.sig", tmp_path / "a.pkl.sig")
+    expected = pickle.loads(MODEL)
+    with safeload.guard(trust=trust):  # pickle.load and pickle.loads are guarded here
+        with open(str(original), "rb") as handle:
+            assert pickle.load(handle) == expected
+        with open(str(copy), "rb") as handle, pytest.raises(SubjectMismatchError):
+            pickle.load(handle)
+
+
 def test_verify_prints_the_subject_key_id_and_signing_time(
     tmp_path: Path, model_file: Path
 ) -> None:

@@ -109,7 +109,7 @@ class Guard:
             raise EOFError("Ran out of input")
         location = name if isinstance(name, str) else "<file>"
         signature: str | os.PathLike[str] | None = None
-        member = "."
+        member, subject = ".", None
         if self.require_signature:
             if not isinstance(name, str) or not os.path.lexists(name):
                 raise MissingSignatureError(
@@ -117,10 +117,11 @@ class Guard:
                     "signature; a guard with require_signature=True refuses them (verify "
                     "them with safeload.loads(data, signature=..., trust=...))"
                 )
-            signature, _root, member = locate_signature(name)
+            signature, root, member = locate_signature(name)
+            subject = root.name  # the signed name must be the file's (or its directory's)
         obj = loads(
             data, signature=signature, name=member, location=location,
-            map_location=map_location, **self._options(),
+            map_location=map_location, subject=subject, **self._options(),
         )  # fmt: skip
         if start is not None:
             handle.seek(start + walk_one(data, 0, len(data), DEFAULT_MAX_OPCODES).end)

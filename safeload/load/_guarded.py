@@ -120,9 +120,12 @@ def loads(
     name: str = ".",
     map_location: Any = None,
     location: str = "<bytes>",
+    subject: str | None = None,
 ) -> Any:
     """`load` for bytes already in memory; `signature` is the signature file's bytes or path,
-    and `name` the file's name in a directory signature (`"."` for a single file)."""
+    and `name` the file's name in a directory signature (`"."` for a single file).
+    `subject`, when given, is the name the signature must record (the file's, or the
+    signed directory's)."""
     judged = effective_policy(policy, allow)
     buffer = bytes(data)
     if not require_signature and signature is None:
@@ -141,7 +144,7 @@ def loads(
         raw, where = signature, f"{location}.sig"
     else:
         raw, where = read_signature(signature), os.fspath(signature)
-    auth = authenticate(raw, trust, where=where)
+    auth = authenticate(raw, trust, where=where, subject=subject)
     return _load_buffer(buffer, location, judged, auth, name, map_location)
 
 
@@ -331,7 +334,7 @@ def _deserialize(
             shape,
             location,
             _unpickler_for(policy),
-            located.expanded.get(location),
+            located.expanded,
         )
     raise UnsupportedFormatError(
         f"{location}: the guarded loader does not load {shape} files "
