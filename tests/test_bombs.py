@@ -206,7 +206,7 @@ def test_loader_reads_the_bytes_the_scan_decompressed(
 
     monkeypatch.setattr(compress, "expand", counted)
     frame = pd.DataFrame({"a": [1.5, 2.5]})
-    for name in ("frame.pkl.gz", "frame.tar.xz"):
+    for name in ("frame.pkl.gz", "frame.tar.xz", "frame.zip"):
         calls.clear()
         path = tmp_path / name
         frame.to_pickle(path)

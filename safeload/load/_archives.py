@@ -11,7 +11,7 @@ member's bytes are found in it again and go through the restricted unpickler.
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from typing import Any
 
@@ -57,29 +57,39 @@ def _one(names: list[str], kind: str, location: str) -> None:
 
 
 def load_pandas_archive(
-    data: Any, size: int, shape: Shape, location: str, unpickle: Unpickle, expanded: Any = None
+    data: Any,
+    size: int,
+    shape: Shape,
+    location: str,
+    unpickle: Unpickle,
+    expanded: Mapping[str, Any] | None = None,
 ) -> Any:
     """The object `pandas.read_pickle(compression="zip" | "tar")` returns for `data[:size]`.
 
-    `expanded` is what the scan decompressed `data[:size]` to (`Located.expanded`),
-    for a compressed tar.
+    `expanded` is what the scan decompressed, by location (`Located.expanded`): a
+    compressed tar, a deflated zip member.
     """
+    expanded = expanded or {}
     with ExitStack() as stack:
         if shape.single is Format.ZIP:
             archive = zipread.read_archive(data, 0, size)
             _one([m.name for m in archive.members], "zip", location)
             member = archive.members[0]
             where = f"{location}:{member.name}"
+            if member.method != 0 and where in expanded:
+                buf = expanded[where]
+                return unpickle(buf, 0, len(buf), where)
             buf, start, end = member_bytes(data, member, where, stack)
             return unpickle(buf, start, end, where)
         kind = _tar_compression(shape)
         buf, start, end = data, 0, size
         if isinstance(kind, Compression):
-            if expanded is None:
+            if location not in expanded:
                 raise UnsupportedFormatError(
                     f"{location}: the scan kept no decompressed bytes of this {kind.value} tar"
                 )
-            buf, start, end = expanded, 0, len(expanded)
+            buf = expanded[location]
+            start, end = 0, len(buf)
         with tarfile.open(fileobj=compress.capped_file(buf, start, end), mode="r:") as tf:
             infos = tf.getmembers()
         _one([info.name for info in infos], "tar", location)

@@ -334,7 +334,7 @@ def _deserialize(
             shape,
             location,
             _unpickler_for(policy),
-            located.expanded.get(location),
+            located.expanded,
         )
     raise UnsupportedFormatError(
         f"{location}: the guarded loader does not load {shape} files "
