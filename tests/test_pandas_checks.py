@@ -333,7 +333,8 @@ def test_masked_array_mask_shorter_than_its_data_crashes_and_is_refused(tmp_path
         [sys.executable, "-c", _GROUPBY, str(path)], capture_output=True, timeout=120,
         check=False,
     )  # fmt: skip
-    assert done.returncode in (-signal.SIGSEGV, -signal.SIGBUS), done
+    # A memory fault, or glibc aborting on the heap it finds corrupted.
+    assert done.returncode in (-signal.SIGSEGV, -signal.SIGBUS, -signal.SIGABRT), done
     reason = "data of shape (200000,) under a mask of shape (1,)"
     assert reason in scan_failure(data)
     assert reason in forced_refusal(data)

@@ -224,7 +224,9 @@ NEIGHBOR_TREE = Check(
     "bounds match its node records",
     names=_TREE_CTORS,
     symbolic=_tree_symbolic,
-    objects=(ObjectCheck(("sklearn",), _is_tree, _real_tree, "scikit-learn neighbor tree"),),
+    objects=(
+        ObjectCheck(("sklearn.neighbors",), _is_tree, _real_tree, "scikit-learn neighbor tree"),
+    ),
     what="scikit-learn neighbor tree",
 )
 
@@ -234,7 +236,9 @@ DISTANCE_METRIC = Check(
     names=frozenset({_METRIC_CTOR}),
     symbolic=_metric_symbolic,
     objects=(
-        ObjectCheck(("sklearn",), _is_mahalanobis, _real_mahalanobis, "Mahalanobis distance"),
+        ObjectCheck(
+            ("sklearn.metrics",), _is_mahalanobis, _real_mahalanobis, "Mahalanobis distance"
+        ),
     ),
     what="scikit-learn distance metric",
 )

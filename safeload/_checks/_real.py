@@ -231,12 +231,18 @@ def check_loaded(
         stack.extend(_object_items(item))
 
 
-def _object_items(item: object) -> Iterable[object]:
-    """The items of a numpy object array (numpy arrays are not gc containers)."""
+_ATOM_TYPES = frozenset(_ATOMS)
+
+
+def _object_items(item: Any) -> Iterable[object]:
+    """The items of a numpy object array that could hold checked objects (numpy arrays
+    are not gc containers). A column of strings or numbers is passed over at C speed."""
     if type(item).__module__.startswith("numpy"):
         dtype = getattr(item, "dtype", None)
         if getattr(dtype, "kind", None) == "O" and hasattr(item, "flat"):
-            return list(item.flat)
+            if set(map(type, item.flat)) <= _ATOM_TYPES:
+                return ()
+            return [x for x in item.flat if not isinstance(x, _SKIP)]
     return ()
 
 

@@ -192,6 +192,6 @@ LIBSVM = Check(
     "intercepts and probability pairs of the shapes the class and vector counts give",
     names=_NAMES,
     symbolic=_symbolic,
-    objects=(ObjectCheck(("sklearn",), _applies, _real, "scikit-learn libsvm estimator"),),
+    objects=(ObjectCheck(("sklearn.svm",), _applies, _real, "scikit-learn libsvm estimator"),),
     what="scikit-learn libsvm estimator",
 )
