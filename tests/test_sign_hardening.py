@@ -478,7 +478,7 @@ def test_an_internal_error_is_never_a_verdict(
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("a bug")
 
-    monkeypatch.setattr("safeload._cli.sign.verify", broken)
+    monkeypatch.setattr("safeload._cli.sign.verify_reporting", broken)
     code, out, err = cli("verify", model_file, "--key", trusted)
     assert (code, out) == (2, "") and "internal error (ValueError: a bug)" in err
     code, out, _ = cli("verify", model_file, "--key", trusted, "--format", "json")
@@ -826,6 +826,16 @@ def test_verify_json_output(tmp_path: Path, model_file: Path) -> None:
     good, bad = json.loads(out)["results"]
     assert good["verdict"] == "verified"
     assert (bad["verdict"], bad["reason"]) == ("not verified", "digest-mismatch")
+    # Authenticated, then refused: what was signed, by whom and when, is reported too.
+    assert (bad["subject"], bad["key_id"], bad["algorithm"]) == (
+        "c.bin",
+        signer.key_id,
+        "ecdsa-p256",
+    )
+    assert bad["signed_at"].endswith("Z") and bad["digest"].startswith("sha256:")
+    code, out, _ = cli("verify", changed, "--key", trusted, "--format", "json", "--subject", "x")
+    (renamed,) = json.loads(out)["results"]
+    assert (renamed["reason"], renamed["subject"]) == ("subject-mismatch", "c.bin")
     code, out, _ = cli(
         "verify", model_file, changed, tmp_path / "absent", "--key", trusted, "--format", "json"
     )

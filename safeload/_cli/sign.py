@@ -39,7 +39,7 @@ from ..errors import (
     UnsignedFileError,
     UnsupportedSignatureError,
 )
-from ..sign import Verified, sign, verify
+from ..sign import Authenticated, Verified, sign
 from ..sign._keys import (
     KEY_TYPES,
     HmacSigner,
@@ -53,6 +53,7 @@ from ..sign._keys import (
 )
 from ..sign._keys import load_signer as _load_signer
 from ..sign._statement import format_time
+from ..sign._verify import verify_reporting
 
 __all__ = ["add_parsers", "escape", "run"]
 
@@ -408,10 +409,12 @@ def _verify_one(
     path: Path, trust: TrustStore, args: argparse.Namespace
 ) -> tuple[dict[str, Any], _Outcome]:
     entry: dict[str, Any] = {"path": str(path)}
+    seen: list[Authenticated] = []
     try:
-        result = verify(
+        result = verify_reporting(
             path,
             trust,
+            seen,
             signature=args.signature,
             ignore_unsigned=args.ignore_unsigned_files,
             ignore_paths=args.ignore_paths,
@@ -423,6 +426,8 @@ def _verify_one(
     except SignatureError as exc:
         tag, words = _reason(exc)
         entry.update(verdict="not verified", reason=tag, reason_text=words, message=str(exc))
+        if seen:  # authenticated, then refused: say what was signed
+            entry.update(_signed(seen[0]))
         return entry, (EXIT_NOT_VERIFIED, None)
     except (SafeloadError, OSError) as exc:
         message = exc.diagnostics() if isinstance(exc, SafeloadError) else str(exc)
@@ -435,23 +440,31 @@ def _verify_one(
             message=f"internal error ({type(exc).__name__}: {exc}); please report it",
         )
         return entry, (EXIT_ERROR, None)
+    entry.update(verdict="verified", reason="verified")
+    if result.authenticated is not None:
+        entry.update(_signed(result.authenticated))
     entry.update(
-        verdict="verified",
-        reason="verified",
-        subject=result.subject,
-        digest=f"sha256:{result.root_digest}",
-        algorithm=result.algorithm,
-        key_id=result.key_id,
-        signed_at=format_time(result.signed_at) if result.signed_at is not None else None,
         signature=str(result.signature),
         files=[{"name": n, "digest": result.digests.get(n)} for n in result.files],
-        hash_type=result.hash_type,
         unsigned=list(result.unsigned),
         ignored=list(result.ignored),
-        untrusted_signatures=list(result.untrusted),
-        certificate=result.certificate,
     )
     return entry, (EXIT_OK, result)
+
+
+def _signed(auth: Authenticated) -> dict[str, Any]:
+    """What an authenticated signature says: the JSON fields of a result."""
+    return {
+        "subject": auth.subject,
+        "digest": f"sha256:{auth.root_digest}",
+        "algorithm": auth.algorithm,
+        "key_id": auth.key_id,
+        "signed_at": format_time(auth.signed_at) if auth.signed_at is not None else None,
+        "hash_type": auth.hash_type,
+        "untrusted_signatures": list(auth.untrusted),
+        "certificate": auth.certificate,
+        "signature": auth.where,
+    }
 
 
 def _report_text(entry: dict[str, Any], outcome: _Outcome, out: TextIO, err: TextIO) -> None:

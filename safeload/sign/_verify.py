@@ -487,6 +487,38 @@ def verify(
     `ignore_unsigned`; they are then reported in `Verified.unsigned` and must
     not be loaded. Entries left out by an ignore list are in `Verified.ignored`.
     """
+    return verify_reporting(
+        path,
+        trust,
+        [],
+        signature=signature,
+        ignore_unsigned=ignore_unsigned,
+        ignore_paths=ignore_paths,
+        workers=workers,
+        subject=subject,
+        any_name=any_name,
+        expect_digest=expect_digest,
+        signed_after=signed_after,
+    )
+
+
+def verify_reporting(
+    path: str | os.PathLike[str],
+    trust: TrustStore,
+    seen: list[Authenticated],
+    *,
+    signature: str | os.PathLike[str] | None = None,
+    ignore_unsigned: bool = False,
+    ignore_paths: Iterable[str] = (),
+    workers: int | None = None,
+    subject: str | None = None,
+    any_name: bool = False,
+    expect_digest: str | None = None,
+    signed_after: datetime | None = None,
+) -> Verified:
+    """`verify`, appending the authenticated signature to `seen` as soon as a trusted key
+    vouched for it: a report of a later failure (another name, a changed file) can then
+    say what was signed, by whom and when, from the very bytes that were checked."""
     if subject is not None and any_name:
         raise TypeError("give subject= or any_name=True, not both")
     if not isinstance(trust, TrustStore):
@@ -496,9 +528,10 @@ def verify(
         raise FileNotFoundError(f"{path}: no such file or directory")
     sig_path = Path(signature) if signature is not None else signature_path(path)
     expected_name = None if any_name else subject if subject is not None else subject_name(path)
-    authenticated = authenticate(
-        read_signature(sig_path, model=path), trust, where=sig_path, subject=expected_name
-    )
+    authenticated = authenticate(read_signature(sig_path, model=path), trust, where=sig_path)
+    seen.append(authenticated)
+    if expected_name is not None:
+        authenticated.check_subject(expected_name)
     authenticated.check_version(expect_digest=expect_digest, signed_after=signed_after)
     statement = authenticated.statement
     ignores = [*ignore_paths, *statement.ignore_paths]
