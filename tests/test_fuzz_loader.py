@@ -211,6 +211,17 @@ def test_kept_loader_regressions(tmp_path: Path) -> None:
     assert sum("done" in line for line in lines) == len(kept)
 
 
+@pytest.mark.xfail(strict=True, reason="tests/fuzz_known/README.md: defects not fixed yet")
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "tests" / "fuzz_known" / "load").iterdir()), ids=lambda p: p.name
+)
+def test_known_loader_defects(tmp_path: Path, path: Path) -> None:
+    raw = path.read_bytes()
+    code, lines = run_batch(tmp_path, [{"name": path.name, "kind": raw[0], "data": raw[1:].hex()}])
+    assert code == 0
+    assert [line for line in lines if "defect" in line] == []
+
+
 @pytest.mark.parametrize("batch", range(BATCHES))
 def test_mutated_files_load_equal_or_are_refused(tmp_path: Path, batch: int) -> None:
     chosen = os.environ.get("SAFELOAD_FUZZ_SEED", str(DEFAULT_SEED))
