@@ -508,6 +508,8 @@ class Derived:
     target: str
     releases: str = ""
     why: str = ""
+    allowed: bool = True
+    """False: recorded in the renamed table but not allowed (`allow = false`)."""
 
 
 def load_renamed(path: Path = RENAMED) -> tuple[dict[str, Derived], dict[str, Derived]]:
@@ -527,10 +529,24 @@ def load_renamed(path: Path = RENAMED) -> tuple[dict[str, Derived], dict[str, De
             renamed[old] = Derived("renamed_to", new, raw["releases"], " ".join(raw["why"].split()))
     modules: dict[str, Derived] = {}
     for raw in data.get("module-alias", []):
-        if set(raw) != {"module", "target", "releases", "why"}:
+        if (
+            not {"module", "target", "releases", "why"}
+            <= set(raw)
+            <= {
+                "module",
+                "target",
+                "releases",
+                "why",
+                "allow",
+            }
+        ):
             raise SystemExit(f"{path.name}: module aliases have module, target, releases, why")
         modules[raw["module"]] = Derived(
-            "alias_of", raw["target"], raw["releases"], " ".join(raw["why"].split())
+            "alias_of",
+            raw["target"],
+            raw["releases"],
+            " ".join(raw["why"].split()),
+            bool(raw.get("allow", True)),
         )
     return renamed, modules
 
@@ -610,7 +626,11 @@ def derived_names(
         for module, d in modules.items():
             if name.startswith(module + "."):
                 out[name] = Derived(
-                    d.kind, d.target + name[len(module) :], d.releases, f"module alias: {d.why}"
+                    d.kind,
+                    d.target + name[len(module) :],
+                    d.releases,
+                    f"module alias: {d.why}",
+                    d.allowed,
                 )
     out.update(same_object_aliases(old - set(out), current))
     # numpy's other spelling (numpy.core / numpy._core) of an old spelling
@@ -960,6 +980,8 @@ def _derived_entry(
 ) -> PackEntry | str:
     """The entry of an old spelling: its target's scope and audit, said to be so."""
     d = derived[name]
+    if not d.allowed:
+        return f"recorded as another spelling of {d.target} ({d.releases}), not allowed: {d.why}"
     if d.target in derived:
         raise SystemExit(f"{name}: renamed to {d.target}, which is itself an old spelling")
     base = scope(d.target, seen[d.target], audit, checks)
