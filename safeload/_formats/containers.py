@@ -341,10 +341,12 @@ def _scan_zip_archive(
     if views.torch is None and views.zipfile is not None and views.torch_error is not None:
         if torch_fmt.is_torch_zip(views.zipfile):
             ctx.add(
-                "zip-reader-disagreement",
-                f"torch's zip reader cannot open this archive ({views.torch_error}), so "
-                "torch.load fails on it; it was read as Python's zipfile does",
+                "corrupt-container",
+                f"torch's zip reader cannot open this PyTorch archive ({views.torch_error}): "
+                "torch.load fails on it (its members were scanned as Python's zipfile reads "
+                "them)",
                 location,
+                0,
             )
     if torch_fmt.is_torch_zip(archive):
         return torch_fmt.scan_zip(ctx, data, archive, location, depth)
