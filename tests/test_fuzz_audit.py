@@ -160,11 +160,6 @@ def test_a_safetensors_shape_that_fits_is_still_read() -> None:
     assert safeload.scan_bytes(safetensors_file([2**63, 0], b"")).verdict is Verdict.SAFE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="zipread ignores a central-directory entry's disk number; torch's miniz refuses "
-    "the archive (found by tests/test_fuzz_loader.py; the zip reader's to fix)",
-)
 def test_a_torch_zip_entry_on_another_disk() -> None:
     """miniz refuses an archive whose central-directory entry starts on a disk other than
     0 or 1 ('unsupported multidisk archive'); the guarded loader returned the state dict."""

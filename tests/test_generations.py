@@ -53,9 +53,9 @@ def _refused() -> dict[str, tuple[set[str], set[str], str]]:
 REFUSED = _refused()
 LOAD_REFUSED = {
     rel: group["why"]
-    for group in tomllib.loads((FIXTURES / "refused.toml").read_text(encoding="utf-8"))[
-        "load-refused"
-    ]
+    for group in tomllib.loads((FIXTURES / "refused.toml").read_text(encoding="utf-8")).get(
+        "load-refused", []
+    )
     for rel in group["files"]
 }
 

@@ -142,7 +142,16 @@ def _state(values: Values, item: object, memo: dict[int, Any], depth: int) -> An
     try:
         return (*head, _decode(values, items[8], memo, depth))
     except _NotConstant:
-        return (*head, None)
+        pass
+    # A datetime dtype's 9th item is (metadata, (unit, num, den, events)): numpy
+    # needs the unit tuple; numpy < 2.1 wrote an (empty) metadata dict beside it.
+    pair = values.items(items[8])
+    if pair is not None and len(pair) == 2:
+        try:
+            return (*head, (None, _decode(values, pair[1], memo, depth)))
+        except _NotConstant:
+            pass
+    return (*head, None)
 
 
 def _decode(values: Values, item: object, memo: dict[int, Any], depth: int) -> Any:

@@ -132,6 +132,11 @@ class CheckedConstructor:
         self._location = location
         self._session = session
 
+    @property
+    def wrapped(self) -> Any:
+        """The global this stand-in checks and calls."""
+        return self._real
+
     def __call__(self, *args: Any) -> Any:
         for check, what in self._arguments:
             problem = check(args)
