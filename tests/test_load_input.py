@@ -87,20 +87,28 @@ SWAPS = {"hostile": HOSTILE, "other": pickle.dumps(OTHER, protocol=4)}
 
 def _patch_read(monkeypatch: pytest.MonkeyPatch, name: str, before: Callable[[], None] | None,
                 after: Callable[[], None] | None) -> list[int]:  # fmt: skip
-    """Run `before`/`after` around the loader's one read (`_open.read_private[_in]`)."""
+    """Run `before` before the loader's one open (`_open.open_private[_in]`) and `after`
+    once that file has been read whole (`PrivateFile.fill`)."""
     real = getattr(GUARDED, name)
     calls: list[int] = []
 
-    def read(*args: Any) -> bytes:
+    def open_once(*args: Any) -> Any:
         calls.append(1)
         if before is not None:
             before()
-        data: bytes = real(*args)
-        if after is not None:
-            after()
-        return data
+        opened = real(*args)
+        fill = opened.fill
 
-    monkeypatch.setattr(GUARDED, name, read)
+        def fill_then() -> Any:
+            data = fill()
+            if after is not None:
+                after()
+            return data
+
+        opened.fill = fill_then
+        return opened
+
+    monkeypatch.setattr(GUARDED, name, open_once)
     return calls
 
 
@@ -110,7 +118,7 @@ def test_swapped_after_the_read_the_verified_bytes_are_loaded(
 ) -> None:
     signer, trust = keys
     path = signed_model(tmp_path, signer)
-    calls = _patch_read(monkeypatch, "read_private", None, lambda: replace(path, SWAPS[swap]))
+    calls = _patch_read(monkeypatch, "open_private", None, lambda: replace(path, SWAPS[swap]))
     assert safeload.load(path, trust=trust) == BENIGN
     assert calls and path.read_bytes() == SWAPS[swap]  # the swap did happen
 
@@ -121,7 +129,7 @@ def test_swapped_after_the_read_unsigned(
 ) -> None:
     path = tmp_path / "model.pkl"
     path.write_bytes(pickle.dumps(BENIGN, protocol=4))
-    _patch_read(monkeypatch, "read_private", None, lambda: replace(path, SWAPS[swap]))
+    _patch_read(monkeypatch, "open_private", None, lambda: replace(path, SWAPS[swap]))
     assert safeload.load(path, require_signature=False) == BENIGN
     assert path.read_bytes() == SWAPS[swap]
 
@@ -132,7 +140,7 @@ def test_swapped_before_the_read_is_refused_by_the_signature(
 ) -> None:
     signer, trust = keys
     path = signed_model(tmp_path, signer)
-    calls = _patch_read(monkeypatch, "read_private", lambda: replace(path, SWAPS[swap]), None)
+    calls = _patch_read(monkeypatch, "open_private", lambda: replace(path, SWAPS[swap]), None)
     with pytest.raises(DigestMismatchError) as info:
         safeload.load(path, trust=trust)
     # the bytes changed, not the signature's subject: the exact subclass
@@ -145,7 +153,7 @@ def test_swapped_before_the_read_unsigned_is_judged_on_what_was_read(
 ) -> None:
     path = tmp_path / "model.pkl"
     path.write_bytes(pickle.dumps(BENIGN, protocol=4))
-    _patch_read(monkeypatch, "read_private", lambda: replace(path, HOSTILE), None)
+    _patch_read(monkeypatch, "open_private", lambda: replace(path, HOSTILE), None)
     with pytest.raises(UnsafeFileError, match=r"builtins\.open"):
         safeload.load(path, require_signature=False)
 
@@ -208,7 +216,7 @@ def test_directory_swapped_during_the_load_is_refused_at_the_handle(
         sub.rename(signed_dir / "sub.old")
         sub.symlink_to(signed_dir.parent / target, target_is_directory=True)
 
-    calls = _patch_read(monkeypatch, "read_private_in", swap, None)
+    calls = _patch_read(monkeypatch, "open_private_in", swap, None)
     with pytest.raises(LoadInputError, match="'sub' on its path is a symbolic link"):
         safeload.load(sub / "model.pkl", trust=keys[1])
     assert calls and sub.is_symlink()
@@ -223,7 +231,7 @@ def test_file_in_signed_directory_swapped_for_a_symlink_during_the_load(
         model.unlink()
         model.symlink_to(signed_dir.parent / "copy" / "model.pkl")
 
-    _patch_read(monkeypatch, "read_private_in", swap, None)
+    _patch_read(monkeypatch, "open_private_in", swap, None)
     with pytest.raises(LoadInputError, match="symbolic link"):
         safeload.load(model, trust=keys[1])
 
@@ -243,10 +251,10 @@ def test_file_in_signed_directory_replaced_around_the_read(
         replace(model, SWAPS[swap])
 
     if when == "after":
-        _patch_read(monkeypatch, "read_private_in", None, action)
+        _patch_read(monkeypatch, "open_private_in", None, action)
         assert safeload.load(model, trust=keys[1]) == BENIGN
     else:
-        _patch_read(monkeypatch, "read_private_in", action, None)
+        _patch_read(monkeypatch, "open_private_in", action, None)
         with pytest.raises(DigestMismatchError) as info:
             safeload.load(model, trust=keys[1])
         assert type(info.value) is DigestMismatchError

@@ -12,6 +12,8 @@ when the file is rewritten after the load, and the cases that must copy
 from __future__ import annotations
 
 import os
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,11 @@ import pytest
 import torch
 
 import safeload
-from safeload.errors import LoadInputError
+from safeload import TrustStore
+from safeload.errors import DigestMismatchError, LoadInputError
 from safeload.load import _open
 from safeload.load._open import HeldBuffer
+from safeload.sign import authenticate, generate_key, load_signer, read_signature, sign
 
 
 def unsigned_load(path: Path, **kwargs: Any) -> Any:
@@ -144,3 +148,103 @@ def test_a_file_that_changes_size_while_read_is_refused(
     monkeypatch.setattr(_open.os, "fstat", lambda fd: Stale(real(fd)))
     with pytest.raises(LoadInputError, match="changed size while it was being read"):
         unsigned_load(path)
+
+
+# -- hashing while the file is read ------------------------------------------------------
+
+
+class Gate:
+    """A `Filled` that lets the check hash only up to a position the test opens."""
+
+    def __init__(self) -> None:
+        self.open_to = 0
+        self.asked: list[int] = []
+        self._cond = threading.Condition()
+
+    def let(self, pos: int) -> None:
+        with self._cond:
+            self.open_to = pos
+            self._cond.notify_all()
+
+    def wait(self, pos: int) -> None:
+        with self._cond:
+            self.asked.append(pos)
+            while self.open_to < pos:
+                self._cond.wait()
+
+
+def signed_bytes(tmp_path: Path, size: int) -> tuple[bytes, Any]:
+    key = tmp_path / "k"
+    info = generate_key("ed25519", key)
+    path = tmp_path / "blob.bin"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    sign(path, load_signer(info.private))
+    sig = tmp_path / "blob.bin.sig"
+    auth = authenticate(read_signature(sig), TrustStore.load(keys=[info.public]), where=sig)
+    return data, auth
+
+
+def test_the_check_hashes_what_is_filled_in_as_it_arrives(tmp_path: Path) -> None:
+    data, auth = signed_bytes(tmp_path, 40 << 20)
+    buffer = bytearray(len(data))  # still empty when the check starts
+    gate = Gate()
+    pending = auth.start_check(buffer, "blob.bin", gate)
+    half = len(data) // 2
+    buffer[:half] = data[:half]
+    gate.let(half)
+    time.sleep(0.2)
+    assert not pending.done()  # it waits for the rest instead of hashing zeros
+    buffer[half:] = data[half:]
+    gate.let(len(data))
+    pending.result(timeout=30)
+    assert max(gate.asked) == len(data) and len(gate.asked) > 1
+
+
+def test_bytes_filled_in_wrong_are_a_mismatch(tmp_path: Path) -> None:
+    data, auth = signed_bytes(tmp_path, 8 << 20)
+    buffer = bytearray(data)
+    buffer[-1] ^= 1  # the last chunk to arrive differs from the signed bytes
+    gate = Gate()
+    pending = auth.start_check(buffer, "blob.bin", gate)
+    gate.let(len(data))
+    with pytest.raises(DigestMismatchError):
+        pending.result(timeout=30)
+
+
+def test_a_signed_load_whose_read_fails_ends_without_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = tmp_path / "k"
+    info = generate_key("ed25519", key)
+    path = tmp_path / "model.pkl"
+    joblib.dump(np.arange(100_000.0), path)
+    sign(path, load_signer(info.private))
+    trust = TrustStore.load(keys=[info.public])
+    real = os.fstat
+
+    class Stale:
+        def __init__(self, st: os.stat_result) -> None:
+            self.st_mode = st.st_mode
+            self.st_size = st.st_size - 50
+
+    monkeypatch.setattr(_open.os, "fstat", lambda fd: Stale(real(fd)))
+    started = time.monotonic()
+    with pytest.raises(safeload.SafeloadError):
+        safeload.load(path, trust=trust)
+    assert time.monotonic() - started < 20
+
+
+def test_a_signed_load_reads_and_hashes_the_same_bytes(tmp_path: Path) -> None:
+    key = tmp_path / "k"
+    info = generate_key("ed25519", key)
+    path = tmp_path / "state.pt"
+    torch.save({"w": torch.randn(3000, 1000)}, path)  # about 12 MiB: several fill chunks
+    sign(path, load_signer(info.private))
+    trust = TrustStore.load(keys=[info.public])
+    assert torch.equal(safeload.load(path, trust=trust)["w"], torch.load(path)["w"])
+    raw = bytearray(path.read_bytes())
+    raw[-200] ^= 1  # inside the archive's directory: still a loadable file, not the signed one
+    path.write_bytes(bytes(raw))
+    with pytest.raises(safeload.errors.SignatureError):
+        safeload.load(path, trust=trust)

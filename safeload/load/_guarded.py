@@ -43,7 +43,7 @@ from ._allowed import effective_policy
 from ._archives import is_pandas_archive, load_pandas_archive
 from ._joblib import HeldCursor, load_joblib
 from ._numpy import load_npy, load_npz
-from ._open import HeldBuffer, read_private, read_private_in
+from ._open import HeldBuffer, PrivateFile, open_private, open_private_in
 from ._unpickler import ImportGuard, ImportPlan, RestrictedUnpickler
 from ._validators import LoadChecks, load_checks
 
@@ -84,7 +84,7 @@ def load(
             UnsignedLoadWarning,
             stacklevel=2,
         )
-        return _load_buffer(read_private(path), str(path), judged, None, ".", map_location)
+        return _load_buffer(open_private(path), str(path), judged, None, ".", map_location)
     if trust is None:
         raise TypeError(
             f"cannot verify {path}: pass trust=TrustStore.load(...) with the signers' keys, "
@@ -98,7 +98,7 @@ def load(
         except FileNotFoundError:
             raise LoadInputError(f"{path}: no such file") from None
     auth = authenticate(read_signature(sig_path, model=path), trust, where=sig_path)
-    data = read_private(path) if name == "." else read_private_in(root, name)
+    data = open_private(path) if name == "." else open_private_in(root, name)
     # The signed subject must name what is loaded (the file, or its signed directory),
     # as `verify` checks by default: a signed file copied under another name is refused.
     auth.check_subject(root.name)
@@ -149,15 +149,26 @@ def loads(
 
 
 def _load_buffer(
-    data: HeldBuffer | bytes,
+    source: PrivateFile | bytes,
     location: str,
     policy: Policy,
     auth: Authenticated | None,
     name: str,
     map_location: Any,
 ) -> Any:
-    pending: PendingCheck | None = auth.start_check(data, name) if auth is not None else None
+    # A file is hashed while it is read into memory (`PrivateFile.wait`), then parsed.
+    private: PrivateFile | None = None
+    data: HeldBuffer | bytes
+    if isinstance(source, PrivateFile):
+        private, data = source, source.buffer
+    else:
+        data = source
+    pending: PendingCheck | None = (
+        auth.start_check(data, name, private) if auth is not None else None
+    )
     try:
+        if private is not None:
+            private.fill()
         with locate(data, location, max_expansion=policy.max_expansion) as located:
             findings = judge(located, policy)
             if verdict_of(findings) is not Verdict.SAFE:

@@ -11,14 +11,27 @@ rewritten after the check. Nothing is reopened by path afterwards.
 from __future__ import annotations
 
 import errno
+import io
 import mmap
 import os
 import stat
+import threading
+from concurrent.futures import CancelledError
 from pathlib import Path, PurePosixPath
 
 from ..errors import LoadInputError
 
-__all__ = ["HeldBuffer", "read_private", "read_private_in"]
+__all__ = [
+    "HeldBuffer",
+    "PrivateFile",
+    "open_private",
+    "open_private_in",
+    "read_private",
+    "read_private_in",
+]
+
+_FILL_CHUNK = 8 << 20
+"""Bytes read between two reports to a waiting signature check."""
 
 
 class HeldBuffer(mmap.mmap):
@@ -51,55 +64,109 @@ def _refusal(path: object, exc: OSError) -> LoadInputError:
     return LoadInputError(f"{path}: cannot open: {exc.strerror or exc}")
 
 
-def _read_fd(fd: int, shown: object) -> HeldBuffer | bytes:
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        kind = (
-            "a FIFO"
-            if stat.S_ISFIFO(info.st_mode)
-            else "a device"
-            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
-            else "a directory"
-            if stat.S_ISDIR(info.st_mode)
-            else "not a regular file"
+class PrivateFile:
+    """A regular file opened once, whose bytes `fill()` reads into private memory.
+
+    The buffer exists (sized by `fstat`) before it is filled, so a signature
+    check can hash it while it is read: `wait(pos)` returns once its first
+    `pos` bytes are in and final. Reading and hashing both release the GIL, so
+    a signed load costs about what the slower of the two costs, not their sum.
+    """
+
+    def __init__(self, fd: int, shown: object) -> None:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(info.st_mode)
+                else "a device"
+                if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                else "a directory"
+                if stat.S_ISDIR(info.st_mode)
+                else "not a regular file"
+            )
+            raise LoadInputError(f"{shown}: is {kind}; the guarded loader reads only regular files")
+        os.set_blocking(fd, True)
+        self._shown = shown
+        self._raw: io.FileIO | None = os.fdopen(os.dup(fd), "rb", buffering=0)
+        self._cond = threading.Condition()
+        self._failed = False
+        self.size = info.st_size
+        self.buffer: HeldBuffer | bytes
+        if self.size == 0:
+            # Empty, or a file whose size fstat does not know (procfs): read now.
+            with self._raw:
+                self.buffer = self._raw.readall()
+            self._raw = None
+            self._filled = len(self.buffer)
+        else:
+            # MAP_PRIVATE: a MAP_SHARED anonymous map (mmap's default) would be
+            # written through by a forked child.
+            self.buffer = HeldBuffer(-1, self.size, flags=mmap.MAP_PRIVATE)
+            self._filled = 0
+
+    def fill(self) -> HeldBuffer | bytes:
+        """Read the whole file into `buffer` (once); refused if its size changes meanwhile."""
+        raw, self._raw = self._raw, None
+        if raw is None:
+            return self.buffer
+        got = 0
+        more = b""
+        try:
+            with raw, memoryview(self.buffer) as view:
+                while got < self.size:
+                    n = raw.readinto(view[got : min(self.size, got + _FILL_CHUNK)])
+                    if not n:
+                        break
+                    got += n
+                    with self._cond:
+                        self._filled = got
+                        self._cond.notify_all()
+                if got == self.size:
+                    more = raw.read(1)
+        except BaseException:
+            self._fail()
+            raise
+        if got == self.size and not more:
+            return self.buffer
+        self._fail()
+        # What was read is one snapshot of the file only if it is read again whole,
+        # and the length fstat gave is stale.
+        raise LoadInputError(
+            f"{self._shown}: changed size while it was being read ({self.size} bytes by "
+            f"fstat, {got + len(more)}{'+' if more else ''} read); load it again once it "
+            "is written"
         )
-        raise LoadInputError(f"{shown}: is {kind}; the guarded loader reads only regular files")
-    os.set_blocking(fd, True)
-    with os.fdopen(os.dup(fd), "rb", buffering=0) as raw:
-        size = info.st_size
-        if size == 0:
-            return raw.readall()
-        # MAP_PRIVATE: a MAP_SHARED anonymous map (mmap's default) would be
-        # written through by a forked child.
-        held = HeldBuffer(-1, size, flags=mmap.MAP_PRIVATE)
-        with memoryview(held) as view:
-            got = 0
-            while got < size:
-                n = raw.readinto(view[got:])
-                if not n:
-                    break
-                got += n
-        more = raw.readall() if got == size else b""
-        if got == size and not more:
-            return held
-    # The file changed size while it was read: what was read is one snapshot
-    # of it only if it is read again whole, and the length fstat gave is stale.
-    raise LoadInputError(
-        f"{shown}: changed size while it was being read ({size} bytes by fstat, "
-        f"{got + len(more)} read); load it again once it is written"
-    )
+
+    def _fail(self) -> None:
+        with self._cond:
+            self._failed = True
+            self._cond.notify_all()
+
+    def wait(self, pos: int) -> None:
+        """Return once bytes [0, pos) are in; raise if the file could not be read."""
+        with self._cond:
+            while self._filled < pos and not self._failed:
+                self._cond.wait()
+            if self._filled < pos:
+                raise CancelledError(f"{self._shown} could not be read whole")
 
 
-def read_private(path: str | os.PathLike[str]) -> HeldBuffer | bytes:
-    """The bytes of regular file `path`, read once through one descriptor."""
+def open_private(path: str | os.PathLike[str]) -> PrivateFile:
+    """Regular file `path`, opened once; its bytes are read by `fill()`."""
     try:
         fd = os.open(path, _FILE_FLAGS)
     except OSError as exc:
         raise _refusal(path, exc) from None
     try:
-        return _read_fd(fd, path)
+        return PrivateFile(fd, path)
     finally:
         os.close(fd)
+
+
+def read_private(path: str | os.PathLike[str]) -> HeldBuffer | bytes:
+    """The bytes of regular file `path`, read once through one descriptor."""
+    return open_private(path).fill()
 
 
 def _is_symlink(part: str, dir_fd: int) -> bool:
@@ -110,7 +177,12 @@ def _is_symlink(part: str, dir_fd: int) -> bool:
 
 
 def read_private_in(root: Path, name: str) -> HeldBuffer | bytes:
-    """The bytes of file `name` (a POSIX path) inside directory `root`.
+    """The bytes of file `name` (a POSIX path) inside directory `root`."""
+    return open_private_in(root, name).fill()
+
+
+def open_private_in(root: Path, name: str) -> PrivateFile:
+    """File `name` (a POSIX path) inside directory `root`, opened once (see `PrivateFile`).
 
     Every component is opened relative to the directory handle above it with
     `O_NOFOLLOW`, so a symlink swapped into the path is refused, not followed.
@@ -140,7 +212,7 @@ def read_private_in(root: Path, name: str) -> HeldBuffer | bytes:
         except OSError as exc:
             raise _refusal(root / name, exc) from None
         try:
-            return _read_fd(file_fd, root / name)
+            return PrivateFile(file_fd, root / name)
         finally:
             os.close(file_fd)
     finally:

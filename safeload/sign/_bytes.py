@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import DigestMismatchError
 from ._statement import HASHES, Ranges, shard_ranges
@@ -21,7 +21,15 @@ from ._statement import HASHES, Ranges, shard_ranges
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-__all__ = ["CHUNK", "Expected", "PendingCheck", "byte_view"]
+__all__ = ["CHUNK", "Expected", "Filled", "PendingCheck", "byte_view"]
+
+
+class Filled(Protocol):
+    """Bytes arriving in a buffer from its start, such as a file being read into it."""
+
+    def wait(self, pos: int) -> None:
+        """Return once bytes [0, pos) are in and final; raise if they never will be."""
+
 
 CHUNK = 1 << 20
 """Fewest bytes per hash update. Slices of a memoryview, so a large buffer is
@@ -74,8 +82,13 @@ class Expected:
         if not covered:
             raise self.mismatch()
 
-    def check(self, view: memoryview, cancelled: threading.Event | None = None) -> None:
-        """Raise unless `view` is exactly the signed bytes."""
+    def check(
+        self,
+        view: memoryview,
+        cancelled: threading.Event | None = None,
+        filled: Filled | None = None,
+    ) -> None:
+        """Raise unless `view` is exactly the signed bytes (with `filled`: as they arrive)."""
         self.check_size(len(view))
         for (start, end), want in sorted(self.ranges.items(), key=lambda item: item[0][0]):
             stop = len(view) if end is None else end
@@ -84,7 +97,10 @@ class Expected:
             for offset in range(start, stop, chunk):
                 if cancelled is not None and cancelled.is_set():
                     raise CancelledError("the digest check was cancelled")
-                hasher.update(view[offset : min(offset + chunk, stop)])
+                upto = min(offset + chunk, stop)
+                if filled is not None:
+                    filled.wait(upto)
+                hasher.update(view[offset:upto])
             if not hmac.compare_digest(hasher.hexdigest(), want):
                 raise self.mismatch()
 
@@ -96,8 +112,13 @@ class Expected:
         finally:
             view.release()
 
-    def start(self, data: Buffer, name: str) -> PendingCheck:
-        """Check `data` in a new thread; a size that cannot match raises here, at once."""
+    def start(self, data: Buffer, name: str, filled: Filled | None = None) -> PendingCheck:
+        """Check `data` in a new thread; a size that cannot match raises here, at once.
+
+        With `filled`, `data` is still being written: each range is hashed once
+        `filled.wait` says it is in, so hashing follows the read instead of
+        waiting for its end.
+        """
         view = byte_view(data)
         try:
             self.check_size(len(view))
@@ -107,7 +128,7 @@ class Expected:
 
         def work(cancelled: threading.Event) -> None:
             try:
-                self.check(view, cancelled)
+                self.check(view, cancelled, filled)
             finally:
                 view.release()  # a bytearray can be resized again, an mmap closed
 

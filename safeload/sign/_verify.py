@@ -26,7 +26,7 @@ from ..errors import (
     UnsignedFileError,
 )
 from . import _dsse, _statement
-from ._bytes import Expected, PendingCheck
+from ._bytes import Expected, Filled, PendingCheck
 from ._certs import verify_chain
 from ._keys import HMAC_KEYID_PREFIX, HMAC_TAG_BYTES, PublicKey, TrustStore
 from ._paths import inside, signature_path, subject_name
@@ -336,15 +336,19 @@ class Authenticated:
         """
         self._expected(name).check_now(data)
 
-    def start_check(self, data: Buffer, name: str = ".") -> PendingCheck:
+    def start_check(
+        self, data: Buffer, name: str = ".", filled: Filled | None = None
+    ) -> PendingCheck:
         """Like `check_bytes`, but hashing in a background thread while the caller parses.
 
         Errors known without hashing (`name` not signed, a length the shards
         cannot tile) are raised at once; the rest come from `result()`, which
         returns None only for the signed bytes. `data` must not change until
-        then.
+        then, except that with `filled` it may still be arriving: each part is
+        hashed once `filled.wait` says it is in (a file read into `data` while
+        it is hashed).
         """
-        return self._expected(name).start(data, name)
+        return self._expected(name).start(data, name, filled)
 
     def _expected(self, name: str) -> Expected:
         statement, where = self.statement, self.where
@@ -432,9 +436,11 @@ class Verified:
         shard manifests too. `MissingFileError` if `name` was not verified."""
         self._expected(name).check_now(data)
 
-    def start_check(self, data: Buffer, name: str = ".") -> PendingCheck:
+    def start_check(
+        self, data: Buffer, name: str = ".", filled: Filled | None = None
+    ) -> PendingCheck:
         """`check_bytes` in a background thread; see `Authenticated.start_check`."""
-        return self._expected(name).start(data, name)
+        return self._expected(name).start(data, name, filled)
 
     def _expected(self, name: str) -> Expected:
         if name not in self.files:
