@@ -285,3 +285,30 @@ def test_a_process_without_a_free_slot_gets_a_budget_of_its_own() -> None:
     child.join(10)
     assert ok.value == 1
     assert shared.left == 100
+
+
+def test_explain_decompresses_within_the_configured_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An unknown global beside 32 MiB of zeros, bz2-compressed: over the default ratio.
+    body = (
+        b"\x80\x03B"
+        + (32 * MiB).to_bytes(4, "little")
+        + bytes(32 * MiB)
+        + b"cmymodule\nThing\n\x86."
+    )
+    path = tmp_path / "thing.pkl.bz2"
+    path.write_bytes(bz2.compress(body))
+    from safeload._cli import main
+
+    assert main(["scan", "--no-config", "--explain", str(path)]) == 1
+    cut = capsys.readouterr().out
+    assert "SL310" in cut and "mymodule" not in cut
+    assert "no complete pickle" in cut  # explain saw the stream cut where the scan cut it
+    assert main(["scan", "--no-config", "--explain", "--max-expansion", "1e6", str(path)]) == 1
+    explained = capsys.readouterr().out
+    assert "SL310" not in explained and "mymodule.Thing" in explained
+    # explain read the whole stream the scan read (too big to decompile, and said so),
+    # not the stream cut at the default limit.
+    assert "no complete pickle" not in explained, explained
+    assert "over the 16777216-byte limit" in explained, explained

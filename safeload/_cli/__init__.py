@@ -364,7 +364,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         follow_symlinks=args.follow_symlinks,
     )
     if args.explain:
-        report = _with_explanations(report, args.jobs)
+        report = _with_explanations(report, args.jobs, policy.max_expansion)
     if piped is not None:
         report = dataclasses.replace(report, files=(piped, *report.files))
     if args.write_baseline is not None:
@@ -443,7 +443,8 @@ def _scan_stdin(policy: Policy, args: argparse.Namespace) -> FileReport:
     if args.explain and not file.safe:
         from ..scan._explain import explain_data
 
-        file = dataclasses.replace(file, explanation=explain_data(data, STDIN))
+        explained = explain_data(data, STDIN, max_expansion=policy.max_expansion)
+        file = dataclasses.replace(file, explanation=explained)
     return file
 
 
@@ -455,13 +456,16 @@ def exit_code(report: ScanReport, fail_on: str = "unknown") -> int:
     return EXIT_FINDINGS if any(f.verdict in failing for f in report.files) else EXIT_OK
 
 
-def _with_explanations(report: ScanReport, jobs: int | None) -> ScanReport:
+def _with_explanations(
+    report: ScanReport, jobs: int | None, max_expansion: float | None = None
+) -> ScanReport:
     from ..scan._explain import explain_file
 
     def one(file: FileReport) -> FileReport:
         if file.safe:
             return file
-        return dataclasses.replace(file, explanation=explain_file(Path(file.path)))
+        explained = explain_file(Path(file.path), max_expansion=max_expansion)
+        return dataclasses.replace(file, explanation=explained)
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
         files = tuple(pool.map(one, report.files))

@@ -76,7 +76,9 @@ def explain(
 _MAX_READINGS = 4
 
 
-def explain_file(path: Path, *, timeout: float = DEFAULT_TIMEOUT) -> str:
+def explain_file(
+    path: Path, *, timeout: float = DEFAULT_TIMEOUT, max_expansion: float | None = None
+) -> str:
     """Decompiled text for every pickle a loader would read from the file at `path`.
 
     The pickles are the locator's readings, the same bytes the scan judged:
@@ -85,20 +87,27 @@ def explain_file(path: Path, *, timeout: float = DEFAULT_TIMEOUT) -> str:
     try:
         with open(path, "rb") as fh:
             if os.fstat(fh.fileno()).st_size == 0:
-                return explain_data(b"", str(path), timeout=timeout)
+                return explain_data(b"", str(path), timeout=timeout, max_expansion=max_expansion)
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                return explain_data(mapped, str(path), timeout=timeout)
+                return explain_data(mapped, str(path), timeout=timeout, max_expansion=max_expansion)
     except OSError as exc:
         return f"(not decompiled: cannot read the file: {exc.strerror or exc})"
 
 
-def explain_data(data: Any, location: str, *, timeout: float = DEFAULT_TIMEOUT) -> str:
-    """Decompiled text for every reading of `data` (a whole file's bytes)."""
+def explain_data(
+    data: Any,
+    location: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_expansion: float | None = None,
+) -> str:
+    """Decompiled text for every reading of `data` (a whole file's bytes), decompressed
+    within the same expansion limit as the scan (`max_expansion`, default as `locate`)."""
     # Imported here: this file also runs as the decompiler's child script,
     # which must not import safeload.
     from .._formats import locate
 
-    with locate(data, location) as located:
+    with locate(data, location, max_expansion=max_expansion) as located:
         readings = [
             (r.location, bytes(r.view()) if r.end - r.start <= DEFAULT_MAX_INPUT else None)
             for r in located.readings[:_MAX_READINGS]
