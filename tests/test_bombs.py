@@ -212,6 +212,13 @@ def test_loader_reads_the_bytes_the_scan_decompressed(
         frame.to_pickle(path)
         pd.testing.assert_frame_equal(safeload.load(path, require_signature=False), frame)
         assert len(calls) == 1, (name, calls)
+    # npz: a deflated member holding a pickle is loaded from the scan's bytes too.
+    path = tmp_path / "objects.npz"
+    np.savez_compressed(path, objects=np.array([{"k": 1}, "text"], dtype=object))
+    calls.clear()
+    with safeload.load(path, require_signature=False) as arrays:
+        assert list(arrays["objects"]) == [{"k": 1}, "text"]
+    assert len(calls) == 1, calls
 
 
 # -- one budget for every worker ------------------------------------------------------

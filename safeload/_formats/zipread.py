@@ -124,6 +124,8 @@ class Member:
     reader: str = ZIPFILE
     refused: bool = False
     """The bytes are there, but this reader will not read them (a flag, a name)."""
+    crc: int | None = None
+    """The central directory's CRC-32 of the uncompressed bytes (zipfile's reading)."""
 
     @property
     def data_end(self) -> int:
@@ -246,7 +248,7 @@ def read_zipfile(data: Any, start: int, end: int) -> Archive:
         members.append(
             _zipfile_member(
                 data, start, end, len(members), orig, raw, flags, method, csize, usize,
-                lho + concat,
+                lho + concat, crc=f[9],
             )
         )  # fmt: skip
     return Archive(tuple(members), eocd, concat, ZIPFILE, start + cd_pos)
@@ -287,6 +289,8 @@ def _zipfile_member(
     csize: int,
     usize: int,
     rel_header: int,
+    *,
+    crc: int,
 ) -> Member:
     """`ZipFile.open` of this entry: what it refuses, and where its bytes are."""
     name = orig.split("\0", 1)[0]
@@ -324,7 +328,7 @@ def _zipfile_member(
         refused = refused and error is not None
     return Member(
         name, index, method, flags, csize, usize, hdr, data_offset, local_name, error, raw,
-        read_size, ZIPFILE, refused,
+        read_size, ZIPFILE, refused, crc,
     )  # fmt: skip
 
 

@@ -319,7 +319,7 @@ def _deserialize(
     if single in (Format.NPY, Format.NPY_OBJECT):
         return load_npy(data, 0, located.size, location, _unpickler_for(policy))
     if single is Format.NPZ:
-        return load_npz(data, 0, located.size, location, _unpickler_for(policy))
+        return load_npz(data, 0, located.size, location, _unpickler_for(policy), located.expanded)
     if single is Format.PYTORCH_ZIP:
         from ._torch import load_torch_zip
 

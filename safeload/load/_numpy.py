@@ -9,6 +9,7 @@ judged.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from typing import Any
@@ -108,8 +109,23 @@ def _member_bytes(
     return out.data, 0, out.size
 
 
-def load_npz(data: Any, start: int, end: int, location: str, unpickle: Unpickle) -> NpzArrays:
-    """Every member of the `.npz` archive in `data[start:end]`."""
+def load_npz(
+    data: Any,
+    start: int,
+    end: int,
+    location: str,
+    unpickle: Unpickle,
+    expanded: Mapping[str, Any] | None = None,
+) -> NpzArrays:
+    """Every member of the `.npz` archive in `data[start:end]`.
+
+    `expanded` is what the scan decompressed, by location (`Located.expanded`):
+    a deflated member the scan read whole (every member that holds a pickle)
+    is loaded from those bytes, not decompressed a second time. Members the
+    scan read only the head of (big numeric arrays: no pickle, nothing to
+    judge past the header) are decompressed here, within the same bound.
+    """
+    expanded = expanded or {}
     try:
         archive = zipread.read_archive(data, start, end)
     except (zipread.ZipError, ValueError) as exc:
@@ -120,7 +136,18 @@ def load_npz(data: Any, start: int, end: int, location: str, unpickle: Unpickle)
         # An expanded member may be spooled to a temporary mapping; the array
         # read from it is a copy, so the mapping goes as soon as it is read.
         with ExitStack() as stack:
-            buf, s, e = _member_bytes(data, member, where, stack)
+            if member.method != 0 and where in expanded:
+                buf = expanded[where]
+                s, e = 0, len(buf)
+            else:
+                buf, s, e = _member_bytes(data, member, where, stack)
+            # As zipfile, which numpy reads through: a member whose bytes do not
+            # match its CRC-32 is refused when it is read (BadZipFile).
+            if member.crc is not None and zlib.crc32(memoryview(buf)[s:e]) != member.crc:
+                raise UnsupportedFormatError(
+                    f"{where}: the member's bytes do not match its CRC-32; numpy.load "
+                    "refuses it (zipfile: Bad CRC-32)"
+                )
             # As numpy's NpzFile: a member is an array when it starts with the
             # .npy magic, whatever its name.
             if bytes(buf[s : min(s + len(_NPY_MAGIC), e)]) == _NPY_MAGIC:
