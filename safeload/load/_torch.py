@@ -224,10 +224,12 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
         dtype = _storage_dtype(torch, storage_type)
         nbytes = numel * torch._utils._element_size(dtype)
         member = members.get(f"{prefix}/data/{key}")
-        if member is None or member.method != 0 or member.size < nbytes:
+        # torch's get_storage_from_record refuses a record of any other size
+        # ("record size ... does not match expected size"), longer ones too.
+        if member is None or member.method != 0 or member.size != nbytes:
             raise UnsafeFileError(
-                f"{where}: storage {key!r} ({nbytes} bytes) is missing or cut short in the "
-                "archive; the file is corrupt",
+                f"{where}: storage {key!r} ({nbytes} bytes) is missing from the archive or "
+                "its record has another size; torch.load refuses it, the file is corrupt",
                 path=where,
             )
         if not nbytes:
