@@ -167,3 +167,34 @@ def test_unpadded_array_bytes_are_also_read_as_opcodes(tmp_path: Path) -> None:
     # With its padding byte (never an opcode) pickle.load stops before the array,
     # so the same array bytes in a padded file are just data.
     assert safeload.scan_bytes(data).verdict is safeload.Verdict.SAFE
+
+
+def test_unpadded_arrays_inside_a_stream_only_joblib_decompresses(tmp_path: Path) -> None:
+    """Inside zlib or lz4 (joblib's own compressors; pandas.read_pickle undoes gzip, bz2,
+    xz, zstd, zip and tar, never these) the array bytes are only ever read by joblib, so
+    they are data; inside gzip pandas.read_pickle runs them as opcodes."""
+    import gzip
+    import struct
+    import zlib
+
+    import pandas as pd
+
+    payload = b"cos\nsystem\n(S'touch canary'\ntR."
+    arr = np.frombuffer(payload, dtype=np.uint8).copy()
+    data = dump(arr, 4)
+    i = data.index(b"K\x10ub")
+    unpadded = data[:i] + b"Nub" + data[i + 8 :]
+    frame = struct.unpack("<Q", unpadded[3:11])[0] - 1
+    unpadded = unpadded[:3] + struct.pack("<Q", frame) + unpadded[11:]
+    zl = tmp_path / "old.joblib"
+    zl.write_bytes(zlib.compress(unpadded))
+    gz = tmp_path / "old.pkl.gz"
+    gz.write_bytes(gzip.compress(unpadded))
+    assert joblib.load(zl).tobytes() == payload
+    with pytest.raises(Exception):  # noqa: B017 - pandas cannot even open it
+        pd.read_pickle(zl)
+    report = safeload.scan_file(zl)
+    assert report.verdict is safeload.Verdict.SAFE, report.findings
+    report = safeload.scan_file(gz)
+    rules = [f.rule for f in report.findings]
+    assert "SL101" in rules and "SL207" in rules, rules

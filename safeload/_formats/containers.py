@@ -83,6 +83,9 @@ class Ctx:
     readings: list[Reading] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     expanded: dict[str, Any] = field(default_factory=dict)
+    plain_readers: bool = True
+    """False inside a stream only joblib decompresses (zlib, lz4): no plain
+    `pickle.load` (pandas included) reads what is inside it."""
     """Decompressed buffers by the location of their compressed range (the guarded
     loader reads these, never decompressing again)."""
     opcodes: int = 0
@@ -134,7 +137,9 @@ def scan_pickle(
 
     if torch_fmt.is_legacy_stacked(data, start, end):
         return torch_fmt.scan_legacy_stacked(ctx, data, start, end, location)
-    analysis = analyze(data, start, end, max_opcodes=ctx.opcodes_left)
+    analysis = analyze(
+        data, start, end, max_opcodes=ctx.opcodes_left, plain_reading=ctx.plain_readers
+    )
     add_reading(ctx, analysis, data, start, location, torch=torch)
     return _format_of(analysis)
 
@@ -468,7 +473,18 @@ def _compressed(
     if content is None:
         return Compressed(Compression(kind), _UNREAD)
     buf, s, e = content
-    return Compressed(Compression(kind), scan_blob(ctx, buf, location, depth + 1, s, e))
+    # pandas.read_pickle decompresses gzip, bz2, xz and zstd before a plain
+    # pickle.load; zlib and lz4 streams are read by joblib alone.
+    outer, ctx.plain_readers = ctx.plain_readers, ctx.plain_readers and kind not in _JOBLIB_ONLY
+    try:
+        inner = scan_blob(ctx, buf, location, depth + 1, s, e)
+    finally:
+        ctx.plain_readers = outer
+    return Compressed(Compression(kind), inner)
+
+
+_JOBLIB_ONLY = frozenset({"zlib", "lz4"})
+"""Compressions no loader but joblib undoes (pandas infers gzip, bz2, xz, zstd, zip, tar)."""
 
 
 def _npy(

@@ -1824,7 +1824,12 @@ _PROTO_START = re.compile(rb"\x80[\x00-\x05]")
 
 
 def analyze(
-    data: Any, start: int = 0, end: int | None = None, *, max_opcodes: int = DEFAULT_MAX_OPCODES
+    data: Any,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    max_opcodes: int = DEFAULT_MAX_OPCODES,
+    plain_reading: bool = True,
 ) -> StreamAnalysis:
     """Walk every pickle in `data[start:end]`: one after another until EOF.
 
@@ -1884,7 +1889,9 @@ def analyze(
             break
         pos = resumed
         first = False
-    for walk in list(out.pickles):
+    # `plain_reading=False`: the stream is one only joblib reads (the inside of
+    # a zlib or lz4 stream), so no plain pickle.load ever sees its array bytes.
+    for walk in list(out.pickles) if plain_reading else ():
         if walk.unpadded:
             _plain_reading(data, walk, n, max(budget, 0), out)
     return out
