@@ -211,9 +211,13 @@ def test_kept_loader_regressions(tmp_path: Path) -> None:
     assert sum("done" in line for line in lines) == len(kept)
 
 
+KNOWN = ROOT / "tests" / "fuzz_known" / "load"
+"""Inputs of open defects (git keeps no empty folder: none open, no folder)."""
+
+
 @pytest.mark.xfail(strict=True, reason="tests/fuzz_known/README.md: defects not fixed yet")
 @pytest.mark.parametrize(
-    "path", sorted((ROOT / "tests" / "fuzz_known" / "load").iterdir()), ids=lambda p: p.name
+    "path", sorted(KNOWN.iterdir()) if KNOWN.is_dir() else [], ids=lambda p: p.name
 )
 def test_known_loader_defects(tmp_path: Path, path: Path) -> None:
     raw = path.read_bytes()
