@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 _SERVER = r"""
-import importlib, json, os, resource, signal, sys, warnings
+import importlib, json, os, resource, signal, sys, time, traceback, warnings
 sys.path.insert(0, sys.argv[1])
 for module in sys.argv[2].split(","):
     if module:
@@ -48,14 +48,17 @@ def run(job):
     if job["mem_mb"]:
         limit = mapped() + (job["mem_mb"] << 20)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    signal.alarm(job["seconds"])
+    signal.alarm(job["seconds"])  # default action: the child dies of SIGALRM
+    start = time.monotonic()
     try:
         exec(job["code"], scope)
     except BaseException as exc:
-        return {"outcome": "raised", "type": type(exc).__name__, "message": str(exc)[:3000]}
+        return {"outcome": "raised", "type": type(exc).__name__, "message": str(exc)[:3000],
+                "elapsed": time.monotonic() - start}
     finally:
         signal.alarm(0)
-    return {"outcome": "loaded", "shown": str(scope.get("shown", ""))[:300]}
+    return {"outcome": "loaded", "shown": str(scope.get("shown", ""))[:300],
+            "result": repr(scope.get("result"))[:300], "elapsed": time.monotonic() - start}
 
 for line in sys.stdin:
     job = json.loads(line)
@@ -63,7 +66,10 @@ for line in sys.stdin:
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
-        result = run(job)
+        try:
+            result = run(job)
+        except BaseException:
+            result = {"outcome": "crashed", "message": traceback.format_exc()[-2000:]}
         data = json.dumps(result).encode()
         view = memoryview(data)
         while view:

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import collections
 import fractions
-import json
 import pathlib
 import pickle
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import limited
 import pytest
 from picklebuild import (
     binint,
@@ -58,102 +56,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # -- a helper process: one fork per load, with a memory limit and a deadline --------
 
-_RUNNER = r"""
-import importlib, json, os, resource, signal, sys, time, traceback, warnings
-sys.path.insert(0, sys.argv[1])
-for module in sys.argv[2].split(","):
-    if module:
-        importlib.import_module(module)  # before the fork: each child inherits it
-import safeload
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-def run(job):
-    warnings.simplefilter("ignore")
-    os.chdir(job["cwd"])
-    with open("/proc/self/statm") as f:
-        mapped = int(f.read().split()[0]) * PAGE
-    # The limit is over what the child already maps (the libraries imported above).
-    limit = mapped + job["mem_mb"] * 2**20
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    signal.alarm(job["seconds"])  # default action: the child dies of SIGALRM
-    scope = {"path": job["path"], "safeload": safeload}
-    start = time.monotonic()
-    try:
-        exec(job["code"], scope)
-    except BaseException as exc:
-        return {"outcome": "raised", "type": type(exc).__name__, "message": str(exc)[:2000],
-                "elapsed": time.monotonic() - start}
-    return {"outcome": "loaded", "result": repr(scope.get("result"))[:300],
-            "elapsed": time.monotonic() - start}
-
-for line in sys.stdin:
-    job = json.loads(line)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        try:
-            result = run(job)
-        except BaseException:
-            result = {"outcome": "crashed", "message": traceback.format_exc()[-2000:]}
-        os.write(write_end, json.dumps(result).encode())
-        os._exit(0)
-    os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 1 << 16):
-        chunks.append(chunk)
-    os.close(read_end)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        result = {"outcome": "killed", "signal": os.WTERMSIG(status)}
-    else:
-        result = json.loads(b"".join(chunks).decode() or '{"outcome": "crashed"}')
-    print(json.dumps(result), flush=True)
-"""
-
 PLAIN = "import pickle\nwith open(path, 'rb') as f:\n    result = pickle.load(f)\n"
 GUARDED = (
     "with open(path, 'rb') as f:\n    result = safeload.loads(f.read(), require_signature=False)\n"
 )
-
-
-@dataclass
-class Job:
-    """One load in a forked child: `code` runs with `path` bound."""
-
-    path: Path
-    code: str
-    mem_mb: int = 512
-    seconds: int = 20
-
-
-def _run(jobs: list[Job], preload: tuple[str, ...]) -> list[dict[str, Any]]:
-    lines = "".join(
-        json.dumps(
-            {
-                "path": str(j.path),
-                "cwd": str(j.path.parent),
-                "code": j.code,
-                "mem_mb": j.mem_mb,
-                "seconds": j.seconds,
-            }
-        )
-        + "\n"
-        for j in jobs
-    )
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", _RUNNER, str(ROOT), ",".join(preload)],
-        input=lines,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert len(results) == len(jobs), done.stderr[-4000:]
-    return results
 
 
 def _out_of_memory(result: dict[str, Any]) -> bool:
@@ -401,7 +307,7 @@ def test_hostile_file_is_out_of_scope(case: Hostile) -> None:
         assert finding.rule_name == "out-of-scope-use"
 
 
-def _jobs_and_expectations(tmp_path: Path) -> tuple[list[Job], list[Any]]:
+def _jobs_and_expectations(tmp_path: Path) -> tuple[list[limited.Job], list[Any]]:
     jobs, expected = [], []
     for case in HOSTILE:
         folder = tmp_path / case.id
@@ -413,8 +319,8 @@ def _jobs_and_expectations(tmp_path: Path) -> tuple[list[Job], list[Any]]:
         if case.proof == "file":
             count = "num_boosted_rounds" if case.setup == "xgboost" else "num_trees"
             code += f"result = result.{count}()\n"
-        jobs.append(Job(path, code, case.mem_mb, case.seconds))
-        jobs.append(Job(path, GUARDED, case.mem_mb, case.seconds))
+        jobs.append(limited.Job(path, code, case.mem_mb, case.seconds))
+        jobs.append(limited.Job(path, GUARDED, case.mem_mb, case.seconds))
         expected.append((case, trees))
     return jobs, expected
 
@@ -422,7 +328,7 @@ def _jobs_and_expectations(tmp_path: Path) -> tuple[list[Job], list[Any]]:
 def test_hostile_payloads_are_real_and_the_guarded_loader_refuses_them(tmp_path: Path) -> None:
     jobs, expected = _jobs_and_expectations(tmp_path)
     preload = tuple(sorted({m for case in HOSTILE for m in case.preload}))
-    results = _run(jobs, ("numpy", *preload))
+    results = limited.run(jobs, ("numpy", *preload))
     for i, (case, trees) in enumerate(expected):
         plain, guarded = results[2 * i], results[2 * i + 1]
         if case.proof == "memory":
@@ -453,9 +359,9 @@ def test_the_restricted_unpickler_alone_enforces_the_scopes(tmp_path: Path) -> N
         folder.mkdir()
         path = folder / "model.pkl"
         path.write_bytes(case.data)
-        jobs.append(Job(path, UNJUDGED, case.mem_mb, case.seconds))
+        jobs.append(limited.Job(path, UNJUDGED, case.mem_mb, case.seconds))
     preload = tuple(sorted({m for case in HOSTILE for m in case.preload}))
-    for case, result in zip(HOSTILE, _run(jobs, ("numpy", *preload)), strict=True):
+    for case, result in zip(HOSTILE, limited.run(jobs, ("numpy", *preload)), strict=True):
         assert result["outcome"] == "raised", (case.id, result)
         assert result["type"] == "UnsafeFileError", (case.id, result)
         assert "SL405" in result["message"], (case.id, result)
@@ -476,7 +382,7 @@ def test_genuine_files_load_under_the_same_limits(tmp_path: Path) -> None:
         path = tmp_path / f"{label}.pt"
         torch.save(module, path)
         assert safeload.scan(path).verdict is Verdict.SAFE, label
-        jobs += [Job(path, torch_load, 1024, 10), Job(path, GUARDED, 1024, 10)]
+        jobs += [limited.Job(path, torch_load, 1024, 10), limited.Job(path, GUARDED, 1024, 10)]
     for label, obj in {
         "bytearray": bytearray(b"x" * 1000),
         "deque": collections.deque(range(100), maxlen=10),
@@ -485,8 +391,8 @@ def test_genuine_files_load_under_the_same_limits(tmp_path: Path) -> None:
         path = tmp_path / f"{label}.pkl"
         path.write_bytes(pickle.dumps(obj, protocol=2))
         assert safeload.scan(path).verdict is Verdict.SAFE, label
-        jobs += [Job(path, PLAIN, 512, 10), Job(path, GUARDED, 512, 10)]
-    results = _run(jobs, ("numpy", "torch"))
+        jobs += [limited.Job(path, PLAIN, 512, 10), limited.Job(path, GUARDED, 512, 10)]
+    results = limited.run(jobs, ("numpy", "torch"))
     assert all(r["outcome"] == "loaded" for r in results), results
 
 
@@ -674,9 +580,9 @@ def test_known_gaps_are_real(tmp_path: Path) -> None:
     for name, gap in sorted(KNOWN_GAPS.items()):
         path = tmp_path / f"{name}.pkl"
         path.write_bytes(gap.data)
-        jobs.append(Job(path, PLAIN, gap.mem_mb, 20))
+        jobs.append(limited.Job(path, PLAIN, gap.mem_mb, 20))
     for (name, _gap), result in zip(
-        sorted(KNOWN_GAPS.items()), _run(jobs, ("numpy", "pandas", "torch")), strict=True
+        sorted(KNOWN_GAPS.items()), limited.run(jobs, ("numpy", "pandas", "torch")), strict=True
     ):
         assert _out_of_memory(result), (name, result)
 
