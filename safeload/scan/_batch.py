@@ -13,9 +13,10 @@ import fnmatch
 import functools
 import os
 import pickletools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .._formats import Format, compress, container_kind
 from .._machine.opcodes import OPCODE_BYTES, starts_with_proto
@@ -27,7 +28,7 @@ from . import _workers
 from ._core import scan_file
 from ._judge import internal_error, structural, verdict_of
 
-__all__ = ["MODEL_SUFFIXES", "discover", "scan_paths", "sniff"]
+__all__ = ["MODEL_SUFFIXES", "Found", "discover", "scan_paths", "sniff", "walk"]
 
 Progress = Callable[[int, int], None]
 """`progress(done, total)`, called after each file is scanned."""
@@ -130,66 +131,115 @@ def discover(
     `reasons`, unless `follow_symlinks`; a followed link that leads back to a
     folder already being walked is skipped as a symlink loop.
     """
-    base = os.path.abspath(exclude_base or Path.cwd())
     chosen: list[Path] = []
     skipped: list[str] = []
     errors: dict[str, str] = {}
-    seen: set[str] = set()
+    why = reasons if reasons is not None else {}
+    for found in walk(
+        paths,
+        exclude=exclude,
+        exclude_base=exclude_base,
+        sniff_named=sniff_named,
+        follow_symlinks=follow_symlinks,
+    ):
+        if found.kind == "scan":
+            chosen.append(Path(found.path))
+        elif found.kind == "skip":
+            skipped.append(found.path)
+            if found.reason is not None:
+                why[found.path] = found.reason
+        else:
+            errors[found.path] = found.reason or "cannot read"
+    return chosen, skipped, errors
 
-    def add(path: Path) -> None:
+
+@dataclass(frozen=True)
+class Found:
+    """One path met by `walk`: to `scan`, `skip` (with a reason worth telling) or an `error`."""
+
+    path: str
+    kind: Literal["scan", "skip", "error"]
+    reason: str | None = None
+
+
+def walk(
+    paths: Iterable[Path],
+    *,
+    exclude: Sequence[str] = (),
+    exclude_base: Path | None = None,
+    sniff_named: bool = False,
+    follow_symlinks: bool = False,
+) -> Iterator[Found]:
+    """`discover`'s rules, one path at a time, as the walk meets them.
+
+    For batches too large to list first (`scan_many`): the caller starts
+    scanning before the walk ends and never holds every path.
+    """
+    base = os.path.abspath(exclude_base or Path.cwd())
+    seen: set[str] = set()
+    # A failed os.walk step (an unreadable folder) is reported by a callback.
+    failed: list[Found] = []
+
+    def add(path: Path) -> Iterator[Found]:
         key = os.path.realpath(path)
         if key not in seen:
             seen.add(key)
-            chosen.append(path)
+            yield Found(str(path), "scan")
 
-    why = reasons if reasons is not None else {}
-
-    def descend(here: Path, d: str, walked: set[str]) -> bool:
+    def descend(here: Path, d: str, walked: set[str]) -> Found | bool:
         if d in _SKIP_DIRS or _excluded(here / d, base, exclude):
             return False
         if not os.path.islink(here / d):
             return True
         if not follow_symlinks:
-            skipped.append(str(here / d))
-            why[str(here / d)] = "symlinked directory, not followed (--follow-symlinks follows it)"
-            return False
+            reason = "symlinked directory, not followed (--follow-symlinks follows it)"
+            return Found(str(here / d), "skip", reason)
         target = os.path.realpath(here / d)
         if target in walked:
-            skipped.append(str(here / d))
-            why[str(here / d)] = f"symlink loop: leads back to {target}, already scanned"
-            return False
+            reason = f"symlink loop: leads back to {target}, already scanned"
+            return Found(str(here / d), "skip", reason)
         return True
 
     for root in paths:
         if root.is_dir():
             walked: set[str] = set()
             for folder, dirs, files in os.walk(
-                root, onerror=_walk_error(errors), followlinks=follow_symlinks
+                root, onerror=_walk_error(failed), followlinks=follow_symlinks
             ):
+                yield from failed
+                failed.clear()
                 here = Path(folder)
                 walked.add(os.path.realpath(here))
-                dirs[:] = sorted(d for d in dirs if descend(here, d, walked))
+                kept = []
+                for d in sorted(dirs):
+                    verdict = descend(here, d, walked)
+                    if isinstance(verdict, Found):
+                        yield verdict
+                    elif verdict:
+                        kept.append(d)
+                dirs[:] = kept
                 for name in sorted(files):
                     path = here / name
                     if _excluded(path, base, exclude):
-                        skipped.append(str(path))
+                        yield Found(str(path), "skip")
                     elif not path.is_file():
-                        skipped.append(str(path))  # socket, fifo, dangling link
+                        yield Found(str(path), "skip")  # socket, fifo, dangling link
                     elif _wanted(path):
-                        add(path)
+                        yield from add(path)
                     else:
-                        skipped.append(str(path))
+                        yield Found(str(path), "skip")
+            yield from failed
+            failed.clear()
         elif root.is_file():
             if sniff_named and not _wanted(root):
-                skipped.append(str(root))
+                yield Found(str(root), "skip")
             else:
-                add(root)
+                yield from add(root)
         elif root.exists():
             # A fifo or device would block or never end.
-            errors[str(root)] = "not a regular file"
+            yield Found(str(root), "error", "not a regular file")
         else:
-            errors[str(root)] = _missing(root)
-    return chosen, skipped, errors
+            yield Found(str(root), "error", _missing(root))
 
 
 def _missing(path: Path) -> str:
@@ -204,9 +254,10 @@ def _missing(path: Path) -> str:
     return "no such file or directory"
 
 
-def _walk_error(errors: dict[str, str]) -> Callable[[OSError], None]:
+def _walk_error(failed: list[Found]) -> Callable[[OSError], None]:
     def record(exc: OSError) -> None:
-        errors[str(exc.filename)] = f"cannot read directory: {exc.strerror or exc}"
+        reason = f"cannot read directory: {exc.strerror or exc}"
+        failed.append(Found(str(exc.filename), "error", reason))
 
     return record
 
