@@ -99,6 +99,8 @@ class FileReport:
     opcodes: int = 0
     explanation: str | None = None
     """Optional Python-like rendering (`scan --explain`)."""
+    fetched: int | None = None
+    """Bytes read from a remote store to scan it (`None`: a local file or buffer)."""
 
     @property
     def safe(self) -> bool:
@@ -118,6 +120,8 @@ class FileReport:
         }
         if self.explanation is not None:
             out["explanation"] = self.explanation
+        if self.fetched is not None:
+            out["fetched"] = self.fetched
         return out
 
 
