@@ -16,6 +16,8 @@ SafeloadError
  +-- SignatureError
       +-- MissingSignatureError, MalformedSignatureError,
       +-- UnsupportedSignatureError, UnknownKeyError, InvalidSignatureError,
+      |    UnknownKeyError: SigstoreIdentityError, UntrustedCertificateError
+      |    InvalidSignatureError: TransparencyLogError
       +-- MissingFileError, UnsignedFileError,
       +-- DigestMismatchError
            +-- SubjectMismatchError
@@ -108,8 +110,8 @@ class MalformedSignatureError(SignatureError):
 
 
 class UnsupportedSignatureError(SignatureError):
-    """A well-formed signature of a kind safeload does not verify itself
-    (Sigstore keyless or certificate bundles, legacy predicates, BLAKE3)."""
+    """A well-formed signature of a kind safeload does not verify (legacy predicates,
+    BLAKE3), or not with the trust given (a Sigstore bundle, and no Sigstore trust)."""
 
 
 class UnknownKeyError(SignatureError):
@@ -119,6 +121,23 @@ class UnknownKeyError(SignatureError):
 class InvalidSignatureError(SignatureError):
     """A trusted key's signature does not match the signed payload: the payload
     or the signature was altered, or the key is wrong."""
+
+
+class SigstoreIdentityError(UnknownKeyError):
+    """A Sigstore bundle's certificate names another identity or OIDC issuer than the
+    expected ones: someone else signed."""
+
+
+class UntrustedCertificateError(UnknownKeyError):
+    """A Sigstore signing certificate does not chain to a trusted Fulcio CA at the time
+    it was logged (expired then, or another CA), or has no valid SCT from a trusted
+    CT log."""
+
+
+class TransparencyLogError(InvalidSignatureError):
+    """A Sigstore bundle's transparency-log entry does not prove this signature was
+    logged: a forged inclusion proof, a checkpoint or signed entry timestamp not by a
+    trusted log, or an entry recording another envelope."""
 
 
 class DigestMismatchError(SignatureError):

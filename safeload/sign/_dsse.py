@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import MalformedSignatureError, UnsupportedSignatureError
+from ..errors import MalformedSignatureError
 from . import _json
 
 __all__ = [
@@ -94,6 +94,9 @@ class Envelope:
     certificates: tuple[bytes, ...] = ()
     """DER certificates of an `x509CertificateChain` bundle, leaf first: signature 0 is
     verified with the leaf's key, once the chain is verified, and with nothing else."""
+    sigstore: bool = False
+    """A Sigstore (keyless) bundle: verified by `_sigstore.verify_bundle` as a whole (its
+    Fulcio certificate and transparency-log entry), and by nothing else."""
 
     def pae(self) -> bytes:
         """The bytes every signature covers."""
@@ -151,6 +154,7 @@ def parse(data: bytes, where: str) -> Envelope:
         raise MalformedSignatureError(f"{where}: expected a JSON object")
     key_hint: str | None = None
     certificates: tuple[bytes, ...] = ()
+    sigstore = False
     bundle = "dsseEnvelope" in document
     if bundle:
         media = document.get("mediaType")
@@ -169,14 +173,10 @@ def parse(data: bytes, where: str) -> Envelope:
                 f"{where}: verificationMaterial must declare exactly one of "
                 f"{', '.join(VERIFICATION_METHODS)}, not {', '.join(methods) or 'none'}"
             )
-        if methods == ["certificate"]:
-            raise UnsupportedSignatureError(
-                f"{where} is a Sigstore (keyless) bundle; verify it with "
-                "`model_signing verify sigstore`"
-            )
+        sigstore = methods == ["certificate"]
         if methods == ["x509CertificateChain"]:
             certificates = _chain(material["x509CertificateChain"], where)
-        else:
+        elif not sigstore:
             public_key = material["publicKey"]
             if not isinstance(public_key, dict):
                 raise MalformedSignatureError(
@@ -213,7 +213,9 @@ def parse(data: bytes, where: str) -> Envelope:
             raise MalformedSignatureError(f"{where}: signature {index} keyid is not a string")
         sig = b64decode(item.get("sig"), f"signature {index}", where)
         signatures.append(Signature(sig, keyid))
-    return Envelope(payload, tuple(signatures), payload_type, key_hint, bundle, certificates)
+    return Envelope(
+        payload, tuple(signatures), payload_type, key_hint, bundle, certificates, sigstore
+    )
 
 
 def _chain(chain: object, where: str) -> tuple[bytes, ...]:

@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InternalError, InvalidSignature, UnsupportedAlgorithm
@@ -41,6 +41,9 @@ from ..errors import KeyFileError
 from . import _json
 from ._certs import load_certificates
 from ._ed25519 import key_problem
+
+if TYPE_CHECKING:
+    from ._sigstore import SigstoreTrust
 
 __all__ = [
     "EcdsaSigner",
@@ -271,24 +274,30 @@ class HmacSigner(Signer):
 
 
 def _read(path: Path) -> bytes:
+    return read_bounded(path, "key file")
+
+
+def read_bounded(path: Path, what: str) -> bytes:
+    """A small trust file (a key, a CA, a Sigstore trusted root): a regular file of at
+    most `MAX_KEY_FILE` bytes, never a FIFO waited on; `KeyFileError` otherwise."""
     try:
         # Non-blocking, so that a FIFO is refused instead of waited on.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+        raise KeyFileError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise KeyFileError(f"{path} is not a regular file, so it is no key file")
+            raise KeyFileError(f"{path} is not a regular file, so it is no {what}")
         if info.st_size > MAX_KEY_FILE:
-            raise KeyFileError(f"{path} is too large to be a key file")
+            raise KeyFileError(f"{path} is too large to be a {what}")
         os.set_blocking(fd, True)
         try:
             data = handle.read(MAX_KEY_FILE + 1)
         except OSError as exc:
-            raise KeyFileError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+            raise KeyFileError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if len(data) > MAX_KEY_FILE:
-        raise KeyFileError(f"{path} is too large to be a key file")
+        raise KeyFileError(f"{path} is too large to be a {what}")
     return data
 
 
@@ -474,8 +483,10 @@ class TrustStore:
         public_keys: Iterable[PublicKey | AsymmetricPublic] = (),
         hmac_keys: Iterable[HmacKey] | Mapping[str, bytes] = (),
         ca_certificates: Iterable[x509.Certificate] = (),
+        sigstore: SigstoreTrust | None = None,
     ) -> None:
         self._cas = list(ca_certificates)
+        self._sigstore = sigstore
         self._public: dict[str, PublicKey] = {}
         for key in public_keys:
             entry = key if isinstance(key, PublicKey) else PublicKey(key)
@@ -494,11 +505,11 @@ class TrustStore:
                     "must name one secret"
                 )
             self._hmac[item.kid] = item
-        if not self._public and not self._hmac and not self._cas:
+        if not self._public and not self._hmac and not self._cas and sigstore is None:
             raise KeyFileError(
-                "the trust store is empty; give a public key, HMAC key or CA certificate "
-                "(--key, --trust-dir, --hmac-key-env, --ca-cert), an empty store never "
-                "trusts anything"
+                "the trust store is empty; give a public key, HMAC key, CA certificate or "
+                "Sigstore trusted root (--key, --trust-dir, --hmac-key-env, --ca-cert, "
+                "--sigstore-root), an empty store never trusts anything"
             )
 
     @classmethod
@@ -509,6 +520,7 @@ class TrustStore:
         hmac_env: str | None = None,
         environ: Mapping[str, str] | None = None,
         ca_certs: Iterable[Path] = (),
+        sigstore: SigstoreTrust | None = None,
     ) -> TrustStore:
         """Public keys (or HMAC key files) from files, `*.pub`/`*.pem` public keys from a
         directory, HMAC keys from an environment variable.
@@ -551,7 +563,7 @@ class TrustStore:
                 public.append(PublicKey(key.public_key(), str(path)))
         if hmac_env is not None:
             secret += hmac_keys_from_env(hmac_env, environ)
-        return cls(public, secret, load_ca_certificates(ca_certs))
+        return cls(public, secret, load_ca_certificates(ca_certs), sigstore)
 
     def public_key(self, hint: str) -> PublicKey | None:
         """The trusted public key with this hint, if any."""
@@ -565,6 +577,10 @@ class TrustStore:
         """The trusted CA certificates (for certificate bundles)."""
         return list(self._cas)
 
+    def sigstore(self) -> SigstoreTrust | None:
+        """The Sigstore trusted root and expected signer (for Sigstore bundles), if any."""
+        return self._sigstore
+
     def hmac_key(self, kid: str) -> HmacKey | None:
         """The trusted HMAC key with this kid, if any."""
         return self._hmac.get(kid)
@@ -575,6 +591,7 @@ class TrustStore:
             [f"{k.algorithm}:{h[:16]}" for h, k in self._public.items()]
             + [k.keyid for k in self._hmac.values()]
             + [f"CA {c.subject.rfc4514_string()!r}" for c in self._cas]
+            + ([self._sigstore.key_id] if self._sigstore is not None else [])
         )
 
 

@@ -24,12 +24,14 @@ from ..errors import (
     UnexpectedVersionError,
     UnknownKeyError,
     UnsignedFileError,
+    UnsupportedSignatureError,
 )
 from . import _dsse, _statement
 from ._bytes import Expected, Filled, PendingCheck
 from ._certs import verify_chain
 from ._keys import HMAC_KEYID_PREFIX, HMAC_TAG_BYTES, PublicKey, TrustStore
 from ._paths import inside, signature_path, subject_name
+from ._sigstore import verify_bundle
 from ._statement import Resource, Statement
 
 if TYPE_CHECKING:
@@ -94,6 +96,33 @@ class _Trusted:
     key_id: str
     untrusted: tuple[str, ...]
     certificate: str | None
+    logged_at: datetime | None = None
+
+
+def _sigstore_signed(
+    signature: bytes, envelope: _dsse.Envelope, trust: TrustStore, where: str
+) -> _Trusted:
+    """A Sigstore bundle, verified as a whole against the trust store's Sigstore root and
+    expected signer, and by nothing else (no raw key, no CA of the store)."""
+    sigstore = trust.sigstore()
+    if sigstore is None:
+        raise UnsupportedSignatureError(
+            f"{where} is a Sigstore (keyless) bundle, and no Sigstore trust is given: verify "
+            "it against the Sigstore trusted root with the signer's identity and OIDC issuer "
+            "(--sigstore-root ROOT --identity ID --issuer URL; `model_signing verify sigstore` "
+            "takes them as --trust_config, --identity, --identity_provider)"
+        )
+    result = verify_bundle(signature, sigstore, where)
+    if result.payload != envelope.payload:  # two parsers of one file must agree
+        raise MalformedSignatureError(
+            f"{where}: the Sigstore bundle's payload reads differently to two parsers; "
+            "it is malformed, do not trust the model"
+        )
+    described = (
+        f"Sigstore identity {result.identity!r}, issuer {result.issuer!r}, "
+        f"log index {result.log_index}"
+    )
+    return _Trusted(result.algorithm, result.fingerprint, (), described, result.logged_at)
 
 
 def _certified(envelope: _dsse.Envelope, trust: TrustStore, where: str) -> tuple[PublicKey, str]:
@@ -196,7 +225,11 @@ def authenticate(
         raise TypeError("trust must be a TrustStore")
     where = os.fspath(where)
     envelope = _dsse.parse(signature, where)
-    trusted = _trusted_signature(envelope, trust, where)
+    trusted = (
+        _sigstore_signed(signature, envelope, trust, where)
+        if envelope.sigstore
+        else _trusted_signature(envelope, trust, where)
+    )
     # Parsed only once a trusted key vouches for the bytes.
     statement = _statement.parse(envelope.payload, where)
     authenticated = Authenticated(
@@ -206,6 +239,7 @@ def authenticate(
         where,
         trusted.untrusted,
         trusted.certificate,
+        trusted.logged_at,
     )
     if subject is not None:
         authenticated.check_subject(subject)
@@ -229,13 +263,17 @@ class Authenticated:
     not checked, and not counted."""
     certificate: str | None = None
     """The signing certificate's subject, for a certificate bundle (its chain verified up
-    to a trusted CA); `key_id` is then the hint of the certified key."""
+    to a trusted CA); `key_id` is then the hint of the certified key. For a Sigstore
+    bundle, the verified identity, issuer and log index; `key_id` is then the SHA-256
+    of the Fulcio certificate."""
+    logged_at: datetime | None = None
+    """For a Sigstore bundle, when the transparency log integrated it (verified)."""
 
     @property
     def signed_at(self) -> datetime | None:
-        """When it was signed, if the statement says (safeload records it; model-signing
-        does not)."""
-        return self.statement.signed_at
+        """When it was signed: the verified log time of a Sigstore bundle, else what the
+        statement says (safeload records it; model-signing does not)."""
+        return self.logged_at if self.logged_at is not None else self.statement.signed_at
 
     def check_subject(self, name: str) -> None:
         """Raise `SubjectMismatchError` unless the signed subject is `name`.
@@ -571,7 +609,7 @@ def verify_reporting(
         MappingProxyType(digests),
         authenticated,
         model.ignored,
-        statement.signed_at,
+        authenticated.signed_at,
         authenticated.untrusted,
         authenticated.certificate,
     )
