@@ -243,13 +243,19 @@ def test_custom_module_class_is_unknown_until_allowed(tmp_path: Path) -> None:
     assert_same(ours, torch.load(path, weights_only=False))
 
 
-def test_legacy_full_module_is_refused(tmp_path: Path) -> None:
+def test_legacy_full_module_is_judged_by_its_classes(tmp_path: Path) -> None:
     """torch's legacy saver writes each module class as a ('module', class, source file,
-    source) persistent id; the scan does not accept those, so nothing is loaded."""
+    source) persistent id, which torch's legacy loader resolves to the class: the class is
+    judged as the global it is (allow-listed torch.nn classes load; a project's own class
+    is unknown until allowed), as in the zip format."""
     path = save(nn.Sequential(nn.Linear(2, 2)), tmp_path / "model.pt", "legacy")
+    assert_same(guarded(path), torch.load(path, weights_only=False))
+    custom = save(TinyNet(), tmp_path / "tiny.pt", "legacy")
+    name = f"{TinyNet.__module__}.{TinyNet.__qualname__}"
     with pytest.raises(UnsafeFileError) as refused:
-        guarded(path)
-    assert "persistent-id" in {f.rule_name for f in refused.value.findings}
+        guarded(custom)
+    assert {f.global_name for f in refused.value.findings if f.verdict is not None} == {name}
+    assert_same(guarded(custom, allow=[name]), torch.load(custom, weights_only=False))
 
 
 def _recorder(calls: list[tuple[str, int]], result: str) -> Callable[[Any, str], Any]:

@@ -145,7 +145,10 @@ def scan_legacy_stacked(ctx: Ctx, data: Any, start: int, end: int, location: str
                 pos - start,
             )
             break
-        walk = walk_one(data, pos, end, ctx.opcodes_left - sum(w.opcodes for w in walks))
+        # The object pickle is read with torch's legacy persistent_load, which
+        # also resolves full-module ids (`torch.save(model)`) to their class.
+        left = ctx.opcodes_left - sum(w.opcodes for w in walks)
+        walk = walk_one(data, pos, end, left, module_pids=len(walks) == _OBJECT)
         walks.append(walk)
         if not walk.complete:
             break

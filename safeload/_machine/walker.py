@@ -237,6 +237,9 @@ class PickleWalk:
     shown: dict[int, list[Any]] = field(default_factory=dict)
     """The first items appended or added to each list or set, keyed by its
     EMPTY_LIST/EMPTY_SET offset (for `render`; `_SHOWN_ITEMS`)."""
+    module_pids: bool = False
+    """Read with torch's legacy `persistent_load`, which returns `cls` for a
+    `('module', cls, source_file, source)` id (`torch_module_class`)."""
 
     def dict_items(self, item: object) -> list[Any] | None:
         """The items of the dict `item` stands for, or None when not known
@@ -732,7 +735,33 @@ def _mutate(out: PickleWalk, target: object, at: int, what: str) -> None:
         target.fn.uses.add(Use.MUTATED_INSTANCE)
 
 
-def walk_one(data: Any, pos: int, end: int, budget: int, *, joblib: bool = True) -> PickleWalk:
+def torch_module_class(data: Any, pid: object) -> GRef | None:
+    """The class of a full-module id as legacy `torch.save` writes it, or None.
+
+    `('module', cls, source_file, source)`: `cls` an imported global, the two
+    others a string or None (torch writes None when it cannot read the
+    source). torch's legacy `persistent_load` returns `cls`; the restricted
+    loader's `safeload.load._torch` check accepts exactly these ids.
+    """
+    if type(pid) is not Tup or pid.items is None or pid.n != 4:
+        return None
+    tag, cls, source_file, source = pid.items
+    if type(cls) is not GRef or not cls.resolved or not is_str_const(data, tag):
+        return None
+    try:
+        if const_value(data, tag) != "module":
+            return None
+    except (UnicodeDecodeError, ValueError):
+        return None
+    for item in (source_file, source):
+        if not (is_str_const(data, item) or (type(item) is int and data[item] == O.NONE)):
+            return None
+    return cls
+
+
+def walk_one(
+    data: Any, pos: int, end: int, budget: int, *, joblib: bool = True, module_pids: bool = False
+) -> PickleWalk:
     """Walk one pickle starting at `pos`; never reads at or past `end`.
 
     With `joblib`, the stream is read the way `joblib.load` reads it once a
@@ -740,9 +769,10 @@ def walk_one(data: Any, pos: int, end: int, budget: int, *, joblib: bool = True)
     are skipped (their size derived statically from the wrapper's state) and
     object arrays are walked as the nested pickles they are.  `pickle.load`
     stops at the first array's padding byte, which is no opcode, so this
-    reading covers the plain one.
+    reading covers the plain one. With `module_pids`, persistent ids are
+    resolved as torch's legacy loader resolves full-module ids.
     """
-    result = PickleWalk(start=pos, end=pos, complete=False)
+    result = PickleWalk(start=pos, end=pos, complete=False, module_pids=module_pids)
     try:
         _walk(data, pos, end, budget, result, joblib)
     except _Fail as fail:
@@ -1698,6 +1728,16 @@ def _slow(
             return new
         need(1)
         item = stack.pop()
+        cls = torch_module_class(data, item) if out.module_pids else None
+        if cls is not None:
+            # torch's legacy loader hands back the class itself (it compares the
+            # saved source with the installed one, never runs it): from here on
+            # the stream uses `cls` as if a GLOBAL had pushed it, and it is
+            # judged by what it is then used for.
+            cls.refs += 1
+            out.persids.append((start, item))
+            stack.append(cls)
+            return pos + 1
         if type(item) is Tup and item.items:
             for x in item.items:
                 if type(x) is GRef:

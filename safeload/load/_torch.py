@@ -46,7 +46,13 @@ from ..errors import UnsafeFileError, UnsupportedFormatError
 from ..policy import Policy
 from ..report import Finding
 from ._open import HeldBuffer
-from ._unpickler import ImportGuard, ImportPlan, RestrictedUnpickler, check_torch_storage_pid
+from ._unpickler import (
+    ImportGuard,
+    ImportPlan,
+    RestrictedUnpickler,
+    _pid_text,
+    check_torch_storage_pid,
+)
 
 __all__ = ["load_torch_legacy", "load_torch_tar", "load_torch_zip"]
 
@@ -134,6 +140,51 @@ def _pid_checker(torch: Any, length: int) -> Callable[[object, ImportGuard], Non
             )
         if pid[4] < 0:
             raise guard.refuse("persistent-id", f"storage of {pid[4]} elements", None)
+
+    return check
+
+
+def _is_module_id(pid: object) -> bool:
+    """A full-module id's shape: `('module', ...)` (the types are checked first: an
+    object's own __eq__ could run)."""
+    return type(pid) is tuple and len(pid) == 4 and type(pid[0]) is str and pid[0] == "module"
+
+
+def _legacy_pid_checker(torch: Any) -> Callable[[object, ImportGuard], None]:
+    """A storage id of the legacy format, or a full-module id as the scan accepts it.
+
+    `('module', cls, source_file, source)`, which legacy `torch.save(model)`
+    writes for each `nn.Module` class: torch's `persistent_load` returns `cls`.
+    Accepted only when `cls` is an object this pickle's guard imported and
+    `Policy.decide` allows it as the walk saw it used (the decision
+    `find_class` made), and both texts are a str or None: the scan's
+    `torch_module_class`. torch compares the saved source with the installed
+    one and warns when they differ; the source is never run, and here never read.
+    """
+    storage = _pid_checker(torch, 6)
+
+    def check(pid: object, guard: ImportGuard) -> None:
+        if not _is_module_id(pid):
+            storage(pid, guard)
+            return
+        assert type(pid) is tuple  # checked above
+        _tag, cls, source_file, source = pid
+        names = set(guard.imported_as(cls))
+        imports = [c for c in guard.plan.calls if (c.module, c.qualname) in names]
+        if not imports:
+            raise guard.refuse(
+                "persistent-id",
+                f"the class {_pid_text(cls)} of a module id is not a global this pickle imported",
+                None,
+            )
+        for call in imports:
+            decision = guard.policy.decide(call.module, call.qualname, call.uses, call.shapes)
+            if not decision.allowed:
+                raise guard.refusal(decision, call.offset, call.raw)
+        if not all(t is None or type(t) is str for t in (source_file, source)):
+            raise guard.refuse(
+                "persistent-id", "a module id whose source file or source is not text", None
+            )
 
     return check
 
@@ -329,6 +380,8 @@ def load_torch_legacy(located: Located, data: Any, policy: Policy, map_location:
 
     def persistent_load(pid: Any) -> Any:
         nonlocal claimed
+        if _is_module_id(pid):
+            return pid[1]  # the class the check accepted, as torch returns it
         # The check has accepted its shape, types, storage type and numel.
         _tag, storage_type, root_key, device, numel, view_metadata = pid
         dtype = _storage_dtype(torch, storage_type)
@@ -375,7 +428,7 @@ def load_torch_legacy(located: Located, data: Any, policy: Policy, map_location:
             objects[view_key] = _typed(torch, typed._untyped_storage[start : start + length], dtype)
         return objects[view_key]
 
-    result = unpickle(3, persistent_load=persistent_load, check_pid=_pid_checker(torch, 6))
+    result = unpickle(3, persistent_load=persistent_load, check_pid=_legacy_pid_checker(torch))
     keys = unpickle(4)
     if type(keys) is not list or any(type(k) is not str for k in keys):
         raise _refuse(policy, "corrupt-container", location, "the storage keys are not strings")

@@ -28,6 +28,7 @@ from .._machine.walker import (
     internal_error_message,
     is_str_const,
     render,
+    torch_module_class,
 )
 from .._names import canonical
 from ..policy import Policy, Rule, Use
@@ -402,6 +403,8 @@ def _persid_findings(
         for offset, pid in walk.persids:
             if torch_ok and _is_torch_storage_pid(data, pid, policy):
                 continue
+            if walk.module_pids and torch_module_class(data, pid) is not None:
+                continue  # the class is judged as the global it is
             pending.append((offset, pid))
     if not pending:
         return []
