@@ -31,7 +31,7 @@ from .load import UnsignedLoadWarning, allowed_globals, dump, guard, load, loads
 from .policy import Policy
 from .report import FileReport, Finding, ScanReport, Severity, Verdict
 from .scan import scan, scan_bytes, scan_file
-from .sign import TrustStore, Verified, load_signer, sign, verify
+from .sign import SigstoreTrust, TrustStore, Verified, load_signer, sign, verify
 
 __version__ = "0.1.0"
 
@@ -45,6 +45,7 @@ __all__ = [
     "ScanReport",
     "Severity",
     "SignatureError",
+    "SigstoreTrust",
     "TrustStore",
     "UnsafeFileError",
     "UnsignedLoadWarning",

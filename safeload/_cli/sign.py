@@ -33,13 +33,16 @@ from ..errors import (
     MissingSignatureError,
     SafeloadError,
     SignatureError,
+    SigstoreIdentityError,
     SubjectMismatchError,
+    TransparencyLogError,
     UnexpectedVersionError,
     UnknownKeyError,
     UnsignedFileError,
     UnsupportedSignatureError,
+    UntrustedCertificateError,
 )
-from ..sign import Authenticated, Verified, sign
+from ..sign import Authenticated, SigstoreTrust, Verified, sign
 from ..sign._keys import (
     KEY_TYPES,
     HmacSigner,
@@ -65,7 +68,10 @@ _REASONS: tuple[tuple[type[SignatureError], str, str], ...] = (
     (MissingSignatureError, "missing-signature", "missing signature"),
     (MalformedSignatureError, "malformed-signature", "malformed signature"),
     (UnsupportedSignatureError, "unsupported-signature", "unsupported signature"),
+    (SigstoreIdentityError, "identity-mismatch", "another signer identity or issuer"),
+    (UntrustedCertificateError, "untrusted-certificate", "untrusted signing certificate"),
     (UnknownKeyError, "unknown-key", "unknown key"),
+    (TransparencyLogError, "transparency-log", "not proven in the transparency log"),
     (InvalidSignatureError, "invalid-signature", "invalid signature"),
     (SubjectMismatchError, "subject-mismatch", "signature of another artifact"),
     (UnexpectedVersionError, "unexpected-version", "not the pinned version"),
@@ -173,7 +179,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="verify a signed model file or directory",
         description="Check PATH against PATH.sig: the signature must come from a trusted key, "
         "name PATH (its signed subject), and every file must match, none missing and none "
-        "added. Also accepts `model_signing sign key` bundles.",
+        "added. Also accepts `model_signing sign key` and `certificate` bundles, and "
+        "`sigstore` ones offline (--sigstore-root, --identity, --issuer).",
         epilog="exit codes: 0 verified, 1 not verified, 2 usage, I/O or internal error",
     )
     verifier.add_argument(
@@ -200,6 +207,23 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         type=Path,
         metavar="PEM",
         help="trust certificate bundles whose chain leads to a CA certificate in PEM; repeatable",
+    )
+    sigstore = verifier.add_argument_group(
+        "Sigstore bundles",
+        "verify `model_signing sign sigstore` bundles offline, against a trusted root; the "
+        "signer's identity and OIDC issuer must both match exactly",
+    )
+    sigstore.add_argument(
+        "--sigstore-root",
+        type=Path,
+        metavar="JSON",
+        help="Sigstore trusted_root.json (or a client trust config holding one)",
+    )
+    sigstore.add_argument(
+        "--identity", metavar="ID", help="expected signer: the certificate's email or URI"
+    )
+    sigstore.add_argument(
+        "--issuer", metavar="URL", help="expected OIDC issuer of the signer's identity"
     )
     verifier.add_argument(
         "--ignore-unsigned-files",
@@ -384,12 +408,22 @@ def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.signature is not None and len(args.paths) > 1:
         _say(err, "safeload: error: --signature names the signature of one PATH; give one PATH")
         return EXIT_ERROR
+    given = [args.sigstore_root is not None, args.identity is not None, args.issuer is not None]
+    if any(given) and not all(given):
+        _say(err, "safeload: error: --sigstore-root, --identity and --issuer go together")
+        return EXIT_ERROR
+    sigstore = (
+        SigstoreTrust.load(args.sigstore_root, identity=args.identity, issuer=args.issuer)
+        if args.sigstore_root is not None
+        else None
+    )
     with _warnings_to(err):
         trust = TrustStore.load(
             keys=args.key,
             trust_dir=args.trust_dir,
             hmac_env=args.hmac_key_env,
             ca_certs=args.ca_cert,
+            sigstore=sigstore,
         )
     results = [_verify_one(path, trust, args) for path in args.paths]
     if args.format == "json":

@@ -13,6 +13,10 @@ A signature is a detached sidecar, `<artifact>.sig` (for a directory `DIR`,
   safeload (model-signing 1.1.1 cannot verify Ed25519).
 * A key with a certificate (`certify`) writes model-signing's "certificate"
   bundle, verified through its chain up to a trusted CA.
+* A Sigstore (keyless) bundle of `model_signing sign sigstore` verifies
+  offline against a Sigstore trusted root and the expected signer:
+  `TrustStore(sigstore=SigstoreTrust.load("trusted_root.json", identity=...,
+  issuer=...))`. safeload does not sign with Sigstore.
 * **HMAC-SHA256** in a bare DSSE envelope with `keyid: "hmac-sha256:<kid>"`,
   safeload-only, for a single team or CI: whoever can verify can also sign.
 
@@ -33,11 +37,14 @@ from ..errors import (
     MissingSignatureError,
     SignatureError,
     SigningError,
+    SigstoreIdentityError,
     SubjectMismatchError,
+    TransparencyLogError,
     UnexpectedVersionError,
     UnknownKeyError,
     UnsignedFileError,
     UnsupportedSignatureError,
+    UntrustedCertificateError,
 )
 from ._bytes import PendingCheck
 from ._keys import (
@@ -58,6 +65,7 @@ from ._keys import (
 )
 from ._paths import SignatureLocation, locate_signature, signature_path
 from ._signing import envelope_for_file, sign
+from ._sigstore import SigstoreTrust
 from ._statement import Resource, Statement
 from ._verify import (
     MAX_SIGNATURE_FILE,
@@ -91,13 +99,17 @@ __all__ = [
     "SignatureLocation",
     "Signer",
     "SigningError",
+    "SigstoreIdentityError",
+    "SigstoreTrust",
     "Statement",
     "SubjectMismatchError",
+    "TransparencyLogError",
     "TrustStore",
     "UnexpectedVersionError",
     "UnknownKeyError",
     "UnsignedFileError",
     "UnsupportedSignatureError",
+    "UntrustedCertificateError",
     "Verified",
     "authenticate",
     "certify",
