@@ -30,7 +30,7 @@ from .errors import (
 from .load import UnsignedLoadWarning, allowed_globals, dump, guard, load, loads
 from .policy import Policy
 from .report import FileReport, Finding, ScanReport, Severity, Verdict
-from .scan import scan, scan_bytes, scan_file
+from .scan import scan, scan_bytes, scan_file, scan_many
 from .sign import SigstoreTrust, TrustStore, Verified, load_signer, sign, verify
 
 __version__ = "0.1.0"
@@ -62,6 +62,7 @@ __all__ = [
     "scan",
     "scan_bytes",
     "scan_file",
+    "scan_many",
     "sign",
     "verify",
 ]

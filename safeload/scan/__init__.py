@@ -15,8 +15,18 @@ from ..policy import Policy
 from ..report import ScanReport
 from ._batch import scan_paths
 from ._core import default_policy, scan_bytes, scan_file
+from ._dask import BatchProgress, BatchSummary, scan_many
 
-__all__ = ["DEFAULT_MAX_OPCODES", "default_policy", "scan", "scan_bytes", "scan_file"]
+__all__ = [
+    "DEFAULT_MAX_OPCODES",
+    "BatchProgress",
+    "BatchSummary",
+    "default_policy",
+    "scan",
+    "scan_bytes",
+    "scan_file",
+    "scan_many",
+]
 
 
 def scan(

@@ -1,0 +1,426 @@
+"""Batch scans fanned out over a Dask cluster: `scan_many` (`safeload scan --engine dask`).
+
+The client walks the sources with the local scan's discovery rules
+(`_batch.walk`), submits files in small batches with a bounded number in
+flight, and appends each file's result to a JSON Lines file as it arrives
+(`_jsonl`). Nothing grows with the number of files on the client but the
+resume index, so a night's run over a million files is bounded.
+
+Workers are dask.distributed's: a worker that dies (the OOM killer, a node
+lost) has its tasks rerun elsewhere by the scheduler. A task whose workers
+die `allowed-failures` times fails with `KilledWorker`; a batch of several
+files is then split and each file retried alone, and a single file that
+still kills its worker is reported as invalid (SL312 internal-error), never
+dropped. dask is imported only here, and only when a scan asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._machine.walker import DEFAULT_MAX_OPCODES
+from ..errors import ScanInputError
+from ..policy import Policy
+from ..report import FileReport, Verdict
+from . import _jsonl
+from ._batch import walk
+from ._core import default_policy, scan_file
+from ._judge import internal_error, structural, verdict_of
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["BatchProgress", "BatchSummary", "scan_many"]
+
+BATCH_FILES = 32
+"""Files per task: one scan of a small pickle takes about a millisecond, as long
+as the scheduler's own cost of a task, so small files travel together."""
+
+BATCH_BYTES = 8 << 20
+"""A batch closes at this many bytes: a large checkpoint is a task of its own."""
+
+IN_FLIGHT_PER_THREAD = 16
+"""Tasks submitted ahead per worker thread: enough that no worker waits for the
+client, few enough that the client holds a bounded number of futures."""
+
+ALLOWED_FAILURES = 3
+"""Worker deaths a task may see before it is given up (the LocalCluster
+scheduler's `distributed.scheduler.allowed-failures`; a cluster given with
+`client=` or `--scheduler` keeps its own setting)."""
+
+ERRORS_KEPT = 100
+"""Unreadable paths kept in the summary for the CLI to show; all are in the file."""
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Passed to `scan_many`'s `progress` callback after each finished task."""
+
+    files_done: int
+    bytes_done: int
+    files_found: int
+    """Files found so far; final once `walk_done`."""
+    bytes_found: int
+    walk_done: bool
+    resumed: int
+    """Files skipped because the results file already holds them."""
+    elapsed: float
+
+
+@dataclass
+class BatchSummary:
+    """What a `scan_many` run wrote: counts only (the results are in the JSON Lines file)."""
+
+    jsonl: Path
+    verdicts: dict[Verdict, int] = field(default_factory=lambda: dict.fromkeys(Verdict, 0))
+    """Per verdict, over this run's files and the resumed ones."""
+    files: int = 0
+    resumed: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    errors: int = 0
+    error_sample: dict[str, str] = field(default_factory=dict)
+    """The first `ERRORS_KEPT` unreadable paths and why."""
+    skip_reasons: dict[str, str] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def safe(self) -> bool:
+        """True when every file is safe and nothing failed to read."""
+        return not self.errors and self.verdicts[Verdict.SAFE] == self.files
+
+
+@dataclass(frozen=True)
+class _Item:
+    identity: _jsonl.Identity
+    source: str
+    """What the worker opens: the path or URL as given."""
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    path: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    path: str
+    reason: str
+
+
+_Walked = _Item | _Skipped | _Unreadable
+
+
+def scan_many(
+    sources: Iterable[str | os.PathLike[str]],
+    policy: Policy | None = None,
+    *,
+    jsonl: str | os.PathLike[str],
+    client: Client | None = None,
+    workers: int | None = None,
+    resume: bool = False,
+    max_opcodes: int = DEFAULT_MAX_OPCODES,
+    exclude: Sequence[str] = (),
+    exclude_base: Path | None = None,
+    sniff_named: bool = False,
+    follow_symlinks: bool = False,
+    progress: Callable[[BatchProgress], None] | None = None,
+) -> BatchSummary:
+    """Scan files and directories on a Dask cluster, one JSON line per file in `jsonl`.
+
+    `client` is a connected `distributed.Client`; without it a `LocalCluster`
+    of `workers` processes (default: one per core, one thread each) is
+    started for this run and closed after it. Directories are walked with the
+    rules of `safeload.scan` (extensions and content sniffing, `exclude`,
+    symlinks). With `resume`, files whose path, size and mtime (or ETag)
+    match a line already in `jsonl` are not scanned again; otherwise `jsonl`
+    is started anew. Never prints: `progress` gets a `BatchProgress`.
+    """
+    policy = policy or default_policy()
+    out = Path(jsonl)
+    index = _jsonl.Index.read(out) if resume else _jsonl.Index()
+    items = _items(
+        sources,
+        exclude=exclude,
+        exclude_base=exclude_base,
+        sniff_named=sniff_named,
+        follow_symlinks=follow_symlinks,
+    )
+    with _jsonl.Writer(out, resume_from=index.valid_end if resume else None) as writer:
+        run = _Run(out, policy, max_opcodes, writer, index, progress)
+        if client is not None:
+            run.drive(client, items)
+        else:
+            with _local_client(workers) as own:
+                run.drive(own, items)
+    return run.summary
+
+
+def _distributed() -> Any:
+    """dask.distributed, imported only when a scan asks for it (partly typed: used as Any)."""
+    import importlib
+
+    try:
+        return importlib.import_module("distributed")
+    except ImportError as exc:
+        raise ScanInputError(
+            "scanning on a Dask cluster needs dask.distributed: pip install 'safeload[dask]'"
+        ) from exc
+
+
+class _local_client:
+    """A LocalCluster for one run: processes, one thread each (scans hold the GIL)."""
+
+    def __init__(self, workers: int | None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+
+    def __enter__(self) -> Any:
+        import logging
+
+        import dask
+
+        distributed = _distributed()
+        with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+            self.cluster = distributed.LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+        self.client = distributed.Client(self.cluster)
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+        self.cluster.close()
+
+
+class _Run:
+    """The client's side of one run: submit, collect, write, count."""
+
+    def __init__(
+        self,
+        out: Path,
+        policy: Policy,
+        max_opcodes: int,
+        writer: _jsonl.Writer,
+        index: _jsonl.Index,
+        progress: Callable[[BatchProgress], None] | None,
+    ) -> None:
+        self.summary = BatchSummary(jsonl=out)
+        self.policy = policy
+        self.max_opcodes = max_opcodes
+        self.writer = writer
+        self.index = index
+        self.progress = progress
+        self.started = time.monotonic()
+        self.found = 0
+        self.bytes_found = 0
+        self.walk_done = False
+
+    def drive(self, client: Any, items: Iterator[_Walked]) -> None:
+        threads = sum(client.nthreads().values()) or 1
+        window = max(2, IN_FLIGHT_PER_THREAD * threads)
+        # The policy (allow packs and rules, about half a megabyte) is built once
+        # per worker by a task of its own, not shipped with every batch. Not
+        # scattered: a task's result is recomputed if every worker holding it
+        # dies, scattered data would be lost.
+        policy = client.submit(_policy_from, pickle.dumps(self.policy), pure=False)
+        # Results are fetched in the background as tasks finish: asking for each
+        # one after it is done would cost a round trip to the worker per task.
+        pending = _distributed().as_completed(with_results=True, raise_errors=False)
+        flight: dict[str, list[_Item]] = {}
+
+        def submit(batch: list[_Item]) -> None:
+            future = client.submit(
+                _scan_batch,
+                [item.source for item in batch],
+                policy,
+                self.max_opcodes,
+                pure=False,
+                key=f"safeload-scan-{os.urandom(8).hex()}",
+            )
+            flight[future.key] = batch
+            pending.add(future)
+
+        def collect_one() -> None:
+            future, result = next(pending)
+            batch = flight.pop(future.key)
+            self.finish(future, result, batch, submit)
+
+        for batch in self.batches(items):
+            submit(batch)
+            while len(flight) >= window:
+                collect_one()
+        self.walk_done = True
+        while flight:
+            collect_one()
+        policy.release()
+        self.summary.elapsed = time.monotonic() - self.started
+        self.report()
+
+    def batches(self, items: Iterator[_Walked]) -> Iterator[list[_Item]]:
+        """Files still to scan, grouped; resumed, skipped and unreadable ones are counted here."""
+        batch: list[_Item] = []
+        size = 0
+        for item in items:
+            if isinstance(item, _Skipped):
+                self.summary.skipped += 1
+                if item.reason and len(self.summary.skip_reasons) < ERRORS_KEPT:
+                    self.summary.skip_reasons[item.path] = item.reason
+                continue
+            if isinstance(item, _Unreadable):
+                self.error(_jsonl.Identity(item.path, None), item.reason)
+                continue
+            self.found += 1
+            self.bytes_found += item.identity.size or 0
+            done = self.index.verdict(item.identity)
+            if done is not None:
+                self.summary.resumed += 1
+                self.summary.files += 1
+                self.summary.bytes += item.identity.size or 0
+                self.summary.verdicts[done] += 1
+                continue
+            batch.append(item)
+            size += item.identity.size or 0
+            if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def finish(
+        self, future: Any, result: Any, batch: list[_Item], submit: Callable[[list[_Item]], None]
+    ) -> None:
+        if future.status == "finished":
+            for item, one in zip(batch, result, strict=True):
+                if isinstance(one, dict):
+                    self.file(_jsonl.file_line(one, item.identity), item)
+                else:
+                    self.error(item.identity, one)
+        elif len(batch) > 1:
+            # Which file killed the workers? Retry each alone, so only that one is lost.
+            for item in batch:
+                submit([item])
+            return
+        else:
+            self.lost(batch[0], future.status, result)
+        future.release()
+        self.report()
+
+    def file(self, line: dict[str, Any], item: _Item) -> None:
+        self.writer.write(line)
+        self.summary.files += 1
+        self.summary.bytes += item.identity.size or 0
+        self.summary.verdicts[Verdict(line["verdict"])] += 1
+
+    def error(self, identity: _jsonl.Identity, reason: str) -> None:
+        self.writer.write(_jsonl.error_line(identity, reason))
+        self.summary.errors += 1
+        if len(self.summary.error_sample) < ERRORS_KEPT:
+            self.summary.error_sample[identity.path] = reason
+
+    def lost(self, item: _Item, status: str, result: Any) -> None:
+        """A file whose task failed for good: invalid, with the reason (SL312)."""
+        # An errored task's result is (type, exception, traceback); a cancelled one's the error.
+        problem = result[1] if isinstance(result, tuple) and len(result) == 3 else result
+        if isinstance(problem, BaseException):
+            what = f"{type(problem).__name__}: {problem}"
+        else:
+            what = f"task {status}"
+        message = (
+            f"internal error while scanning this file on the cluster ({what}); nothing was verified"
+        )
+        finding = structural(self.policy, "internal-error", message, item.identity.path, None)
+        report = FileReport(
+            path=item.identity.path,
+            verdict=verdict_of([finding]),
+            format="unknown",
+            findings=(finding,),
+            size=item.identity.size or 0,
+        )
+        self.file(_jsonl.file_line(report.to_json(), item.identity), item)
+
+    def report(self) -> None:
+        if self.progress is None:
+            return
+        self.progress(
+            BatchProgress(
+                files_done=self.summary.files,
+                bytes_done=self.summary.bytes,
+                files_found=self.found,
+                bytes_found=self.bytes_found,
+                walk_done=self.walk_done,
+                resumed=self.summary.resumed,
+                elapsed=time.monotonic() - self.started,
+            )
+        )
+
+
+def _items(
+    sources: Iterable[str | os.PathLike[str]],
+    *,
+    exclude: Sequence[str],
+    exclude_base: Path | None,
+    sniff_named: bool,
+    follow_symlinks: bool,
+) -> Iterator[_Walked]:
+    """Files to scan, with their identity; skipped and unreadable paths."""
+    paths = (Path(s) for s in sources)
+    for found in walk(
+        paths,
+        exclude=exclude,
+        exclude_base=exclude_base,
+        sniff_named=sniff_named,
+        follow_symlinks=follow_symlinks,
+    ):
+        if found.kind == "skip":
+            yield _Skipped(found.path, found.reason)
+        elif found.kind == "error":
+            yield _Unreadable(found.path, found.reason or "cannot read")
+        else:
+            yield _stat(found.path)
+
+
+def _stat(path: str) -> _Item:
+    try:
+        st = os.stat(path)
+    except OSError:
+        # The worker's scan says why it cannot be read; never resumed.
+        return _Item(_jsonl.Identity(path, None), path)
+    return _Item(_jsonl.Identity(path, st.st_size, st.st_mtime_ns), path)
+
+
+# -- on the workers ------------------------------------------------------------------
+
+
+def _policy_from(data: bytes) -> Policy:
+    policy = pickle.loads(data)  # the client's own Policy object, pickled by the client
+    assert isinstance(policy, Policy)
+    return policy
+
+
+def _scan_batch(sources: list[str], policy: Policy, max_opcodes: int) -> list[dict[str, Any] | str]:
+    """Each file's report object, or why it could not be read."""
+    return [_scan_one(source, policy, max_opcodes) for source in sources]
+
+
+def _scan_one(source: str, policy: Policy, max_opcodes: int) -> dict[str, Any] | str:
+    try:
+        return scan_file(source, policy, max_opcodes=max_opcodes).to_json()
+    except ScanInputError as exc:
+        text = exc.diagnostics()
+        return text[len(source) + 2 :] if text.startswith(f"{source}: ") else text
+    except Exception as exc:  # the last resort: one file's bug never stops the batch
+        finding = internal_error(policy, exc, source)
+        return FileReport(
+            path=source, verdict=verdict_of([finding]), format="unknown", findings=(finding,)
+        ).to_json()
