@@ -236,6 +236,11 @@ class Decision:
         return f"Decision({self.name!r}, {self.verdict.value}{rule})"
 
 
+FAIL_ON_LEVELS = ("dangerous", "unknown", "not-a-pickle")
+"""`scan --fail-on` / `fail-on` under [tool.safeload]: the mildest verdict that fails
+(`not-a-pickle` is what `--strict` sets)."""
+
+
 @dataclass(frozen=True)
 class UserConfig:
     """Settings from `[tool.safeload]` in a project's pyproject.toml."""
@@ -284,8 +289,11 @@ class UserConfig:
         exclude = _str_list(table.get("exclude", []), f"{path}: tool.safeload.exclude")
         trust = _str_list(table.get("trust", []), f"{path}: tool.safeload.trust")
         fail_on = table.get("fail-on")
-        if fail_on is not None and fail_on not in ("dangerous", "unknown"):
-            raise PolicyError(f"{path}: tool.safeload.fail-on must be 'dangerous' or 'unknown'")
+        if fail_on is not None and fail_on not in FAIL_ON_LEVELS:
+            raise PolicyError(
+                f"{path}: tool.safeload.fail-on must be one of "
+                + ", ".join(repr(level) for level in FAIL_ON_LEVELS)
+            )
         for name in allow:
             _check_global(name, f"{path}: tool.safeload.allow")
         cost = table.get("max-load-cost")
@@ -608,7 +616,10 @@ def _parse_rule(raw: object, where: str, *, builtin: bool) -> Rule:
     except ValueError as exc:
         raise PolicyError(f"{where}: rule {rid}: bad severity {raw.get('severity')!r}") from exc
     verdict_text = raw.get("verdict", "dangerous")
-    if verdict_text not in ("dangerous", "invalid", "unknown", "none"):
+    # `not-a-pickle` describes a file, never a global: only SL305 decides it.
+    if verdict_text not in ("dangerous", "invalid", "unknown", "none") and not (
+        builtin and verdict_text == "not-a-pickle"
+    ):
         raise PolicyError(f"{where}: rule {rid}: bad verdict {verdict_text!r}")
     verdict = None if verdict_text == "none" else Verdict(verdict_text)
     texts = {}

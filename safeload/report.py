@@ -9,9 +9,18 @@ from typing import Any
 
 
 class Verdict(enum.Enum):
-    """A file's verdict. Only `SAFE` means every global is on an allowlist."""
+    """A file's verdict. Only `SAFE` means every global is on an allowlist.
+
+    `NOT_A_PICKLE`: every loader that could be pointed at the file (pickle,
+    joblib, numpy, pandas, torch) fails on it before importing, calling or
+    building anything, and it holds no container a loader reads (a JSON config,
+    a SentencePiece model, a CSV, an image). Nothing in it can run, but it is no
+    model either: the guarded loader refuses it, and `scan --strict` fails on it.
+    It ranks between `SAFE` and `UNKNOWN`.
+    """
 
     SAFE = "safe"
+    NOT_A_PICKLE = "not-a-pickle"
     UNKNOWN = "unknown"
     INVALID = "invalid"
     DANGEROUS = "dangerous"
@@ -27,7 +36,17 @@ class Verdict(enum.Enum):
         return max(verdicts, key=_RANK.__getitem__, default=Verdict.SAFE)
 
 
-_RANK = {Verdict.SAFE: 0, Verdict.UNKNOWN: 1, Verdict.INVALID: 2, Verdict.DANGEROUS: 3}
+_RANK = {
+    Verdict.SAFE: 0,
+    Verdict.NOT_A_PICKLE: 1,
+    Verdict.UNKNOWN: 2,
+    Verdict.INVALID: 3,
+    Verdict.DANGEROUS: 4,
+}
+
+CONTRACT_VERSION = 2
+"""Version of the JSON contract (`ScanReport.to_json`). 2 added the `not-a-pickle`
+verdict (and its count in `summary`); 1 had safe, unknown, invalid, dangerous."""
 
 
 class Severity(enum.Enum):
@@ -91,7 +110,9 @@ class FileReport:
     path: str
     verdict: Verdict
     format: str
-    """What the bytes were read as, e.g. `pickle`, `pickle+zip`."""
+    """What the bytes were read as, e.g. `pickle`, `pickle+zip`; for a `not-a-pickle`
+    file, the format its content was recognized as (`json`, `protobuf`, `text`,
+    `text+gzip`, ...) or `data`."""
     findings: tuple[Finding, ...]
     size: int = 0
     pickles: int = 0
@@ -159,7 +180,7 @@ class ScanReport:
     def to_json(self) -> dict[str, Any]:
         """The versioned JSON contract."""
         return {
-            "version": 1,
+            "version": CONTRACT_VERSION,
             "files": [f.to_json() for f in self.files],
             "summary": self.summary(),
             "errors": dict(self.errors),

@@ -136,11 +136,11 @@ def test_one_bad_file_among_many_fails(
 def test_json_contract(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     code, report = run_json(capsys, str(files["dangerous"]), str(files["safe"]))
     assert code == 1
-    assert report["version"] == 1
+    assert report["version"] == 2
     assert isinstance(report["summary"], dict)
     for f in report["files"]:
         assert isinstance(f["path"], str)
-        assert f["verdict"] in ("safe", "unknown", "dangerous", "invalid")
+        assert f["verdict"] in ("safe", "not-a-pickle", "unknown", "dangerous", "invalid")
         assert isinstance(f["format"], str)
         for finding in f["findings"]:
             assert isinstance(finding["rule"], str)
@@ -528,9 +528,12 @@ def test_sniff_chooses_named_files_by_content(
     assert [Path(f["path"]).name for f in report["files"]] == ["benign.pkl", "weights.txt"]
     assert report["summary"]["skipped"] == 1
     assert report["skipped"] == [str(notes)]
-    # Without --sniff a named text file is scanned, and is not a pickle.
-    assert main(["scan", str(notes)]) == 1
-    assert "SL30" in capsys.readouterr().out
+    # Without --sniff a named text file is scanned, and is not a pickle: exit 0
+    # unless --strict.
+    assert main(["scan", str(notes)]) == 0
+    assert "NOT-A-PICKLE (text)" in capsys.readouterr().out
+    assert main(["scan", "--strict", str(notes)]) == 1
+    assert "SL305" in capsys.readouterr().out
 
 
 def test_signing_commands_are_wired_in(

@@ -129,11 +129,12 @@ def test_json_matches_the_contract(policy: Policy) -> None:
         skipped=("notes.txt",),
     )
     data = json.loads(json_render.render(report))
-    assert data["version"] == 1
+    assert data["version"] == 2
     assert set(data) >= {"version", "files", "summary"}
     assert data["skipped"] == ["notes.txt"]
     assert data["summary"] == {
         "safe": 1,
+        "not-a-pickle": 0,
         "unknown": 0,
         "invalid": 0,
         "dangerous": 1,

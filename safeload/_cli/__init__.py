@@ -1,7 +1,7 @@
 """The `safeload` command: the only module that writes to stdout or stderr.
 
-Exit codes: 0 every file is safe, 1 some file is not (see `--fail-on`),
-2 usage, configuration or I/O error.
+Exit codes: 0 every file is safe (or not-a-pickle), 1 some file is not (see
+`--fail-on`, `--strict`), 2 usage, configuration or I/O error.
 """
 
 from __future__ import annotations
@@ -45,9 +45,13 @@ PROGRESS_MIN_FILES = 20
 """A progress bar is drawn (on a terminal) only for at least this many files."""
 
 _FAILING = {
+    "not-a-pickle": frozenset(
+        {Verdict.NOT_A_PICKLE, Verdict.UNKNOWN, Verdict.INVALID, Verdict.DANGEROUS}
+    ),
     "unknown": frozenset({Verdict.UNKNOWN, Verdict.INVALID, Verdict.DANGEROUS}),
     "dangerous": frozenset({Verdict.INVALID, Verdict.DANGEROUS}),
 }
+"""The verdicts each `--fail-on` level fails on (`policy.FAIL_ON_LEVELS`)."""
 
 
 def entry() -> None:
@@ -94,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Keep pickle-based model files (pickle, joblib, PyTorch, numpy, pandas) "
         "safe to load. `scan` reads a file's opcodes and reports every global it would import "
         "or call, without running anything: safe (every global allowlisted), unknown, invalid "
-        "or dangerous. `rules` lists the rules behind the findings and suggests allow entries "
+        "or dangerous, or not-a-pickle for files no loader unpickles. `rules` lists the rules behind the findings and suggests allow entries "
         "for files you trust. `keygen`, `sign` and `verify` sign model files and check "
         "signatures (OpenSSF model-signing format); `check-signatures` checks many files "
         "against the keys a repository trusts (the safeload-verify hook). `demo` shows all "
@@ -112,8 +116,8 @@ def _parser() -> argparse.ArgumentParser:
         help="scan files and directories",
         description="Scan files and directories (recursively). Named files are always scanned; "
         "in directories, files are chosen by extension and content.",
-        epilog="exit codes: 0 all files safe, 1 a file is not safe (see --fail-on), "
-        "2 usage, configuration or I/O error",
+        epilog="exit codes: 0 all files safe or not-a-pickle, 1 a file is not safe (see "
+        "--fail-on, --strict), 2 usage, configuration or I/O error",
     )
     scan.add_argument(
         "paths",
@@ -130,8 +134,16 @@ def _parser() -> argparse.ArgumentParser:
         "--fail-on",
         choices=sorted(_FAILING),
         default=None,
-        help="'unknown' (default): fail on any file that is not safe; "
-        "'dangerous': fail only on dangerous or invalid files",
+        help="'unknown' (default): fail on unknown, invalid and dangerous files, not on files "
+        "that are no pickle at all (not-a-pickle: configs, tokenizers, text, images); "
+        "'dangerous': fail only on dangerous or invalid files; 'not-a-pickle': also fail on "
+        "not-a-pickle files (as --strict)",
+    )
+    scan.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on every file that is not safe, not-a-pickle files included "
+        "(--fail-on not-a-pickle)",
     )
     _policy_arguments(scan)
     scan.add_argument(
@@ -346,7 +358,11 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from .baseline import Baseline, ignorable, without
 
     policy, config = _policy(args)
-    fail_on = args.fail_on or (config.fail_on if config else None) or "unknown"
+    fail_on = (
+        "not-a-pickle"
+        if args.strict
+        else args.fail_on or (config.fail_on if config else None) or "unknown"
+    )
     ignored = ignorable(policy, args.ignore)
     baseline = Baseline.read(args.baseline) if args.baseline else None
     paths = [p for p in args.paths if str(p) != "-"]
@@ -440,7 +456,7 @@ def source_root(start: Path) -> Path:
 def _scan_stdin(policy: Policy, args: argparse.Namespace) -> FileReport:
     data = sys.stdin.buffer.read()
     file = scan_bytes(data, policy, location=STDIN, max_opcodes=args.max_opcodes)
-    if args.explain and not file.safe:
+    if args.explain and not file.safe and file.verdict is not Verdict.NOT_A_PICKLE:
         from ..scan._explain import explain_data
 
         explained = explain_data(data, STDIN, max_expansion=policy.max_expansion)
@@ -462,7 +478,7 @@ def _with_explanations(
     from ..scan._explain import explain_file
 
     def one(file: FileReport) -> FileReport:
-        if file.safe:
+        if file.safe or file.verdict is Verdict.NOT_A_PICKLE:  # nothing a loader would run
             return file
         explained = explain_file(Path(file.path), max_expansion=max_expansion)
         return dataclasses.replace(file, explanation=explained)

@@ -27,8 +27,9 @@ from ..report import FileReport, Finding, ScanReport, Verdict
 __all__ = ["BASELINE_VERSION", "Baseline", "ignorable", "without"]
 
 BASELINE_VERSION = 1
-_FORGIVABLE = frozenset({Verdict.UNKNOWN, None})
-"""Verdicts a baseline or --ignore may take away: unknown findings and notes."""
+_FORGIVABLE = frozenset({Verdict.UNKNOWN, Verdict.NOT_A_PICKLE, None})
+"""Verdicts a baseline or --ignore may take away: unknown and not-a-pickle findings
+(which fail only under --strict), and notes."""
 
 
 def ignorable(policy: Policy, names: Iterable[str]) -> frozenset[str]:

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._machine.opcodes import OPCODE_BYTES, starts_with_proto
-from .._machine.walker import StreamAnalysis, analyze, walk_one
+from .._machine.walker import Event, StreamAnalysis, analyze, walk_one
 from . import compress, lfs, safetensors, zipread
 from . import numpy as npy
 from .readings import Compressed, Compression, Format, Note, Reading, ReadingKind, Shape
+from .recognize import DESCRIPTIONS, recognize
 
 __all__ = [
     "DEFAULT_MAX_EXPANSION",
@@ -130,9 +131,21 @@ def _format_of(analysis: StreamAnalysis) -> Format:
 
 
 def scan_pickle(
-    ctx: Ctx, data: Any, start: int, end: int, location: str, *, torch: bool = False
-) -> Format:
-    """The reading of `pickle.load` / `joblib.load` (and torch's legacy stacked format)."""
+    ctx: Ctx,
+    data: Any,
+    start: int,
+    end: int,
+    location: str,
+    *,
+    torch: bool = False,
+    inert: list[Event] | None = None,
+) -> Format | None:
+    """The reading of `pickle.load` / `joblib.load` (and torch's legacy stacked format).
+
+    With `inert`, a stream no unpickler builds anything from (`StreamAnalysis.inert`)
+    is no reading: why it fails goes into `inert`, its opcodes are counted, and
+    None is returned.
+    """
     from . import torch as torch_fmt
 
     if torch_fmt.is_legacy_stacked(data, start, end):
@@ -140,6 +153,10 @@ def scan_pickle(
     analysis = analyze(
         data, start, end, max_opcodes=ctx.opcodes_left, plain_reading=ctx.plain_readers
     )
+    if inert is not None and analysis.inert is not None:
+        ctx.opcodes += analysis.opcodes
+        inert.append(analysis.inert)
+        return None
     add_reading(ctx, analysis, data, start, location, torch=torch)
     return _format_of(analysis)
 
@@ -214,7 +231,15 @@ def scan_blob(
     size = end - start
     if size <= 0:
         if not member:
-            ctx.add("not-a-pickle", "the file is empty", location, 0)
+            # pickle.load raises EOFError before anything else; no loader reads more.
+            what = "the file is empty" if depth == 0 else "the decompressed stream is empty"
+            ctx.add(
+                "not-a-pickle",
+                f"not a pickle in any format: {what}; every loader fails on it at once "
+                "(pickle.load: EOFError)",
+                location,
+                0,
+            )
         return Shape((Format.EMPTY,))
     head = bytes(data[start : start + min(size, HEAD)])
     kind = container_kind(head, size)
@@ -246,10 +271,13 @@ def scan_blob(
     # fail at its first local header (`PK`: PERSID without a persistent_load),
     # and the zip's own members are scanned as members below.
     pickle_end = zip_begin if not embedded and start < zip_begin < end else end
+    inert: list[Event] = []
     if kind is None and (not member or starts_with_proto(head)):
-        # pickle.load's reading; for a top-level file also the fallback that
-        # says why it is no pickle.
-        formats.append(scan_pickle(ctx, data, start, pickle_end, location))
+        # pickle.load's reading, unless every unpickler fails on it before
+        # building anything (`inert`): then the file may be no pickle at all.
+        read = scan_pickle(ctx, data, start, pickle_end, location, inert=inert)
+        if read is not None:
+            formats.append(read)
     elif head[0] in _ANY_OPCODE:
         # Bytes that merely start with an opcode (a pickle need not start with
         # PROTO): a reading only if a pickle completes or imports something.
@@ -273,6 +301,8 @@ def scan_blob(
             location,
             0,
         )
+    if not formats and inert:
+        return Shape((_not_a_pickle(ctx, data, start, end, location, depth, inert[0]),))
     if not formats:
         ctx.add(
             "unscanned-member",
@@ -281,6 +311,24 @@ def scan_blob(
         )
         return Shape((Format.DATA,))
     return Shape(tuple(formats))
+
+
+def _not_a_pickle(
+    ctx: Ctx, data: Any, start: int, end: int, location: str, depth: int, fail: Event
+) -> Format:
+    """SL305: no loader builds anything from these bytes and no container reading
+    holds a pickle; the note names the format recognized by content."""
+    found = recognize(data, start, end)
+    where = "" if depth == 0 else " (of the decompressed bytes)"
+    ctx.add(
+        "not-a-pickle",
+        f"not a pickle in any format: {DESCRIPTIONS[found]}; every loader (pickle, joblib, "
+        f"numpy, pandas, torch) fails on it before importing, calling or building anything: "
+        f"{fail.message}{where}",
+        location,
+        fail.offset if depth == 0 else None,
+    )
+    return found
 
 
 def _tail_zip(data: Any, start: int, end: int, *, exact: bool) -> tuple[zipread.Views, bool] | None:
@@ -354,6 +402,20 @@ def _scan_zip_archive(
                 0,
             )
     if torch_fmt.is_torch_zip(archive):
+        for m in views.torch.members if views.torch is not None else ():
+            if m.error is not None and m.method not in (0, 8) and m.error.endswith(
+                f"compression method {m.method}"
+            ):
+                # miniz inflates stored and deflated entries only: zipfile reads
+                # a bzip2 or lzma entry, torch.load fails on it.
+                ctx.add(
+                    "corrupt-container",
+                    f"torch's zip reader cannot read {m.name!r} (compression method "
+                    f"{m.method}): torch.load fails on this PyTorch archive (the member was "
+                    "scanned as Python's zipfile reads it)",
+                    f"{location}:{m.name}",
+                    m.header_offset,
+                )
         return torch_fmt.scan_zip(ctx, data, archive, location, depth)
     kinds = set()
     for m in archive.members:
@@ -521,14 +583,13 @@ def _joblib_zf(
     if content is None:
         return Format.JOBLIB_ZF
     buf, s, e = content
-    first = walk_one(buf, s, e, ctx.opcodes_left) if e > s else None
-    if first is not None and (starts_with_proto(buf, s, e) or first.complete or first.globals):
-        scan_pickle(ctx, buf, s, e, location)
-    else:
+    inert: list[Event] = []
+    scan_pickle(ctx, buf, s, e, location, inert=inert)
+    if inert:
         ctx.add(
             "not-a-pickle",
-            "a joblib Z-file holding raw array bytes (the companion of a legacy joblib dump); "
-            "no loader unpickles it",
+            "a joblib Z-file holding raw array bytes (the companion of a legacy joblib dump): "
+            f"joblib.load fails on them before building anything ({inert[0].message})",
             location,
             0,
         )

@@ -37,7 +37,20 @@ class Format(enum.Enum):
     SAFETENSORS = "safetensors"
     EMPTY = "empty"
     DATA = "data"
-    """Bytes no loader deserializes (an archive member that is no pickle)."""
+    """Bytes no loader deserializes (an archive member that is no pickle), in no
+    format `recognize` knows."""
+    # What a `not-a-pickle` file holds, recognized by content (`recognize`).
+    JSON = "json"
+    UBJSON = "ubjson"
+    PROTOBUF = "protobuf"
+    ONNX = "onnx"
+    GGUF = "gguf"
+    HDF5 = "hdf5"
+    PNG = "png"
+    JPEG = "jpeg"
+    GIF = "gif"
+    WEBP = "webp"
+    TEXT = "text"
     NESTED = "nested"
     """A container nested too deep to be opened."""
 

@@ -261,6 +261,10 @@ class StreamAnalysis:
     pickles: list[PickleWalk] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     end: int = 0
+    inert: Event | None = None
+    """Set when no unpickler builds anything from this stream (`_inert_failure`):
+    the event says where and why every loader stops. Whether the *file* is then
+    `not-a-pickle` is the locator's call (no container reading may exist)."""
 
     @property
     def globals(self) -> list[GRef]:
@@ -1886,7 +1890,10 @@ def analyze(
     budget = max_opcodes
     pos = start
     if pos >= n:
-        out.events.append(Event("not-a-pickle", start, "input is empty"))
+        # pickle.load raises EOFError ("Ran out of input") before anything else.
+        empty = Event("truncated-pickle", start, "input is empty")
+        out.events.append(empty)
+        out.inert = empty
         return out
     spent = [0, 0]  # resync attempts, bytes walked by them
     first = True
@@ -1934,7 +1941,38 @@ def analyze(
     for walk in list(out.pickles) if plain_reading else ():
         if walk.unpadded:
             _plain_reading(data, walk, n, max(budget, 0), out)
+    out.inert = _inert_failure(data, out, n)
     return out
+
+
+_BREAKS = ("malformed-pickle", "truncated-pickle")
+
+
+def _inert_failure(data: Any, out: StreamAnalysis, n: int) -> Event | None:
+    """The failure of a stream no unpickler builds anything from, or None.
+
+    Every loader unpickles from the start (pickle.load, joblib.load,
+    pandas.read_pickle, np.load's fallback, torch's legacy loader), and CPython's
+    unpickler runs opcode by opcode: it stops for good at the first one that
+    fails. Such a stream is inert when its one walk failed (an unknown opcode,
+    a bad argument, a stack underflow, the end of the data) and everything
+    before the failure only pushed constants or built tuples, lists, dicts and
+    sets of them: no global (GLOBAL, STACK_GLOBAL, INST, EXT), no persistent
+    id, no other event (a call of something that is not a global, a frame
+    violation, a resource limit), and no complete pickle found further on.
+    A stream that opens with a PROTO of a protocol CPython reads declares
+    itself a pickle: its failure is a damaged pickle (truncated, malformed),
+    reported as such and never called inert.
+    """
+    if out.events or len(out.pickles) != 1:
+        return None
+    walk = out.pickles[0]
+    if walk.complete or walk.globals or walk.persids or len(walk.events) != 1:
+        return None
+    fail = walk.events[0]
+    if fail.rule not in _BREAKS or O.starts_with_proto(data, walk.start, n):
+        return None
+    return fail
 
 
 def _plain_reading(data: Any, walk: PickleWalk, n: int, budget: int, out: StreamAnalysis) -> None:

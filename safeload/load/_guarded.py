@@ -171,7 +171,10 @@ def _load_buffer(
             private.fill()
         with locate(data, location, max_expansion=policy.max_expansion) as located:
             findings = judge(located, policy)
-            if verdict_of(findings) is not Verdict.SAFE:
+            verdict = verdict_of(findings)
+            if verdict is Verdict.NOT_A_PICKLE:
+                raise _not_a_pickle(location, located, findings)
+            if verdict is not Verdict.SAFE:
                 raise _unsafe(location, findings)
             obj = _deserialize_checked(located, data, policy, map_location)
         if pending is not None:
@@ -200,6 +203,17 @@ def _signature_first(pending: PendingCheck | None) -> None:
             raise
         except Exception:
             pass
+
+
+def _not_a_pickle(
+    location: str, located: Located, findings: list[Finding]
+) -> UnsupportedFormatError:
+    """A file no loader unpickles (SL305): there is nothing to load, and nothing ran."""
+    first = next(f for f in findings if f.verdict is Verdict.NOT_A_PICKLE)
+    return UnsupportedFormatError(
+        f"{location}: refused to load: {first.message} [{first.rule} {first.rule_name}; "
+        f"read as {located.shape}]. Fix: {first.fix}"
+    )
 
 
 def _unsafe(location: str, findings: list[Finding]) -> UnsafeFileError:

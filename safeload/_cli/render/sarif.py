@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from ... import __version__
 from ...policy import Policy, Rule
-from ...report import FileReport, Finding, ScanReport, Severity
+from ...report import FileReport, Finding, ScanReport, Severity, Verdict
 
 __all__ = ["SCHEMA_URI", "SECURITY_SEVERITY", "render"]
 
@@ -136,7 +136,7 @@ def _result(file: FileReport, f: Finding, index: dict[str, int], base: Path) -> 
         location["logicalLocations"] = [{"fullyQualifiedName": member, "kind": "member"}]
     result: dict[str, Any] = {
         "ruleId": f.rule,
-        "level": "note" if f.verdict is None else _LEVEL[f.severity],
+        "level": _result_level(f),
         "message": {"text": text},
         "locations": [location],
         "partialFingerprints": {_FINGERPRINT_KEY: _fingerprint(f, artifact["uri"], member)},
@@ -144,6 +144,14 @@ def _result(file: FileReport, f: Finding, index: dict[str, int], base: Path) -> 
     if f.rule in index:
         result["ruleIndex"] = index[f.rule]
     return result
+
+
+def _result_level(f: Finding) -> str:
+    """Notes and not-a-pickle findings are `note`: neither fails a scan by default
+    (with --strict the exit code fails it, not the SARIF level)."""
+    if f.verdict is None or f.verdict is Verdict.NOT_A_PICKLE:
+        return "note"
+    return _LEVEL[f.severity]
 
 
 def _fingerprint(f: Finding, uri: str, member: str) -> str:

@@ -16,6 +16,7 @@ __all__ = ["plural", "render", "summary_line"]
 _RESET = "\x1b[0m"
 _VERDICT_STYLE = {
     Verdict.SAFE: "\x1b[32m",
+    Verdict.NOT_A_PICKLE: "\x1b[36m",
     Verdict.UNKNOWN: "\x1b[33m",
     Verdict.INVALID: "\x1b[35m",
     Verdict.DANGEROUS: "\x1b[1;31m",
@@ -24,6 +25,7 @@ _BOLD = "\x1b[1m"
 
 Paint = Callable[[str, str], str]
 _NOT_SAFE = frozenset({Verdict.UNKNOWN, Verdict.INVALID, Verdict.DANGEROUS})
+"""What fails a scan by default (`--fail-on unknown`): not-a-pickle files do not."""
 _DIM = "\x1b[2m"
 
 
