@@ -37,7 +37,12 @@ def scan(
     jobs: int = 1,
     timeout: float | None = None,
 ) -> ScanReport:
-    """Scan a file, a directory (recursively) or an in-memory buffer.
+    """Scan a file, a directory (recursively), an in-memory buffer or a URL.
+
+    A URL (`s3://`, `gs://`, `az://`, `hf://`, `http(s)://`, `file://`: any
+    fsspec URL; `pip install 'safeload[remote]'`) is read in ranges: only the
+    bytes the scan reads are fetched (`FileReport.fetched`). A directory-like
+    URL (a bucket prefix, a repository) is listed and scanned recursively.
 
     Returns data and never prints. A path that cannot be read raises
     `ScanInputError`; everything else, however malformed, is a verdict (a scan
@@ -46,6 +51,10 @@ def scan(
     (SL303); buffers are scanned in this process.
     """
     policy = policy or default_policy()
+    if isinstance(target, str) and "://" in target:
+        from ._remote import scan_target
+
+        return scan_target(target, policy, max_opcodes=max_opcodes)
     if isinstance(target, bytes | bytearray | memoryview):
         return ScanReport(files=(scan_bytes(bytes(target), policy, max_opcodes=max_opcodes),))
     path = Path(target)
