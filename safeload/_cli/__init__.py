@@ -214,6 +214,33 @@ def _parser() -> argparse.ArgumentParser:
         "dangerous or invalid (those are never recorded)",
     )
     scan.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="'local' (default): worker processes on this machine; 'dask': fan the files out "
+        "over a Dask cluster (pip install 'safeload[dask]'), one result line per file in "
+        "--jsonl FILE as files finish, a progress bar on stderr (not with --quiet)",
+    )
+    scan.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="--engine dask: the Dask scheduler to use (tcp://host:8786); default: a local "
+        "cluster of --jobs worker processes",
+    )
+    scan.add_argument(
+        "--jsonl",
+        type=Path,
+        metavar="FILE",
+        help="--engine dask: write each file's result (the JSON report's file object plus "
+        "size, mtime_ns, etag) as one line of FILE",
+    )
+    scan.add_argument(
+        "--resume",
+        action="store_true",
+        help="--engine dask: keep the lines already in --jsonl FILE and scan only files whose "
+        "path, size and mtime or ETag match none of them",
+    )
+    scan.add_argument(
         "--sniff",
         action="store_true",
         help="choose named files as in a directory walk (model extension or pickle/archive "
@@ -363,6 +390,10 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         if args.strict
         else args.fail_on or (config.fail_on if config else None) or "unknown"
     )
+    if args.engine == "dask" or args.jsonl or args.resume or args.scheduler:
+        from .batch import scan_on_cluster
+
+        return scan_on_cluster(args, policy, config, _FAILING[fail_on])
     ignored = ignorable(policy, args.ignore)
     baseline = Baseline.read(args.baseline) if args.baseline else None
     paths = [p for p in args.paths if str(p) != "-"]

@@ -36,7 +36,7 @@ from ._judge import internal_error, structural, verdict_of
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["BatchProgress", "BatchSummary", "scan_many"]
+__all__ = ["BatchProgress", "BatchSummary", "connect", "scan_many"]
 
 BATCH_FILES = 32
 """Files per task: one scan of a small pickle takes about a millisecond, as long
@@ -69,7 +69,8 @@ class BatchProgress:
     bytes_found: int
     walk_done: bool
     resumed: int
-    """Files skipped because the results file already holds them."""
+    """Files skipped because the results file already holds them (counted as done)."""
+    bytes_resumed: int
     elapsed: float
 
 
@@ -83,6 +84,7 @@ class BatchSummary:
     files: int = 0
     resumed: int = 0
     bytes: int = 0
+    bytes_resumed: int = 0
     skipped: int = 0
     errors: int = 0
     error_sample: dict[str, str] = field(default_factory=dict)
@@ -173,6 +175,15 @@ def _distributed() -> Any:
         raise ScanInputError(
             "scanning on a Dask cluster needs dask.distributed: pip install 'safeload[dask]'"
         ) from exc
+
+
+def connect(address: str) -> Any:
+    """A `distributed.Client` of the scheduler at `address` (`tcp://host:8786`)."""
+    distributed = _distributed()
+    try:
+        return distributed.Client(address, timeout="30s")
+    except (OSError, TimeoutError) as exc:
+        raise ScanInputError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
 
 
 class _local_client:
@@ -287,6 +298,7 @@ class _Run:
                 self.summary.resumed += 1
                 self.summary.files += 1
                 self.summary.bytes += item.identity.size or 0
+                self.summary.bytes_resumed += item.identity.size or 0
                 self.summary.verdicts[done] += 1
                 continue
             batch.append(item)
@@ -360,6 +372,7 @@ class _Run:
                 bytes_found=self.bytes_found,
                 walk_done=self.walk_done,
                 resumed=self.summary.resumed,
+                bytes_resumed=self.summary.bytes_resumed,
                 elapsed=time.monotonic() - self.started,
             )
         )
