@@ -123,8 +123,9 @@ def _parser() -> argparse.ArgumentParser:
         "paths",
         nargs="+",
         metavar="PATH",
-        type=Path,
-        help="file or directory; - reads standard input",
+        type=_path_or_url,
+        help="file or directory; - reads standard input; or a URL (s3://, gs://, az://, hf://, "
+        "https://, file://: read in ranges, needs safeload[remote])",
     )
     scan.add_argument(
         "--format", choices=FORMATS, default="text", help="output format (default: text)"
@@ -356,6 +357,14 @@ def _seconds(value: str) -> float:
     return number
 
 
+def _path_or_url(value: str) -> Path | str:
+    """A local path, or a URL kept as text (a Path would fold its `//`)."""
+    scheme, sep, _rest = value.partition("://")
+    if sep and scheme[:1].isalpha() and all(c.isalnum() or c in "+.-" for c in scheme):
+        return value
+    return Path(value)
+
+
 def _positive(value: str) -> int:
     try:
         number = int(value)
@@ -396,8 +405,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         return scan_on_cluster(args, policy, config, _FAILING[fail_on])
     ignored = ignorable(policy, args.ignore)
     baseline = Baseline.read(args.baseline) if args.baseline else None
-    paths = [p for p in args.paths if str(p) != "-"]
-    piped = _scan_stdin(policy, args) if len(paths) != len(args.paths) else None
+    urls = [p for p in args.paths if isinstance(p, str)]
+    paths = [p for p in args.paths if isinstance(p, Path) and str(p) != "-"]
+    piped = _scan_stdin(policy, args) if len(paths) + len(urls) != len(args.paths) else None
     report = scan_paths(
         paths,
         policy,
@@ -412,6 +422,16 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     )
     if args.explain:
         report = _with_explanations(report, args.jobs, policy.max_expansion)
+    if urls:
+        from ..scan._remote import combine, scan_urls
+
+        remote = scan_urls(
+            urls,
+            policy,
+            max_opcodes=args.max_opcodes,
+            exclude=[*(config.exclude if config else ()), *args.exclude],
+        )
+        report = combine(report, remote)
     if piped is not None:
         report = dataclasses.replace(report, files=(piped, *report.files))
     if args.write_baseline is not None:
