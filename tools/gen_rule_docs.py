@@ -23,7 +23,7 @@ DOC = ROOT / "docs" / "rules.md"
 GROUPS = {
     "1": ("Dangerous globals", "Globals that are dangerous by themselves. These rules only *name* and explain danger: a global on no allow pack is already not safe (SL401)."),
     "2": ("Hostile stream constructs", "Opcode patterns that benign pickles never contain."),
-    "3": ("Input that cannot be verified", "Malformed, truncated or oversized input. The verdict is `invalid`: loaders run everything before the point where the scan had to stop."),
+    "3": ("Input that cannot be verified", "Malformed, truncated or oversized input. The verdict is `invalid`: loaders run everything before the point where the scan had to stop. SL305 alone is `not-a-pickle`: input every loader fails on before building anything."),
     "4": ("What the policy cannot vouch for", "Not known to be harmful, but not known to be harmless either: the verdict is `unknown`."),
     "9": ("Notes", "Findings that do not change the verdict."),
 }  # fmt: skip
@@ -56,7 +56,7 @@ The same settings can live in the project's `pyproject.toml` (ignored with `--no
 [tool.safeload]
 allow = ["mylib.models.TinyNet"]
 rules = ["safeload-rules.toml"]   # relative to pyproject.toml
-fail-on = "dangerous"             # or "unknown" (the default)
+fail-on = "dangerous"             # or "unknown" (the default), or "not-a-pickle" (--strict)
 exclude = ["tests/fixtures/*"]    # glob patterns for directory walks
 ```
 """
@@ -102,8 +102,9 @@ def generate(raw: bytes) -> str:
         "",
         "Every finding names one of these rules. IDs are stable and never reused;",
         "a file's verdict is the worst verdict among its findings",
-        "(`dangerous` > `invalid` > `unknown` > `safe`), and a file is `safe` only when",
-        "every global it imports is on an allow pack.",
+        "(`dangerous` > `invalid` > `unknown` > `not-a-pickle` > `safe`), and a file is",
+        "`safe` only when every global it imports is on an allow pack. `not-a-pickle`",
+        "(SL305) fails a scan only with `--strict`.",
         "",
         "| ID | Name | Severity | Verdict | Summary |",
         "| --- | --- | --- | --- | --- |",
