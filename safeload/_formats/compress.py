@@ -15,6 +15,7 @@ import bz2
 import io
 import lzma
 import os
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Generator
@@ -281,13 +282,23 @@ _MAKERS: dict[str, Callable[[], Any]] = {
     "bz2": bz2.BZ2Decompressor,
     "xz": lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=LZMA_MEMLIMIT),
     "lzma": lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE, memlimit=LZMA_MEMLIMIT),
+    # Zip members (methods 12 and 14), as `zipfile` reads them: one stream each.
+    "zip-bzip2": bz2.BZ2Decompressor,
 }
+ZIP_METHODS = {8: "deflate", 12: "zip-bzip2", 14: "zip-lzma"}
+"""Zip compression methods `zipfile` (numpy.load, pandas) decompresses, by kind."""
 _MULTI = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "xz": b"\xfd7zXZ\x00"}
 """Formats whose readers (GzipFile, BZ2File, LZMAFile) continue into a next stream."""
 
 
 def _chunks_stdlib(
-    kind: str, data: Any, start: int, end: int, rest: list[int], room: Callable[[], int]
+    kind: str,
+    data: Any,
+    start: int,
+    end: int,
+    rest: list[int],
+    room: Callable[[], int],
+    make: Callable[[], Any] | None = None,
 ) -> Generator[bytes, None, None]:
     """Decompress with the stdlib's incremental objects; output in chunks of at most
     `room()` bytes, asked before each step (so a limit is never overshot by a chunk).
@@ -296,7 +307,7 @@ def _chunks_stdlib(
     beginning is still scanned.
     """
     is_zlib = kind in ("zlib", "deflate", "gzip")
-    dec = _MAKERS[kind]()
+    dec = (make or _MAKERS[kind])()
     pos = start
     inp = b""
     while True:
@@ -336,6 +347,29 @@ def _chunks_stdlib(
     raise EOFError("the compressed stream is truncated")
 
 
+def _zip_lzma(data: Any, start: int, end: int) -> tuple[Callable[[], Any], int]:
+    """The raw LZMA decoder of a zip member (method 14) and where its stream starts.
+
+    As `zipfile.LZMADecompressor`: a 2-byte version, a 2-byte length, that many
+    bytes of LZMA1 properties, then the raw stream. A raw decoder takes no
+    memory limit, so the dictionary the properties ask for is bounded here.
+    """
+    if end - start < 4:
+        raise ValueError("the lzma zip member's header is truncated")
+    (psize,) = struct.unpack("<H", bytes(data[start + 2 : start + 4]))
+    if end - start <= 4 + psize:
+        raise ValueError("the lzma zip member's properties are truncated")
+    props = bytes(data[start + 4 : start + 4 + psize])
+    decode = lzma._decode_filter_properties  # type: ignore[attr-defined]  # as zipfile
+    filt = decode(lzma.FILTER_LZMA1, props)
+    if filt.get("dict_size", 0) > LZMA_MEMLIMIT:
+        raise ValueError(
+            f"the lzma zip member asks for a {filt['dict_size']}-byte dictionary, more than "
+            f"the {size_text(LZMA_MEMLIMIT)} allowed"
+        )
+    return (lambda: lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[filt])), start + 4 + psize
+
+
 def _nonzero(data: Any, a: int, b: int) -> int:
     count = 0
     for i in range(a, b, _CHUNK):
@@ -353,9 +387,13 @@ def expand(
     stack: ExitStack,
     *,
     budget: Budget | None = None,
+    want: int | None = None,
 ) -> Expanded:
     """Decompress `data[start:end]` as `kind` into memory, stopping once the output
     passes `limit` bytes or `budget` (default: this process's) runs out.
+
+    `want` (zip members read as `zipfile` reads them): the output ends, complete,
+    once it holds that many bytes (the member's declared size), whatever follows.
 
     The bytes held are given back to the budget when `stack` closes. Raises
     `Unavailable` when the decompressor is not installed.
@@ -368,10 +406,19 @@ def expand(
 
     def room() -> int:
         # One byte past the limit shows that the stream goes on beyond it.
-        return max(1, min(_CHUNK, limit + 1 - len(out)))
+        end_at = limit + 1 if want is None else min(limit + 1, want)
+        return max(1, min(_CHUNK, end_at - len(out)))
 
     chunks: Generator[bytes, None, None]
-    if kind in _MAKERS:
+    if want == 0:
+        chunks = _no_chunks()
+    elif kind == "zip-lzma":
+        try:
+            make, body = _zip_lzma(data, start, end)
+        except (ValueError, lzma.LZMAError) as exc:
+            return Expanded(b"", 0, f"{kind} stream is corrupt: {exc}", None, 0)
+        chunks = _chunks_stdlib(kind, data, body, end, rest, room, make)
+    elif kind in _MAKERS:
         chunks = _chunks_stdlib(kind, data, start, end, rest, room)
     else:
         reader = _reader(kind, range_file(data, start, end))
@@ -386,7 +433,7 @@ def expand(
                 stopped = "budget"
                 break
             out += chunk
-            if stopped is not None:
+            if stopped is not None or (want is not None and len(out) >= want):
                 break
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, RuntimeError) as exc:
         error = f"{kind} stream is corrupt: {exc}"
@@ -398,6 +445,10 @@ def expand(
     # A cut stream is only scanned (it is never loaded): no copy of it either.
     result: Any = bytes(out) if len(out) <= AS_BYTES and stopped is None else out
     return Expanded(result, len(out), error, stopped, rest[0] if rest else 0)
+
+
+def _no_chunks() -> Generator[bytes, None, None]:
+    yield from ()
 
 
 def _read_chunks(

@@ -403,8 +403,10 @@ def _scan_zip_archive(
             )
     if torch_fmt.is_torch_zip(archive):
         for m in views.torch.members if views.torch is not None else ():
-            if m.error is not None and m.method not in (0, 8) and m.error.endswith(
-                f"compression method {m.method}"
+            if (
+                m.error is not None
+                and m.method not in (0, 8)
+                and m.error.endswith(f"compression method {m.method}")
             ):
                 # miniz inflates stored and deflated entries only: zipfile reads
                 # a bzip2 or lzma entry, torch.load fails on it.
@@ -451,28 +453,34 @@ def member_bytes(
                 min(len(data), m.data_offset + max(m.size, m.compressed_size)),
             )
         return data, m.data_offset, m.data_end
-    if m.method != 8:
+    kind = compress.ZIP_METHODS.get(m.method)
+    if kind is None:
         ctx.add(
             "unsupported-container",
             f"zip member uses compression method {m.method}; cannot be verified",
             where,
         )
         return None
+    # bzip2 and lzma members end where zipfile stops reading them: at their
+    # declared size (an lzma stream need not carry an end marker).
+    want = None if m.method == 8 else m.size
     if m.size > _PEEK:
-        peek = _numeric_npy_head(ctx, data, m)
+        peek = _numeric_npy_head(ctx, data, m, kind)
         if peek is not None:
             return peek
-    return expand_into(ctx, "deflate", data, m.data_offset, m.data_end, where)
+    return expand_into(ctx, kind, data, m.data_offset, m.data_end, where, want=want)
 
 
-def _numeric_npy_head(ctx: Ctx, data: Any, m: zipread.Member) -> tuple[Any, int, int] | None:
+def _numeric_npy_head(
+    ctx: Ctx, data: Any, m: zipread.Member, kind: str
+) -> tuple[Any, int, int] | None:
     """The decompressed head of a big numeric `.npy` member: all a scan needs of it.
 
     `np.savez_compressed` archives hold mostly numbers; their bytes need no
     parsing, so only the head is expanded to read the header.
     """
     try:
-        out = compress.expand("deflate", data, m.data_offset, m.data_end, _PEEK, ctx.stack)
+        out = compress.expand(kind, data, m.data_offset, m.data_end, _PEEK, ctx.stack)
     except compress.Unavailable:  # pragma: no cover - zlib is always there
         return None
     if out.error is not None or not bytes(out.data[:6]) == npy.MAGIC:
@@ -487,11 +495,18 @@ def _numeric_npy_head(ctx: Ctx, data: Any, m: zipread.Member) -> tuple[Any, int,
 
 
 def expand_into(
-    ctx: Ctx, kind: str, data: Any, start: int, end: int, location: str
+    ctx: Ctx,
+    kind: str,
+    data: Any,
+    start: int,
+    end: int,
+    location: str,
+    *,
+    want: int | None = None,
 ) -> tuple[Any, int, int] | None:
     """Decompress a range within the file's budget, recording why it stopped early."""
     try:
-        out = compress.expand(kind, data, start, end, ctx.expand_left, ctx.stack)
+        out = compress.expand(kind, data, start, end, ctx.expand_left, ctx.stack, want=want)
     except compress.Unavailable as exc:
         ctx.add("unsupported-container", f"{kind}-compressed; cannot be verified: {exc}", location)
         return None
