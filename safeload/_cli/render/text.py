@@ -69,6 +69,10 @@ def summary_line(report: ScanReport, forgiven: int = 0) -> str:
     tail = f"{counts['skipped']} skipped, {plural(counts['errors'], 'error')}"
     if forgiven:
         tail += f", {plural(forgiven, 'finding')} ignored or in the baseline"
+    remote = [f for f in report.files if f.fetched is not None]
+    if remote:
+        fetched, size = sum(f.fetched or 0 for f in remote), sum(f.size for f in remote)
+        tail += f", fetched {fetched:,} of {size:,} bytes of {plural(len(remote), 'remote file')}"
     return f"{head} ({tail})"
 
 
@@ -85,6 +89,8 @@ def _file_lines(file: FileReport, paint: Paint, docs: bool) -> list[str]:
     if file.pickles:
         details.append(f"{file.pickles} pickle{'s' if file.pickles != 1 else ''}")
         details.append(f"{file.opcodes} opcode{'s' if file.opcodes != 1 else ''}")
+    if file.fetched is not None:
+        details.append(f"fetched {file.fetched:,} of {file.size:,} bytes")
     lines = [f"{file.path}: {verdict} ({', '.join(details)})"]
     documented: set[str] = set()
     for finding in file.findings:
