@@ -31,6 +31,8 @@ class Served:
     swap: dict[str, list[Path]] = field(default_factory=dict)
     """URL path -> files it is replaced by, one more after each ranged GET."""
     latency: float = 0.0
+    honour_if_match: bool = True
+    """False: serve whatever version is current, as servers that ignore If-Match do."""
     """Seconds each request waits before it is answered."""
     body_bytes: int = 0
     requests: int = 0
@@ -84,7 +86,7 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
             size = os.stat(path).st_size
             tag = _etag(path)
             wanted = self.headers.get("If-Match")
-            if wanted is not None and wanted != tag:
+            if served.honour_if_match and wanted is not None and wanted != tag:
                 self._refuse(412)
                 return
             start, end = 0, size
