@@ -407,6 +407,14 @@ def test_the_bundle_is_read_within_the_signature_limits(
         sig.write_text(text)
         with pytest.raises(MalformedSignatureError, match=message):
             verify(model, trust)
+    # An RFC 3161 timestamp that does not decode: malformed, not an uncaught error.
+    stamped = json.loads(json.dumps(good))
+    stamped["verificationMaterial"]["timestampVerificationData"] = {
+        "rfc3161Timestamps": [{"signedTimestamp": "AAAA"}]
+    }
+    sig.write_text(json.dumps(stamped))
+    with pytest.raises(MalformedSignatureError, match="Invalid Timestamp Response"):
+        verify(model, trust)
     sig.write_bytes(b" " * (9 << 20))
     with pytest.raises(MalformedSignatureError, match="larger than a signature file"):
         verify(model, trust)

@@ -529,12 +529,12 @@ def verify_bundle(data: bytes, trust: SigstoreTrust, where: str) -> Sigstored:
     entry = _entry(document, where)
     try:
         bundle = Bundle.from_json(data)
+        cert = bundle.signing_certificate
+        times = _verified_times(bundle, entry)
     except Exception as exc:  # sigstore's parser on untrusted bytes: never past a verdict
         raise MalformedSignatureError(
             f"{where}: not a valid Sigstore bundle ({type(exc).__name__}: {str(exc)[:300]})"
         ) from None
-    cert = bundle.signing_certificate
-    times = _verified_times(bundle, entry)
     try:
         payload_type, payload = Verifier(trusted_root=trust.root).verify_dsse(
             bundle, _Policy(trust, where)
