@@ -126,7 +126,9 @@ _USE_WORDS = {
     Use.PERSISTENT_ID: "named in a persistent id",
     Use.GETATTR_BASE: "read an attribute of",
 }
-_SHAPE_RE = re.compile(r"^(\*|\(\)|[a-z]+(,[a-z]+)*)$")
+#: A kind, or `name=kind` for a keyword of a call through functools.partial.
+_KIND = r"([a-z]+|[a-z_][a-z0-9_]*=[a-z]+)"
+_SHAPE_RE = re.compile(rf"^(\*|\(\)|{_KIND}(,{_KIND})*)$")
 
 
 def shape_text(shape: Shape | None) -> str:

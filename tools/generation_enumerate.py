@@ -88,7 +88,7 @@ def stdlib_objects() -> Objects:
         ("deque", collections.deque([1, 2], maxlen=4)),
         ("counter", collections.Counter("abca")),
         ("datetime", [datetime.date(2022, 1, 2), datetime.time(1, 2), datetime.timedelta(3)]),
-        ("datetime-tz", [datetime.datetime(2022, 1, 1, tzinfo=datetime.UTC), plus2]),
+        ("datetime-tz", [datetime.datetime(2022, 1, 1, tzinfo=datetime.timezone.utc), plus2]),  # noqa: UP017 (runs on 3.9)
         ("decimal-fraction", [decimal.Decimal("1.5"), fractions.Fraction(1, 3)]),
         ("uuid", uuid.UUID(int=5)),
         ("paths", [pathlib.PurePosixPath("a/b"), pathlib.PureWindowsPath("c:/a")]),
@@ -187,7 +187,7 @@ def pandas_objects() -> Objects:
     out: Objects = []
     tzs: dict[str, Any] = {
         "utc-str": "UTC",
-        "stdlib-utc": datetime.UTC,
+        "stdlib-utc": datetime.timezone.utc,  # noqa: UP017 (runs on Python 3.9)
         "fixed": datetime.timezone(datetime.timedelta(hours=-5)),
     }
     try:

@@ -27,8 +27,8 @@ _BLOCK_MANAGER = ("pandas.core.internals.managers", "BlockManager")
 _UNPICKLE_BLOCK = ("pandas._libs.internals", "_unpickle_block")
 _BLOCK_BUILDERS = frozenset({_UNPICKLE_BLOCK, ("pandas.core.internals.blocks", "new_block")})
 """How blocks pickle: `_unpickle_block(values, placement, ndim)` (pandas >= 2), and
-`new_block(values, placement, ndim)` (pandas 1.3-1.5, also through `functools.partial`)."""
-_PARTIAL = ("functools", "partial")
+`new_block(values, placement, ndim=n)` (pandas 1.3-1.5, through `functools.partial`, which
+the walk reads as a call of `new_block` with the keyword)."""
 _NDARRAY_BACKED = ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked")
 _CATEGORICAL = frozenset(
     {("pandas", "Categorical"), ("pandas.core.arrays.categorical", "Categorical")}
@@ -187,7 +187,6 @@ def _all_blocks_bounded(site: Site) -> Problem:
     values = site.values
     placements: list[range | Sequence[int]] = []
     total = 0
-    # (Blocks a functools.partial builds are calls of no global: only the loader sees them.)
     for g in values.walk.globals:
         if (g.module, g.name) not in _BLOCK_BUILDERS:
             continue
@@ -216,22 +215,17 @@ def _all_blocks_bounded(site: Site) -> Problem:
 
 def _block_args(values: Values, block: object) -> tuple[Any, Any, int | None] | None:
     """(values, placement, ndim) of a block, `_unpickle_block(values, placement, ndim)` or
-    `new_block(values, placement, ndim)`; None for anything else. pandas 1.3-1.5 call
-    `functools.partial(new_block, ndim=n)(values, placement)`: the walk keeps no
-    arguments of a call of a built object, so those blocks are the loader's (`_Deferred`)."""
-    if type(block) is not Res:
+    `new_block(values, placement, ndim)`, or `new_block(values, placement, ndim=n)` as
+    pandas 1.3-1.5 call it through `functools.partial`; None for anything else."""
+    if type(block) is not Res or canonical_of(block.fn) not in _BLOCK_BUILDERS:
         return None
-    if canonical_of(block.fn) in _BLOCK_BUILDERS:
-        args = values.items(block.args)
-        if args is None or len(args) != 3:
-            return None
-        return args[0], args[1], values.int_value(args[2])
-    partial = block.fn
-    if type(partial) is Res and canonical_of(partial.fn) == _PARTIAL and partial.builds == 1:
-        state = values.items(partial.state)
-        if state is not None and len(state) == 4 and canonical_of(state[0]) in _BLOCK_BUILDERS:
-            raise _Deferred
-    return None
+    args = values.items(block.args)
+    keywords = dict(block.kwargs)
+    if args is not None and len(args) == 2 and set(keywords) == {"ndim"}:
+        return args[0], args[1], values.int_value(keywords["ndim"])
+    if args is None or len(args) != 3 or keywords:
+        return None
+    return args[0], args[1], values.int_value(args[2])
 
 
 def _array_length(values: Values, item: object, depth: int = 0) -> int | str:

@@ -81,13 +81,15 @@ def call_shape(data: Any, res: Res) -> Shape | None:
     """The argument kinds of a call, or None when they are not known one by one
     (a long tuple kept only by its length, or arguments that are no tuple)."""
     args = res.args
+    # keywords (only a call through functools.partial has them) as `name=kind`
+    named = tuple(f"{name}={arg_kind(data, value)}" for name, value in res.kwargs)
     if type(args) is int:
-        return () if data[args] == O.EMPTY_TUPLE else None
+        return named if data[args] == O.EMPTY_TUPLE else None
     if type(args) is Tup:
         assert isinstance(args, Tup)
         if args.items is None:
             return None
-        return tuple(arg_kind(data, a) for a in args.items)
+        return (*(arg_kind(data, a) for a in args.items), *named)
     return None
 
 

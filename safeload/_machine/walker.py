@@ -151,7 +151,7 @@ class GRef:
 class Res:
     """The object a call (REDUCE/NEWOBJ/OBJ/INST) would return."""
 
-    __slots__ = ("args", "builds", "fn", "offset", "state", "use")
+    __slots__ = ("args", "builds", "fn", "kwargs", "offset", "state", "use")
 
     def __init__(self, fn: object, offset: int, args: object = None, use: str = ""):
         self.fn = fn
@@ -159,6 +159,9 @@ class Res:
         self.args = args
         self.use = use
         """'called' (REDUCE/INST/OBJ: __init__ or the function runs) or 'instantiated'."""
+        self.kwargs: tuple[tuple[str, int], ...] = ()
+        """Keyword arguments (name, constant's offset): only a call through a
+        `functools.partial` has them (`_partial_call`)."""
         self.state: object = None
         """What BUILD gave it (kept for joblib's dtype and wrapper states)."""
         self.builds = 0
@@ -711,12 +714,117 @@ def _call(data: Any, out: PickleWalk, fn: object, args: object, at: int, use: st
         if fn.name == "NumpyArrayWrapper" or fn.name == "_reconstructor":
             _count_canonical(data, res)
         return res
+    if type(fn) is Res and use == Use.CALLED:
+        through = _partial_call(data, out, fn, args, at)
+        if through is not None:
+            return through
     out.events.append(
         Event(
             "computed-callable", at, f"{use} object is {render(data, fn)}, not an imported global"
         )
     )
     return Res(fn, at)
+
+
+_PARTIAL = ("functools", "partial")
+#: Opcodes of immutable constants: what a partial's bound arguments may be.
+_IMMUTABLE_CONSTANTS = frozenset(
+    op.code for op in O.OPCODES if op.effect is O.Effect.PUSH_CONST and op.code != O.BYTEARRAY8
+)
+_KEYWORD_RE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+
+
+def _partial_call(data: Any, out: PickleWalk, part: Res, args: object, at: int) -> Res | None:
+    """A call of a `functools.partial` built in the stream, as the call of its
+    function it is; None (a computed call) for anything but exactly this shape.
+
+    pandas 1.3-1.5 pickle each block as `partial(new_block, ndim=2)` called with
+    `(values, placement)`: partial's `__reduce__` gives `partial(f)`, then one
+    BUILD with `(f, args, keywords, None)`, and calling it runs `f(*args,
+    *call_args, **keywords)`. When f is an imported global and the bound args
+    and keywords are immutable constants, that is a call of f whose shape (with
+    `name=kind` for each keyword) its allow entry judges, as it judges a
+    direct call. A second BUILD, a function that is not a global, bound
+    objects or containers, or a namespace dict leave it a computed call.
+    """
+    head = part.fn
+    if type(head) is not GRef or (head.module, head.name) != _PARTIAL:
+        return None
+    made, state = part.args, part.state
+    if (
+        part.use != Use.CALLED
+        or part.builds != 1
+        or type(made) is not Tup
+        or type(state) is not Tup
+    ):
+        return None
+    if made.items is None or made.n != 1 or state.items is None or state.n != 4:
+        return None
+    func, bound, keywords, namespace = state.items
+    first = made.items[0]
+    if type(func) is not GRef or type(first) is not GRef or first.canonical != func.canonical:
+        return None
+    if type(namespace) is not int or data[namespace] != O.NONE:
+        return None
+    bound_items = _tuple_items(data, bound)
+    call_items = _tuple_items(data, args)
+    if bound_items is None or call_items is None:
+        return None
+    if not all(type(x) is int and data[x] in _IMMUTABLE_CONSTANTS for x in bound_items):
+        return None
+    named = _constant_keywords(data, out, keywords)
+    if named is None:
+        return None
+    items = [*bound_items, *call_items]
+    call = Tup(items, len(items))
+    func.uses.add(Use.CALLED)
+    if len(func.args) < 3:
+        shown = render(data, call, walk=out)
+        if named and shown.endswith(")"):
+            given = ", ".join(f"{k}={render(data, v)}" for k, v in named)
+            shown = f"{shown[:-1]}{', ' if items else ''}{given})"
+        func.args.append(shown)
+    res = Res(func, at, call, Use.CALLED)
+    res.kwargs = named
+    func.calls.append(res)
+    return res
+
+
+def _tuple_items(data: Any, item: object) -> list[Any] | None:
+    if type(item) is int and data[item] == O.EMPTY_TUPLE:
+        return []
+    if type(item) is Tup and item.items is not None:
+        return list(item.items)
+    return None
+
+
+def _constant_keywords(
+    data: Any, out: PickleWalk, item: object
+) -> tuple[tuple[str, int], ...] | None:
+    """A partial's keywords as (name, constant's offset), as the dict holds them
+    now (when the call runs); None unless every key is a plain lower-case name
+    and every value an immutable constant."""
+    if type(item) is int and data[item] == O.NONE:
+        return ()
+    pairs = out.dict_items(item)
+    if pairs is None:
+        if type(item) is not int or data[item] != O.EMPTY_DICT or item in out.dicts:
+            return None
+        gap = out.dict_gap
+        if gap and gap[0] <= item < (gap[1] if len(gap) > 1 else 1 << 62):
+            return None  # created where dicts were not kept: not known to be empty
+        return ()  # an EMPTY_DICT nothing was ever put into
+    found: dict[str, int] = {}
+    for key, value in zip(pairs[::2], pairs[1::2], strict=True):
+        if not is_str_const(data, key) or type(value) is not int:
+            return None
+        name = _const(data, key)
+        if not isinstance(name, str) or not _KEYWORD_RE.fullmatch(name):
+            return None
+        if data[value] not in _IMMUTABLE_CONSTANTS:
+            return None
+        found[name] = value
+    return tuple(sorted(found.items()))
 
 
 def _show(out: PickleWalk, target: int, items: list[Any]) -> None:
