@@ -609,15 +609,18 @@ def scan_urls(
     skipped: list[str] = []
     errors: dict[str, str] = {}
     todo: list[_Remote] = []
-    for url in urls:
-        for item in _listing(url, exclude):
-            if isinstance(item, Found):
-                if item.kind == "skip":
-                    skipped.append(item.path)
+    workers = max(1, concurrency)
+    with ThreadPoolExecutor(workers) as pool:
+        # Each URL's first request (and a directory's listing) runs concurrently too.
+        for found in pool.map(lambda url: list(_listing(url, exclude)), urls):
+            for item in found:
+                if isinstance(item, Found):
+                    if item.kind == "skip":
+                        skipped.append(item.path)
+                    else:
+                        errors[item.path] = item.reason or "cannot read"
                 else:
-                    errors[item.path] = item.reason or "cannot read"
-            else:
-                todo.append(item[0])
+                    todo.append(item[0])
     reports: list[FileReport] = []
 
     def one(remote: _Remote) -> FileReport | tuple[str, str]:
@@ -628,7 +631,7 @@ def scan_urls(
         except Exception as exc:  # one file's failure never ends the batch
             return remote.url, f"cannot read: {_reason(exc)}"
 
-    with ThreadPoolExecutor(max(1, concurrency)) as pool:
+    with ThreadPoolExecutor(workers) as pool:
         for done, result in enumerate(pool.map(one, todo), 1):
             if isinstance(result, FileReport):
                 reports.append(result)
