@@ -25,7 +25,7 @@ import base64
 import hashlib
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -410,11 +410,13 @@ class LocalSigstore:
         key: ec.EllipticCurvePrivateKey | None = None,
         cert: x509.Certificate | None = None,
         logged: bytes | None = None,
+        stamps: Sequence[tuple[LocalTsa, datetime]] = (),
         **entry: Any,
     ) -> bytes:
         """A model-signing Sigstore bundle for `statement` (the in-toto statement bytes).
 
         `logged` puts another payload's entry in the log instead of this one's;
+        `stamps` adds an RFC 3161 timestamp of the signature per (authority, time);
         `entry` keywords go to `entry()`.
         """
         key = key if key is not None else _key()
@@ -440,7 +442,11 @@ class LocalSigstore:
             "verificationMaterial": {
                 "certificate": {"rawBytes": b64(cert.public_bytes(serialization.Encoding.DER))},
                 "tlogEntries": [self.entry(body, **entry)],
-                "timestampVerificationData": {},
+                "timestampVerificationData": {
+                    "rfc3161Timestamps": [
+                        {"signedTimestamp": b64(tsa.stamp(signature, when))} for tsa, when in stamps
+                    ]
+                },
             },
             "dsseEnvelope": envelope,
         }
@@ -451,6 +457,7 @@ class LocalSigstore:
         *,
         ca_window: tuple[datetime, datetime | None] | None = None,
         log_window: tuple[datetime, datetime | None] | None = None,
+        tsa: LocalTsa | None = None,
     ) -> dict[str, Any]:
         """trusted_root.json for this instance (the shape of the public Sigstore's)."""
         start = self.now - timedelta(days=365)
@@ -491,5 +498,136 @@ class LocalSigstore:
                 }
             ],
             "ctlogs": [log(self.ct_key, "https://ctfe.test.invalid", window(None))],
-            "timestampAuthorities": [],
+            "timestampAuthorities": [tsa.authority()] if tsa is not None else [],
+        }
+
+
+# -- an RFC 3161 timestamp authority ---------------------------------------------------
+
+
+def _oid(dotted: str) -> bytes:
+    parts = [int(p) for p in dotted.split(".")]
+    body = bytes([parts[0] * 40 + parts[1]])
+    for part in parts[2:]:
+        chunk = [part & 0x7F]
+        part >>= 7
+        while part:
+            chunk.append(0x80 | (part & 0x7F))
+            part >>= 7
+        body += bytes(reversed(chunk))
+    return _der(0x06, body)
+
+
+def _int(value: int) -> bytes:
+    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+
+
+def _seq(*items: bytes) -> bytes:
+    return _der(0x30, b"".join(items))
+
+
+def _set(*items: bytes) -> bytes:
+    return _der(0x31, b"".join(sorted(items)))  # DER: a SET OF is sorted
+
+
+SHA256 = _seq(_oid("2.16.840.1.101.3.4.2.1"))
+TST_INFO = "1.2.840.113549.1.9.16.1.4"
+
+
+@dataclass
+class LocalTsa:
+    """A timestamp authority: a root and a TSA certificate (critical EKU timeStamping)."""
+
+    now: datetime
+    root_key: ec.EllipticCurvePrivateKey = field(default_factory=_key)
+    key: ec.EllipticCurvePrivateKey = field(default_factory=_key)
+
+    def __post_init__(self) -> None:
+        start, end = self.now - timedelta(days=365), self.now + timedelta(days=365)
+        name = _name("tsa-test root")
+        self.root = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.root_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_usage(sign=False, ca=True), critical=True)
+            .add_extension(_ski(self.root_key.public_key()), critical=False)
+            .sign(self.root_key, hashes.SHA256())
+        )
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name("tsa-test timestamping"))
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_usage(sign=True, ca=False), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True
+            )
+            .add_extension(_ski(self.key.public_key()), critical=False)
+            .add_extension(_aki(self.root_key.public_key()), critical=False)
+            .sign(self.root_key, hashes.SHA256())
+        )
+
+    def stamp(self, message: bytes, when: datetime) -> bytes:
+        """A granted TimeStampResp over SHA-256(`message`) at `when` (DER)."""
+        tst_info = _seq(
+            _int(1),
+            _oid("1.3.6.1.4.1.57264.2"),
+            _seq(SHA256, _der(0x04, hashlib.sha256(message).digest())),
+            _int(x509.random_serial_number()),
+            _der(0x18, when.astimezone(UTC).strftime("%Y%m%d%H%M%SZ").encode()),
+        )
+        cert_der = self.cert.public_bytes(serialization.Encoding.DER)
+        attributes = [
+            _seq(_oid("1.2.840.113549.1.9.3"), _set(_oid(TST_INFO))),
+            _seq(
+                _oid("1.2.840.113549.1.9.4"),
+                _set(_der(0x04, hashlib.sha256(tst_info).digest())),
+            ),
+            _seq(
+                _oid("1.2.840.113549.1.9.16.2.47"),
+                _set(_seq(_seq(_seq(_der(0x04, hashlib.sha256(cert_der).digest()))))),
+            ),
+        ]
+        signed = _set(*attributes)
+        signature = self.key.sign(signed, ec.ECDSA(hashes.SHA256()))
+        issuer = self.cert.issuer.public_bytes()
+        signer_info = _seq(
+            _int(1),
+            _seq(issuer, _int(self.cert.serial_number)),
+            SHA256,
+            b"\xa0" + signed[1:],  # [0] IMPLICIT SET OF Attribute
+            _seq(_oid("1.2.840.10045.4.3.2")),
+            _der(0x04, signature),
+        )
+        signed_data = _seq(
+            _int(3),
+            _set(SHA256),
+            _seq(_oid(TST_INFO), _der(0xA0, _der(0x04, tst_info))),
+            _der(0xA0, cert_der),
+            _set(signer_info),
+        )
+        token = _seq(_oid("1.2.840.113549.1.7.2"), _der(0xA0, signed_data))
+        return _seq(_seq(_int(0)), token)
+
+    def authority(self) -> dict[str, Any]:
+        """The trusted root's `timestampAuthorities` entry."""
+        return {
+            "subject": {"organization": "sigstore.test", "commonName": "tsa-test"},
+            "uri": "https://tsa.test.invalid",
+            "certChain": {
+                "certificates": [
+                    {"rawBytes": b64(c.public_bytes(serialization.Encoding.DER))}
+                    for c in (self.cert, self.root)
+                ]
+            },
+            "validFor": {"start": _time(self.now - timedelta(days=365))},
         }

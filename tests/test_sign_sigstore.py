@@ -48,7 +48,7 @@ from safeload.sign import (
     verify,
 )
 from safeload.sign._keys import PublicKey
-from tests.sigstore_local import IDENTITY, ISSUER, LocalSigstore, b64
+from tests.sigstore_local import IDENTITY, ISSUER, LocalSigstore, LocalTsa, b64
 
 model_signing = pytest.importorskip("model_signing", reason="needs the test extra")
 pytest.importorskip("sigstore", reason="needs the test extra")
@@ -203,6 +203,35 @@ def test_a_certificate_expired_now_but_valid_when_logged_verifies(
     assert cert.not_valid_after_utc < local.now
     assert oracle(model, sig, root)
     assert verify(model, trust_of(root)).signed_at == issued + timedelta(minutes=2)
+
+
+def test_an_rfc3161_timestamp_dates_the_signature(tmp_path: Path, model: Path) -> None:
+    """Without a signed entry timestamp, a trusted timestamp authority's time is the one the
+    chain is checked at; an untrusted authority's vouches for nothing."""
+    local = LocalSigstore()
+    tsa = LocalTsa(local.now)
+    root = tmp_path / "root.json"
+    root.write_text(json.dumps(local.trusted_root(tsa=tsa)))
+    sig = model.with_name("model.pkl.sig")
+    when = local.now - timedelta(minutes=1)
+    model_sign(local, model, sig, promise=False, stamps=[(tsa, when)])
+    assert "inclusionPromise" not in sig.read_text()
+    assert oracle(model, sig, root)
+    assert verify(model, trust_of(root)).signed_at == when
+    statement = model_sign(local, model, sig, promise=False, stamps=[(tsa, local.now)])
+    key = _key()
+    late = local.leaf(key, issued=local.now - timedelta(minutes=30))
+    sig.write_bytes(
+        local.sign(statement, key=key, cert=late, promise=False, stamps=[(tsa, local.now)])
+    )
+    with pytest.raises(UntrustedCertificateError, match="it had expired"):
+        verify(model, trust_of(root))
+    assert not oracle(model, sig, root)
+    stranger = LocalTsa(local.now)
+    sig.write_bytes(local.sign(statement, promise=False, stamps=[(stranger, local.now)]))
+    with pytest.raises(TransparencyLogError, match="nothing vouches for when it was signed"):
+        verify(model, trust_of(root))
+    assert not oracle(model, sig, root)
 
 
 # -- bundles that do not ----------------------------------------------------------------

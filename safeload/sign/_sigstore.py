@@ -363,7 +363,8 @@ class Sigstored:
     """SHA-256 of the signing certificate's DER, hex."""
     log_index: int
     logged_at: datetime | None
-    """When the log integrated the entry (its signed entry timestamp), if it says."""
+    """When the log integrated the entry (its signed entry timestamp verified), else the
+    time of the bundle's only RFC 3161 timestamp (verified), else None."""
 
 
 def _shown(moment: datetime) -> str:
@@ -480,7 +481,7 @@ def _refusal(
         return UntrustedCertificateError(
             f"{where}: the signing certificate may not sign code ({detail})"
         )
-    if detail.startswith("not enough sources of verified time"):
+    if detail.startswith("not enough sources of verified time") or "Timestamp Authorit" in detail:
         return TransparencyLogError(
             f"{where}: nothing vouches for when it was signed (no signed entry timestamp "
             "from a trusted log, no timestamp from a trusted authority); do not trust the model"
@@ -563,5 +564,7 @@ def verify_bundle(data: bytes, trust: SigstoreTrust, where: str) -> Sigstored:
         algorithm=f"sigstore-{_CURVES.get(curve, curve)}",
         fingerprint=hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest(),
         log_index=entry.log_index,
-        logged_at=entry.integrated,
+        # The log's time (its SET verified), else a single timestamp's: the verifier
+        # needs one verified time, so a lone timestamp is the verified one.
+        logged_at=entry.integrated if entry.integrated is not None or len(times) != 1 else times[0],
     )
