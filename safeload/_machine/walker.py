@@ -2068,6 +2068,14 @@ def _inert_failure(data: Any, out: StreamAnalysis, n: int) -> Event | None:
     sets of them: no global (GLOBAL, STACK_GLOBAL, INST, EXT), no persistent
     id, no other event (a call of something that is not a global, a frame
     violation, a resource limit), and no complete pickle found further on.
+    A persistent id (PERSID, BINPERSID) is where those loaders fail too: none
+    has a `persistent_load` when it starts reading a file (torch's legacy
+    loader reads its magic number with a plain unpickler; only pickles inside
+    its formats get one, and those are TORCH readings, never judged by this),
+    so each raises UnpicklingError there, as at a PNG's `\x89PNG` (NEWFALSE,
+    PERSID). Yet an unpickler that has one would go on, so a persistent id
+    only counts when the rest of the walk imports, calls and builds nothing
+    either: a PERSID before a GLOBAL is no excuse to skip the GLOBAL.
     A stream that opens with a PROTO of a protocol CPython reads declares
     itself a pickle: its failure is a damaged pickle (truncated, malformed),
     reported as such and never called inert.
@@ -2075,11 +2083,19 @@ def _inert_failure(data: Any, out: StreamAnalysis, n: int) -> Event | None:
     if out.events or len(out.pickles) != 1:
         return None
     walk = out.pickles[0]
-    if walk.complete or walk.globals or walk.persids or len(walk.events) != 1:
+    if walk.complete or walk.globals or len(walk.events) != 1:
         return None
     fail = walk.events[0]
     if fail.rule not in _BREAKS or O.starts_with_proto(data, walk.start, n):
         return None
+    if walk.persids:
+        cut = min(at for at, _pid in walk.persids)
+        return Event(
+            "malformed-pickle",
+            cut,
+            f"persistent id at offset {cut}, and no persistent_load to resolve it "
+            "(UnpicklingError)",
+        )
     return fail
 
 
