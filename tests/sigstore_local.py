@@ -252,10 +252,11 @@ class LocalSigstore:
         issuer_v1: str | None = None,
         sct: bool = True,
         ct_key: ec.EllipticCurvePrivateKey | None = None,
-        ca_key: ec.EllipticCurvePrivateKey | None = None,
+        by_root: bool = False,
     ) -> x509.Certificate:
         """A Fulcio-style leaf for `key`: valid from `issued` (default: 5 minutes before
-        `now`) for `lifetime`, SCT embedded."""
+        `now`) for `lifetime`, SCT embedded; issued by the intermediate, or the root."""
+        ca, signer = (self.root, self.root_key) if by_root else (self.fulcio, self.fulcio_key)
         start = issued if issued is not None else self.now - timedelta(minutes=5)
         san: x509.GeneralName = (
             x509.UniformResourceIdentifier(identity) if uri else x509.RFC822Name(identity)
@@ -263,7 +264,7 @@ class LocalSigstore:
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([]))
-            .issuer_name(self.fulcio.subject)
+            .issuer_name(ca.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
@@ -273,7 +274,7 @@ class LocalSigstore:
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False
             )
             .add_extension(_ski(key.public_key()), critical=False)
-            .add_extension(_aki(self.fulcio_key.public_key()), critical=False)
+            .add_extension(_aki(signer.public_key()), critical=False)
             .add_extension(x509.SubjectAlternativeName([san]), critical=True)
             .add_extension(
                 x509.UnrecognizedExtension(
@@ -283,13 +284,12 @@ class LocalSigstore:
             )
             .add_extension(x509.UnrecognizedExtension(ISSUER_V2, _der_utf8(issuer)), critical=False)
         )
-        signer = ca_key if ca_key is not None else self.fulcio_key
         if not sct:
             return builder.sign(signer, hashes.SHA256())
         precert = builder.sign(signer, hashes.SHA256())
         value = sct_list(
             ct_key if ct_key is not None else self.ct_key,
-            self.fulcio_key.public_key(),
+            signer.public_key(),
             precert.tbs_certificate_bytes,
             start,
         )

@@ -377,6 +377,15 @@ def test_the_roots_validity_windows_bound_the_logged_time(
     log_root.write_text(json.dumps(local.trusted_root(log_window=retired)))
     with pytest.raises(TransparencyLogError, match="was not trusted at"):
         verify(model, trust_of(log_root))
+    # A leaf the root CA issued itself: its authority's window is the one checked.
+    key = _key()
+    model_sign(local, model, sig, key=key, cert=local.leaf(key, by_root=True))
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(local.trusted_root()))
+    assert oracle(model, sig, good)
+    assert verify(model, trust_of(good)).algorithm == "sigstore-ecdsa-p256"
+    with pytest.raises(UntrustedCertificateError, match="was not trusted at"):
+        verify(model, trust_of(ca_root))
     other = LocalSigstore()
     elsewhere = tmp_path / "other_log.json"
     document = local.trusted_root()

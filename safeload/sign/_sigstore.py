@@ -433,7 +433,9 @@ def _check_windows(
                 f"{where}: the log {entry.log_id.hex()[:16]} was not trusted at "
                 f"{_shown(moment)} (its key is valid {logs[0].shown()} in {trust.source})"
             )
-    issuers = [a for a in trust.authorities if _issued_by(cert, a.certificates[0])]
+    # sigstore-python trusts every certificate of a CA's chain as an anchor: the issuer
+    # may be any of them.
+    issuers = [a for a in trust.authorities if any(_issued_by(cert, c) for c in a.certificates)]
     for moment in times:
         if not any(a.window.holds(moment) for a in issuers):
             shown = issuers[0].window.shown() if issuers else "never"
