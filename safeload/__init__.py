@@ -19,6 +19,11 @@ machine) and `_names` (how the unpickler resolves a global's name).
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
+
 from .errors import (
     PolicyError,
     SafeloadError,
@@ -27,13 +32,59 @@ from .errors import (
     UnsafeFileError,
     UnsupportedFormatError,
 )
-from .load import UnsignedLoadWarning, allowed_globals, dump, guard, load, loads
-from .policy import Policy
-from .report import FileReport, Finding, ScanReport, Severity, Verdict
-from .scan import scan, scan_bytes, scan_file, scan_many
-from .sign import SigstoreTrust, TrustStore, Verified, load_signer, sign, verify
+
+if TYPE_CHECKING:
+    from .load import UnsignedLoadWarning, allowed_globals, dump, guard, load, loads
+    from .policy import Policy
+    from .report import FileReport, Finding, ScanReport, Severity, Verdict
+    from .scan import scan, scan_bytes, scan_file, scan_many
+    from .sign import SigstoreTrust, TrustStore, Verified, load_signer, sign, verify
 
 __version__ = "0.1.0"
+
+#: The public names each room provides, imported on first use: `safeload scan`
+#: never imports the loader, nor signing and its `cryptography`.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        ("UnsignedLoadWarning", "allowed_globals", "dump", "guard", "load", "loads"), "load"
+    ),
+    "Policy": "policy",
+    **dict.fromkeys(("FileReport", "Finding", "ScanReport", "Severity", "Verdict"), "report"),
+    **dict.fromkeys(("scan", "scan_bytes", "scan_file", "scan_many"), "scan"),
+    **dict.fromkeys(
+        ("SigstoreTrust", "TrustStore", "Verified", "load_signer", "sign", "verify"), "sign"
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    room = _LAZY.get(name)
+    if room is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{room}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+class _Package(types.ModuleType):
+    """`safeload.scan`, `.load` and `.sign` name functions, as they always did.
+
+    Importing a subpackage sets the attribute of the same name on its parent
+    to the module; these three stay the functions (the subpackages are in
+    `sys.modules` for `from safeload.scan import ...`).
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "FileReport",

@@ -11,8 +11,9 @@ global that is on no allow pack is `unknown`, never safe.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -557,7 +558,34 @@ def _uses(usage: Iterable[Use | str]) -> tuple[Use, ...]:
 # -- loading and validation ----------------------------------------------------
 
 
+_parsed: dict[str, Any] | None = None
+
+
+def _precompiled(raw: bytes) -> dict[str, Any] | None:
+    """What `tomllib.loads` returns for `raw`, when rules/parsed.json holds it.
+
+    The built-in rules and packs, parsed ahead (`tools/compile_rules.py`):
+    tomllib took most of the CLI's start-up. An entry is used only for the
+    bytes whose SHA-256 it is filed under, and once (the caller keeps what it
+    builds from it); anything else is parsed from the TOML.
+    """
+    global _parsed
+    if _parsed is None:
+        try:
+            text = _rules_root().joinpath("parsed.json").read_text(encoding="utf-8")
+            _parsed = json.loads(text)
+        except (OSError, ValueError, PolicyError):
+            _parsed = {}
+    found = _parsed.pop(hashlib.sha256(raw).hexdigest(), None)
+    return found if isinstance(found, dict) else None
+
+
 def _read_toml(raw: bytes, where: str) -> dict[str, Any]:
+    parsed = _precompiled(raw)
+    if parsed is not None:
+        return parsed
+    import tomllib  # here: a scan of the built-in policy alone never needs it
+
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -47,6 +47,7 @@ import fnmatch
 import importlib
 import json
 import re
+import runpy
 import sys
 import tomllib
 import warnings
@@ -1105,6 +1106,9 @@ def main(argv: list[str] | None = None) -> int:
     for pack, path in write(args.out, args.audit).items():
         count = sum(1 for line in path.read_text().splitlines() if line.startswith("    { "))
         print(f"{pack}: {count} entries -> {path}")
+    if args.out == DEFAULT_OUT:
+        # The parsed copy the CLI starts from follows the packs (tools/compile_rules.py).
+        runpy.run_path(str(Path(__file__).with_name("compile_rules.py")))["main"]()
     return 0
 
 

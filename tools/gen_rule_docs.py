@@ -10,6 +10,7 @@ which is where SARIF `helpUri`s and the text report's `docs:` links point.
 from __future__ import annotations
 
 import argparse
+import runpy
 import sys
 from pathlib import Path
 
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(text, encoding="utf-8")
+    # The parsed copy the CLI starts from follows the rules (tools/compile_rules.py).
+    runpy.run_path(str(Path(__file__).with_name("compile_rules.py")))["main"]()
     return 0
 
 

@@ -10,9 +10,7 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -534,6 +532,8 @@ def _with_explanations(
         explained = explain_file(Path(file.path), max_expansion=max_expansion)
         return dataclasses.replace(file, explanation=explained)
 
+    from concurrent.futures import ThreadPoolExecutor  # only here: it costs start-up
+
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
         files = tuple(pool.map(one, report.files))
     return dataclasses.replace(report, files=files)
@@ -637,6 +637,8 @@ def _rule_entry(rule: Rule) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
     from .demo import run
 
     out = sys.stdout

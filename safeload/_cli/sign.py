@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import (
     DigestMismatchError,
@@ -42,21 +42,12 @@ from ..errors import (
     UnsupportedSignatureError,
     UntrustedCertificateError,
 )
-from ..sign import Authenticated, SigstoreTrust, Verified, sign
-from ..sign._keys import (
-    KEY_TYPES,
-    HmacSigner,
-    KeyWarning,
-    Signer,
-    TrustStore,
-    certify,
-    generate_key,
-    hmac_keys_from_env,
-    is_encrypted,
-)
-from ..sign._keys import load_signer as _load_signer
-from ..sign._statement import format_time
-from ..sign._verify import verify_reporting
+
+if TYPE_CHECKING:
+    from ..sign import Authenticated, Signer, TrustStore, Verified
+
+# The signing machinery (and `cryptography`) is imported by the commands that
+# use it, not with the CLI: `safeload scan` never loads it.
 
 __all__ = ["add_parsers", "escape", "run"]
 
@@ -111,6 +102,23 @@ def _say(stream: TextIO, text: str) -> None:
     print(escape(text), file=stream)
 
 
+class _KeyTypes:
+    """`safeload.sign`'s key types for argparse's `choices`, looked up only when a
+    `keygen` command line is checked or its help shown."""
+
+    @staticmethod
+    def _types() -> tuple[str, ...]:
+        from ..sign._keys import KEY_TYPES
+
+        return KEY_TYPES
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._types()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._types())
+
+
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `keygen`, `sign` and `verify` to the `safeload` command's subparsers."""
     keygen = subparsers.add_parser(
@@ -120,7 +128,13 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "are PKCS#8 PEM with the public key (SubjectPublicKeyInfo PEM) in PATH.pub; an HMAC key "
         "is a 32-byte random secret with its key id, as JSON. A symbolic link at PATH is refused.",
     )
-    keygen.add_argument("--type", required=True, choices=KEY_TYPES, help="key type")
+    keygen.add_argument(
+        "--type",
+        choices=_KeyTypes(),  # a lazy container, not a list
+        metavar="TYPE",
+        required=True,
+        help="key type: %(choices)s",
+    )
     keygen.add_argument("--out", required=True, type=Path, metavar="PATH", help="private key file")
     keygen.add_argument("--kid", metavar="NAME", help="HMAC key id (default: date + random)")
     keygen.add_argument("--force", action="store_true", help="overwrite existing key files")
@@ -321,6 +335,8 @@ def run(
 @contextmanager
 def _warnings_to(err: TextIO) -> Iterator[None]:
     """Key warnings raised by the library, printed as the CLI's warnings."""
+    from ..sign import KeyWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", KeyWarning)
         yield
@@ -332,6 +348,8 @@ def _warnings_to(err: TextIO) -> Iterator[None]:
 
 
 def _password_of(args: argparse.Namespace, path: Path | None, err: TextIO) -> bytes | None:
+    from ..sign._keys import is_encrypted
+
     variable: str | None = args.password_env
     if variable is not None:
         value = os.environ.get(variable)
@@ -348,6 +366,8 @@ def _password_of(args: argparse.Namespace, path: Path | None, err: TextIO) -> by
 
 
 def _keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ..sign import generate_key
+
     password = _password_of(args, None, err)
     info = generate_key(args.type, args.out, kid=args.kid, overwrite=args.force, password=password)
     encrypted = ", encrypted" if password else ""
@@ -359,6 +379,9 @@ def _keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _sign(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ..sign import HmacSigner, certify, hmac_keys_from_env, sign
+    from ..sign import load_signer as _load_signer
+
     signers: list[Signer] = []
     with _warnings_to(err):
         for path in args.key:
@@ -405,6 +428,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ..sign import SigstoreTrust, TrustStore
+
     if args.signature is not None and len(args.paths) > 1:
         _say(err, "safeload: error: --signature names the signature of one PATH; give one PATH")
         return EXIT_ERROR
@@ -436,12 +461,14 @@ def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return max(codes)
 
 
-_Outcome = tuple[int, Verified | None]
+_Outcome = tuple[int, "Verified | None"]
 
 
 def _verify_one(
     path: Path, trust: TrustStore, args: argparse.Namespace
 ) -> tuple[dict[str, Any], _Outcome]:
+    from ..sign._verify import verify_reporting
+
     entry: dict[str, Any] = {"path": str(path)}
     seen: list[Authenticated] = []
     try:
@@ -488,6 +515,8 @@ def _verify_one(
 
 def _signed(auth: Authenticated) -> dict[str, Any]:
     """What an authenticated signature says: the JSON fields of a result."""
+    from ..sign._statement import format_time
+
     return {
         "subject": auth.subject,
         "digest": f"sha256:{auth.root_digest}",
@@ -502,6 +531,8 @@ def _signed(auth: Authenticated) -> dict[str, Any]:
 
 
 def _report_text(entry: dict[str, Any], outcome: _Outcome, out: TextIO, err: TextIO) -> None:
+    from ..sign._statement import format_time
+
     code, result = outcome
     if result is None:
         if code == EXIT_NOT_VERIFIED:
