@@ -31,9 +31,11 @@ class Served:
     swap: dict[str, list[Path]] = field(default_factory=dict)
     """URL path -> files it is replaced by, one more after each ranged GET."""
     latency: float = 0.0
+    """Seconds each request waits before it is answered."""
     honour_if_match: bool = True
     """False: serve whatever version is current, as servers that ignore If-Match do."""
-    """Seconds each request waits before it is answered."""
+    honour_range: bool = True
+    """False: answer every GET with the whole file (200), as servers without ranges do."""
     body_bytes: int = 0
     requests: int = 0
     per_path: dict[str, int] = field(default_factory=dict)
@@ -90,7 +92,7 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
                 self._refuse(412)
                 return
             start, end = 0, size
-            ranged = self.headers.get("Range")
+            ranged = self.headers.get("Range") if served.honour_range else None
             if ranged is not None:
                 m = _RANGE.match(ranged.strip())
                 if m is None or (not m.group(1) and not m.group(2)):

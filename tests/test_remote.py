@@ -213,6 +213,18 @@ def test_after_max_rounds_the_rest_is_read_whole(
     assert report.fetched == path.stat().st_size
 
 
+def test_a_server_that_ignores_range_still_gets_a_right_verdict(
+    served: tuple[Served, str], tmp_path: Path
+) -> None:
+    state, base = served
+    state.honour_range = False
+    path = tmp_path / "mixed.joblib"
+    joblib.dump([np.zeros(300_000), Evil(), np.zeros(300_000)], path)
+    report = scan(base + _serve(state, path)).files[0]
+    assert report.verdict is Verdict.DANGEROUS
+    assert report.fetched is not None and report.fetched >= path.stat().st_size
+
+
 def test_page_tracking_works_here() -> None:
     """The mechanism the ranged reads rely on (Linux); elsewhere files are read whole."""
     if not sys.platform.startswith("linux"):

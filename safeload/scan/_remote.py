@@ -184,8 +184,8 @@ def _retrying(call: Callable[[], _T]) -> _T:
 
 def _identity(info: dict[str, Any]) -> tuple[object, ...]:
     """What says a file is still the same: its size and the first version tag the store gives."""
-    for key in ("VersionId", "ETag", "etag", "version_id", "generation", "md5", "Last-Modified",
-                "LastModified", "last_modified", "mtime", "created"):  # fmt: skip
+    for key in ("VersionId", "ETag", "etag", "version_id", "generation", "blob_id", "md5Hash",
+                "md5", "Last-Modified", "LastModified", "last_modified", "mtime", "created"):  # fmt: skip
         if info.get(key) is not None:
             return info.get("size"), key, str(info[key])
     return (info.get("size"),)
@@ -244,11 +244,15 @@ class _Remote:
                 break
             todo = again
             time.sleep(_BACKOFF * 2**attempt)
-        chunks = [c for c in out if c is not None]
-        for (a, b), chunk in zip(ranges, chunks, strict=True):
+        chunks: list[bytes] = []
+        for (a, b), chunk in zip(ranges, out, strict=True):
+            assert chunk is not None
             with self._lock:
                 self.fetched += len(chunk)
                 self.requests += 1
+            if len(chunk) == self.size != b - a:
+                chunk = chunk[a:b]  # a server that ignores Range sends the whole file
+            chunks.append(chunk)
             if len(chunk) != b - a:
                 raise _Changed(
                     f"the store returned {len(chunk)} bytes for bytes {a}..{b} of a "
