@@ -19,6 +19,7 @@ import json
 import os
 import pickle
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -613,3 +614,22 @@ def test_the_guarded_loader_takes_sigstore_trust(
         pytest.raises(SigstoreIdentityError),
     ):
         joblib.load(model)
+
+
+def test_without_the_sigstore_package(
+    monkeypatch: pytest.MonkeyPatch, local: LocalSigstore, model: Path, root_file: Path
+) -> None:
+    """sigstore-python is an optional extra: without it a Sigstore trust is a usage error
+    naming the extra, and nothing else in safeload.sign needs it."""
+    sig = model.with_name("model.pkl.sig")
+    model_sign(local, model, sig)
+    trust = trust_of(root_file)
+    monkeypatch.setitem(sys.modules, "sigstore.models", None)
+    with pytest.raises(KeyFileError, match=r"safeload\[sigstore\]"):
+        SigstoreTrust.load(root_file, identity=IDENTITY, issuer=ISSUER)
+    with pytest.raises(KeyFileError, match=r"safeload\[sigstore\]"):
+        verify(model, trust)
+    code, _, err = cli(
+        "verify", "--sigstore-root", root_file, "--identity", IDENTITY, "--issuer", ISSUER, model
+    )
+    assert code == 2 and "safeload[sigstore]" in err
