@@ -343,11 +343,27 @@ def test_a_renamed_entry_no_generation_shows_stops_the_generator(tmp_path: Path)
 
 
 def test_an_old_spelling_its_new_names_check_does_not_cover_is_left_out() -> None:
-    # scipy < 1.8 spelling of a class the scipy-sparse-format check covers only
-    # under its current name: allowing it would skip the check
-    assert "scipy.sparse._csr.csr_matrix" in ENTRIES
-    assert "scipy.sparse.csr.csr_matrix" not in ENTRIES
-    assert not Policy.default().decide("scipy.sparse.csr", "csr_matrix").allowed
+    # allowing a spelling the new name's check does not list would skip the check
+    new, old = "scipy.sparse._csr.csr_matrix", "scipy.sparse.csr.csr_matrix"
+    derived = {old: gen.Derived("alias_of", new, "scipy 1.7")}
+    seen = {new: gen.Seen({"instantiated", "state"}, set(), {"x"})}
+    audit = gen.Audit(gen.load_audit())
+    without = gen._derived_entry(old, derived, seen, audit, {new: "scipy-sparse-format"})
+    assert isinstance(without, str) and "does not cover this spelling" in without
+    checks = {new: "scipy-sparse-format", old: "scipy-sparse-format"}
+    entry = gen._derived_entry(old, derived, seen, audit, checks)
+    assert not isinstance(entry, str) and entry.check == "scipy-sparse-format"
+
+
+def test_old_scipy_sparse_spellings_are_allowed_under_the_sparse_check() -> None:
+    # scipy < 1.8 modules (scipy.sparse.csr) and 1.8-1.10 arrays (scipy.sparse._arrays)
+    for name, key, target in (
+        ("scipy.sparse.csr.csr_matrix", "alias_of", "scipy.sparse._csr.csr_matrix"),
+        ("scipy.sparse._arrays.coo_array", "renamed_to", "scipy.sparse._coo.coo_array"),
+    ):
+        entry = ENTRIES[name]
+        assert (entry[key], entry["check"]) == (target, "scipy-sparse-format"), name
+        assert Policy.default().decide(*name.rsplit(".", 1)).allowed, name
 
 
 def test_out_of_scope_old_forms_stay_refused() -> None:

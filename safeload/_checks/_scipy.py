@@ -15,6 +15,19 @@ from ._base import Check, ObjectCheck, Problem, Site
 __all__ = ["BSPLINE", "SPARSE"]
 
 _FORMATS = ("bsr", "coo", "csc", "csr", "dia", "dok", "lil")
+_SPELLINGS = frozenset(
+    spelling
+    for fmt in _FORMATS
+    for spelling in (
+        (f"scipy.sparse._{fmt}", f"{fmt}_matrix"),
+        (f"scipy.sparse._{fmt}", f"{fmt}_array"),
+        (f"scipy.sparse.{fmt}", f"{fmt}_matrix"),  # scipy < 1.8
+        ("scipy.sparse._arrays", f"{fmt}_array"),  # scipy 1.8-1.10
+    )
+)
+"""Where each release pickles the classes: the old modules' states are the attribute
+dicts scipy still reads (coo's `row`/`col` become `coords` in its `__setstate__`),
+and the loaded object is what the check runs on, whatever spelling built it."""
 
 
 def _sparse(matrix: Any) -> Problem:
@@ -42,11 +55,7 @@ SPARSE = Check(
     name="scipy-sparse-format",
     doc="scipy.sparse matrices and arrays pass scipy's own full format check "
     "(indices, index pointers and coordinates within the shape)",
-    names=frozenset(
-        (f"scipy.sparse._{fmt}", f"{fmt}_{kind}")
-        for fmt in _FORMATS
-        for kind in ("matrix", "array")
-    ),
+    names=_SPELLINGS,
     objects=(ObjectCheck(("scipy.sparse",), _is_sparse, _sparse, "scipy.sparse matrix or array"),),
     what="scipy.sparse matrix or array",
 )
