@@ -410,12 +410,14 @@ class LocalSigstore:
         key: ec.EllipticCurvePrivateKey | None = None,
         cert: x509.Certificate | None = None,
         logged: bytes | None = None,
+        logged_cert: x509.Certificate | None = None,
         stamps: Sequence[tuple[LocalTsa, datetime]] = (),
         **entry: Any,
     ) -> bytes:
         """A model-signing Sigstore bundle for `statement` (the in-toto statement bytes).
 
-        `logged` puts another payload's entry in the log instead of this one's;
+        `logged` puts another payload's entry in the log instead of this one's,
+        `logged_cert` an entry naming another certificate;
         `stamps` adds an RFC 3161 timestamp of the signature per (authority, time);
         `entry` keywords go to `entry()`.
         """
@@ -436,7 +438,7 @@ class LocalSigstore:
             }
             body = self.dsse_body(logged, other_envelope, other, cert)
         else:
-            body = self.dsse_body(statement, envelope, signature, cert)
+            body = self.dsse_body(statement, envelope, signature, logged_cert or cert)
         bundle = {
             "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
             "verificationMaterial": {

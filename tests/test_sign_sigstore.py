@@ -329,6 +329,11 @@ CASES: dict[str, tuple[Breaker, type[SignatureError], str]] = {
         TransparencyLogError,
         "records another envelope",
     ),
+    "entry of another certificate": (
+        lambda lo, s: lo.sign(s, logged_cert=lo.leaf(_key())),
+        TransparencyLogError,
+        "records another envelope or signer",
+    ),
     "payload altered": (
         _altered_payload,
         InvalidSignatureError,
@@ -569,7 +574,7 @@ def test_cli_verify_sigstore(local: LocalSigstore, model: Path, root_file: Path)
     model_sign(local, model, sig)
     base = ("verify", "--sigstore-root", root_file)
     code, out, _ = cli(*base, "--identity", IDENTITY, "--issuer", ISSUER, model)
-    assert code == 0 and "verified" in out and IDENTITY in out and "sigstore-ecdsa-p256" in out
+    assert code == 0 and str(model) in out and IDENTITY in out and "sigstore-ecdsa-p256" in out
     code, out, _ = cli(
         *base, "--identity", "bob@example.com", "--issuer", ISSUER, "--format", "json", model
     )

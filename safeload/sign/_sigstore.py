@@ -65,6 +65,7 @@ from ..errors import (
 )
 from . import _json
 from ._dsse import PAYLOAD_TYPE
+from ._keys import read_bounded
 
 if TYPE_CHECKING:
     from sigstore.models import TrustedRoot
@@ -145,8 +146,6 @@ class SigstoreTrust:
     def load(cls, path: str | os.PathLike[str], *, identity: str, issuer: str) -> SigstoreTrust:
         """Read a `trusted_root.json` (or a client trust config holding one), within the
         size and JSON limits of signature files. Raises `KeyFileError`."""
-        from ._keys import read_bounded
-
         path = Path(path)
         return cls.from_json(
             read_bounded(path, "Sigstore trusted root"),
