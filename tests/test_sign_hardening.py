@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -478,7 +479,11 @@ def test_an_internal_error_is_never_a_verdict(
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("a bug")
 
-    monkeypatch.setattr("safeload._cli.sign.verify_reporting", broken)
+    # The CLI imports it from safeload.sign._verify when a verify command runs
+    # (by module: the attribute `safeload.sign` is the function).
+    monkeypatch.setattr(
+        importlib.import_module("safeload.sign._verify"), "verify_reporting", broken
+    )
     code, out, err = cli("verify", model_file, "--key", trusted)
     assert (code, out) == (2, "") and "internal error (ValueError: a bug)" in err
     code, out, _ = cli("verify", model_file, "--key", trusted, "--format", "json")
