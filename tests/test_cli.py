@@ -545,7 +545,7 @@ def test_signing_commands_are_wired_in(
     assert main(["sign", str(files["safe"]), "--key", str(key)]) == 0
     capsys.readouterr()
     assert main(["verify", str(files["safe"]), "--key", f"{key}.pub"]) == 0
-    assert capsys.readouterr().out.startswith(f"verified {files['safe']}")
+    assert capsys.readouterr().out.startswith(f"signature valid: {files['safe']}")
     files["safe"].write_bytes(benign_bytes() + b"\x00")
     assert main(["verify", str(files["safe"]), "--key", f"{key}.pub"]) == 1
     assert "not verified (digest mismatch)" in capsys.readouterr().err

@@ -76,9 +76,9 @@ def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return work, env
 
 
-def sign(work: Path, env: dict[str, str], name: str) -> None:
+def sign(work: Path, env: dict[str, str], name: str, *flags: str) -> None:
     subprocess.run(
-        [env["SAFELOAD"], "sign", name, "--key", env["KEY"]],
+        [env["SAFELOAD"], "sign", name, "--key", env["KEY"], *flags],
         cwd=work,
         env=env,
         check=True,
@@ -139,7 +139,7 @@ def test_quiet_scan_hook_prints_only_failing_files(repo: tuple[Path, dict[str, s
         (work / name).write_bytes(pickle.dumps({"name": name}))
         sign(work, env, name)
     (work / "evil.pkl").write_bytes(HOSTILE)
-    sign(work, env, "evil.pkl")
+    sign(work, env, "evil.pkl", "--allow-unsafe")  # signed anyway: the scan hook still fails it
     done = commit(work, env, *names, *(n + ".sig" for n in names), "evil.pkl", "evil.pkl.sig")
     assert done.returncode != 0
     scan_part = done.stdout.split("safeload verify")[0]

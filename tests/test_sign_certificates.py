@@ -38,7 +38,9 @@ from safeload.sign import (
 )
 from safeload.sign._keys import certify
 
-MODEL = b"\x80\x05\x95\x0b\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01w\x94K\x01s."
+MODEL = b"\x80\x05\x95\x0a\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01w\x94K\x01s."
+"""pickle.dumps({'w': 1}, protocol=5): `safeload sign` scans it first (the frame
+length was 11 for 10 bytes, a truncated pickle it now refuses to sign)."""
 NOW = datetime.now(UTC)
 
 

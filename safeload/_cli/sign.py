@@ -132,8 +132,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "--type",
         choices=_KeyTypes(),  # a lazy container, not a list
         metavar="TYPE",
-        required=True,
-        help="key type: %(choices)s",
+        help="key type: %(choices)s (default: the recommended one, ecdsa-p256)",
     )
     keygen.add_argument("--out", required=True, type=Path, metavar="PATH", help="private key file")
     keygen.add_argument("--kid", metavar="NAME", help="HMAC key id (default: date + random)")
@@ -145,9 +144,11 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "sign",
         help="sign a model file or directory",
         description="Write PATH.sig (OpenSSF model-signing format): one SHA-256 per file, signed "
-        "with the key, with the signing time. ECDSA P-256 signatures also verify with "
-        "`model_signing verify key`; Ed25519 and HMAC ones only with safeload.",
-        epilog="exit codes: 0 signed, 2 usage or I/O error",
+        "with the key, with the signing time. Every file is scanned first: one whose scan is "
+        "not safe (or not-a-pickle) is refused unless --allow-unsafe, which the signature then "
+        "records. ECDSA P-256 signatures also verify with `model_signing verify key`; Ed25519 "
+        "and HMAC ones only with safeload.",
+        epilog="exit codes: 0 signed, 1 refused (a file's scan is not safe), 2 usage or I/O error",
     )
     signer.add_argument("path", type=Path, metavar="PATH", help="model file or directory")
     signer.add_argument(
@@ -183,6 +184,12 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         type=Path,
         metavar="PEM",
         help="intermediate certificates to put in the bundle; repeatable",
+    )
+    signer.add_argument(
+        "--allow-unsafe",
+        action="store_true",
+        help="sign even though a file's scan is not safe; the scan results are recorded in the "
+        "signed statement, and verify shows them",
     )
     _password(signer, "the password of an encrypted private key is in environment variable VAR")
     _common(signer, "signature file to write (default: PATH.sig beside the file or directory)")
@@ -288,14 +295,17 @@ def _time(value: str) -> datetime:
 
 def _common(parser: argparse.ArgumentParser, signature_help: str) -> None:
     parser.add_argument("--signature", type=Path, metavar="SIG", help=signature_help)
+    # One path per flag, repeatable (as model_signing's --ignore_paths): a flag
+    # taking several would swallow the PATH after it.
     parser.add_argument(
+        "--ignore-path",
         "--ignore-paths",
-        action="extend",
-        nargs="+",
+        dest="ignore_paths",
+        action="append",
         default=[],
         metavar="P",
-        help="relative paths inside a model directory to leave out (exact paths; a directory "
-        "leaves out everything below it)",
+        help="a relative path inside a model directory to leave out (exact; a directory "
+        "leaves out everything below it); repeatable",
     )
 
 
@@ -367,9 +377,11 @@ def _password_of(args: argparse.Namespace, path: Path | None, err: TextIO) -> by
 
 def _keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ..sign import generate_key
+    from ..sign._keys import RECOMMENDED_KEY_TYPE
 
     password = _password_of(args, None, err)
-    info = generate_key(args.type, args.out, kid=args.kid, overwrite=args.force, password=password)
+    kind = args.type if args.type is not None else RECOMMENDED_KEY_TYPE
+    info = generate_key(kind, args.out, kid=args.kid, overwrite=args.force, password=password)
     encrypted = ", encrypted" if password else ""
     _say(out, f"wrote private key {info.private} (mode 0600{encrypted}, keep it secret)")
     if info.public is not None:
@@ -404,16 +416,52 @@ def _sign(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             if _same_file(args.signature, key) or _same_file(args.signature, _pub(key)):
                 _say(err, f"safeload: error: --signature {args.signature} is a key file; refusing")
                 return EXIT_ERROR
+    unsafe = _not_safe(args)
+    if unsafe and not args.allow_unsafe:
+        _say(
+            err,
+            f"safeload: refused to sign {args.path}: a signature says who made a file, and "
+            f"these do not scan safe: {'; '.join(unsafe)}. Run `safeload scan` to see why; "
+            "--allow-unsafe signs anyway and records this in the signature",
+        )
+        return EXIT_NOT_VERIFIED
     written = sign(
         args.path,
         signers,
         signature=args.signature,
         ignore_paths=args.ignore_paths,
         ignore_git=args.ignore_git_paths,
+        allow_unsafe="; ".join(unsafe) if unsafe else None,
     )
     keys = ", ".join(f"{s.algorithm} key {s.key_id[:16]}" for s in signers)
     _say(out, f"signed {args.path} with {keys}: wrote {written}")
+    if unsafe:
+        _say(
+            err,
+            f"safeload: warning: signed with --allow-unsafe over: {'; '.join(unsafe)} "
+            "(recorded in the signature)",
+        )
     return EXIT_OK
+
+
+def _not_safe(args: argparse.Namespace) -> list[str]:
+    """`name: verdict (rule IDs)` for each file to be signed whose scan is neither safe nor
+    not-a-pickle (files no loader would unpickle, such as a directory's config.json)."""
+    from ..report import Verdict
+    from ..scan import scan_file
+    from ..sign._statement import list_files
+
+    path = Path(args.path)
+    model = list_files(path, args.ignore_paths, ignore_git=args.ignore_git_paths)
+    found = []
+    for name, file in model.files.items():
+        report = scan_file(file)
+        if report.verdict in (Verdict.SAFE, Verdict.NOT_A_PICKLE):
+            continue
+        rules = sorted({f.rule for f in report.findings if f.verdict is not None})
+        shown = path.name if name == "." else name
+        found.append(f"{shown}: {report.verdict.value} ({', '.join(rules) or 'no rule'})")
+    return found
 
 
 def _pub(path: Path) -> Path:
@@ -504,7 +552,9 @@ def _verify_one(
     entry.update(verdict="verified", reason="verified")
     if result.authenticated is not None:
         entry.update(_signed(result.authenticated))
+    statement = result.authenticated.statement if result.authenticated is not None else None
     entry.update(
+        allow_unsafe=statement.allow_unsafe if statement is not None else None,
         signature=str(result.signature),
         files=[{"name": n, "digest": result.digests.get(n)} for n in result.files],
         unsigned=list(result.unsigned),
@@ -547,10 +597,19 @@ def _report_text(entry: dict[str, Any], outcome: _Outcome, out: TextIO, err: Tex
     certified = f" (certificate {result.certificate!r})" if result.certificate else ""
     _say(
         out,
-        f"verified {result.path}: subject {result.subject!r}, {count} file"
+        f"signature valid: {result.path}: subject {result.subject!r}, {count} file"
         f"{'s' if count != 1 else ''}, sha256:{result.root_digest}, {result.algorithm} key "
         f"{result.key_id[:16]}{certified}, signed {when}, signature {result.signature}",
     )
+    # Who signed it, unchanged since: not whether loading it is safe.
+    _say(out, f"  not a safety verdict: `safeload scan {result.path}` judges what loading runs")
+    statement = result.authenticated.statement if result.authenticated is not None else None
+    if statement is not None and statement.allow_unsafe is not None:
+        _say(
+            err,
+            "safeload: warning: signed with --allow-unsafe over these scan results: "
+            f"{statement.allow_unsafe}",
+        )
     if result.unsigned:
         _say(
             err,

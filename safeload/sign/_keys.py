@@ -66,6 +66,10 @@ __all__ = [
 
 KeyType = Literal["ed25519", "ecdsa-p256", "hmac"]
 KEY_TYPES: tuple[KeyType, ...] = ("ed25519", "ecdsa-p256", "hmac")
+RECOMMENDED_KEY_TYPE: KeyType = "ecdsa-p256"
+"""What `safeload keygen` makes when no `--type` is given, the type docs/signing.md
+recommends: its signatures verify with safeload and with `model_signing verify key`
+(model-signing 1.1.1 verifies EC keys only; Ed25519 ones verify with safeload only)."""
 HMAC_ALGORITHM = "hmac-sha256"
 HMAC_KEYID_PREFIX = "hmac-sha256:"
 HMAC_SECRET_BYTES = 32

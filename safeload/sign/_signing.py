@@ -106,6 +106,7 @@ def sign(
     ignore_paths: Iterable[str] = (),
     ignore_git: bool = False,
     workers: int | None = None,
+    allow_unsafe: str | None = None,
 ) -> Path:
     """Sign a model file or directory; returns the signature path.
 
@@ -115,7 +116,9 @@ def sign(
     `ignore_git`, `.git`, `.github`, `.gitattributes` and `.gitignore` at the
     root name; that list is recorded in the signed statement. Several signers
     give several signatures. Refuses a model with no file, and a signature
-    path holding anything but an old signature.
+    path holding anything but an old signature. `allow_unsafe` records in the
+    statement the scan results the signer signed over (`safeload sign
+    --allow-unsafe`: signing itself never scans).
     """
     path = Path(path)
     signers = _signers(signer)
@@ -143,7 +146,12 @@ def sign(
     _check_target(sig_path, model)
     names = list(model.files)
     digests = _statement.digest_files([(model.files[n], 0, None) for n in names], workers=workers)
-    payload = _statement.build(subject_name(path), dict(zip(names, digests, strict=True)), ignores)
+    payload = _statement.build(
+        subject_name(path),
+        dict(zip(names, digests, strict=True)),
+        ignores,
+        allow_unsafe=allow_unsafe,
+    )
     _atomic_write(sig_path, _envelope(payload, signers))
     return sig_path
 

@@ -58,6 +58,11 @@ GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 """Ignored at the model root with `ignore_git=True` (model-signing ignores them by default)."""
 SIGNED_AT = "signed_at"
 """The subject annotation holding the signing time (RFC 3339, UTC, whole seconds)."""
+ALLOW_UNSAFE = "safeload_allow_unsafe"
+"""The subject annotation `safeload sign --allow-unsafe` writes: the scan results it
+signed over ("name: verdict (rule IDs)", one per file that did not scan safe). A
+signature vouches for who made the bytes, never that they are safe; this says the
+signer knew they were not. Absent from every other signature (and older ones)."""
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 HASHES: dict[str, Callable[[], Any]] = {"sha256": hashlib.sha256, "blake2b": hashlib.blake2b}
@@ -220,6 +225,8 @@ class Statement:
         default_factory=lambda: MappingProxyType({}), compare=False, repr=False
     )
     """`{file name: ranges}`: the resources grouped by file (shard suffixes removed)."""
+    allow_unsafe: str | None = None
+    """What the signer's scan found, signed anyway with `--allow-unsafe` (`ALLOW_UNSAFE`)."""
 
 
 def root_digest(digests: Iterable[str]) -> str:
@@ -240,23 +247,27 @@ def build(
     resources: dict[str, str],
     ignore_paths: Iterable[str],
     signed_at: datetime | None = None,
+    allow_unsafe: str | None = None,
 ) -> bytes:
     """The statement bytes for SHA-256 file resources, in code-point order.
 
     `ignore_paths` is recorded as given (normalized): what was left out is
     part of what is signed. The signing time (default: now) is a subject
     annotation, which in-toto resource descriptors allow and model-signing
-    ignores.
+    ignores; so is `allow_unsafe`, the scan results signed over (`ALLOW_UNSAFE`).
     """
     names = sorted(resources)
     when = format_time(signed_at if signed_at is not None else datetime.now(UTC))
+    annotations = {SIGNED_AT: when}
+    if allow_unsafe is not None:
+        annotations[ALLOW_UNSAFE] = allow_unsafe
     statement = {
         "_type": STATEMENT_TYPE,
         "subject": [
             {
                 "name": subject,
                 "digest": {"sha256": root_digest(resources[n] for n in names)},
-                "annotations": {SIGNED_AT: when},
+                "annotations": annotations,
             }
         ],
         "predicateType": PREDICATE_TYPE,
@@ -301,6 +312,7 @@ def parse(payload: bytes, where: str) -> Statement:
     if not isinstance(subject_name, str) or not _is_hex(root, 64):
         raise bad("has no subject name and sha256 digest")
     signed_at = _signed_at(subjects[0].get("annotations"), bad)
+    allow_unsafe = _allow_unsafe(subjects[0].get("annotations"), bad)
     predicate = doc.get("predicate")
     serialization = predicate.get("serialization") if isinstance(predicate, dict) else None
     if not isinstance(predicate, dict) or not isinstance(serialization, dict):
@@ -360,7 +372,17 @@ def parse(payload: bytes, where: str) -> Statement:
         shard_size,
         signed_at,
         _file_ranges(method, resources, where),
+        allow_unsafe,
     )
+
+
+def _allow_unsafe(annotations: object, bad: Callable[[str], MalformedSignatureError]) -> str | None:
+    if not isinstance(annotations, dict):
+        return None  # `_signed_at` refuses anything but an object or no annotations
+    text = annotations.get(ALLOW_UNSAFE)
+    if text is not None and not isinstance(text, str):
+        raise bad(f"has a {ALLOW_UNSAFE} annotation that is not text")
+    return text
 
 
 def _signed_at(
