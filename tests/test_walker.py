@@ -238,7 +238,8 @@ def test_deny_rules_win_over_allow_entries() -> None:
 
 
 def test_negative_text_memo_index_is_a_miss() -> None:
-    data = b"K\x01p0\n0g-1\n."
+    # PROTO first: without it, a stream of constants that breaks is not-a-pickle (SL305)
+    data = b"\x80\x02K\x01p0\n0g-1\n."
     with pytest.raises(pickle.UnpicklingError):
         pickle.loads(data)
     assert rules_of(data) == ["SL301"]
