@@ -45,15 +45,25 @@ class Use(enum.StrEnum):
 _NAME_MAPPING: dict[tuple[str, str], tuple[str, str]] = dict(_compat_pickle.NAME_MAPPING)
 _IMPORT_MAPPING: dict[str, str] = dict(_compat_pickle.IMPORT_MAPPING)
 
+MODULE_ALIASES: dict[str, str] = {"_loss": "sklearn._loss._loss"}
+"""Module names a library registers in `sys.modules` at import, mapped to the module
+they stand for at every protocol. scikit-learn 1.5-1.8 (meson-built wheels) compiled
+sklearn._loss._loss under the name `_loss`, registered it so, and pickled its loss
+classes and unpickle helpers as `_loss.<name>`. `import _loss` reaches that module
+only after scikit-learn registered it; otherwise it searches sys.path for a top-level
+module of that name. The walk judges, and the guarded loader imports, the module the
+alias stands for, never a top-level `_loss`."""
+
 
 def map_name(module: str, name: str, proto: int) -> tuple[str, str]:
-    """The (module, name) `find_class` really imports at protocol `proto`."""
+    """The (module, name) `find_class` really imports at protocol `proto` (with the
+    `MODULE_ALIASES` a library registers resolved to their module)."""
     if proto < 3:
         mapped = _NAME_MAPPING.get((module, name))
         if mapped is not None:
             return mapped
-        return _IMPORT_MAPPING.get(module, module), name
-    return module, name
+        module = _IMPORT_MAPPING.get(module, module)
+    return MODULE_ALIASES.get(module, module), name
 
 
 def canonical(module: str, qualname: str) -> str:
