@@ -594,7 +594,7 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     for r in rules:
         verdict = r.verdict.value if r.verdict else "note"
         sys.stdout.write(
-            f"{r.id:<8} {r.name:<{name_width}}  {r.severity.value:<8}  {verdict:<9}  {r.summary}\n"
+            f"{r.id:<8} {r.name:<{name_width}}  {r.severity.value:<8}  {verdict:<12}  {r.summary}\n"
         )
     return EXIT_OK
 
