@@ -10,8 +10,8 @@ the body bytes it sends). Two measurements:
   bench/run_load_speed.py makes them, reused from bench/.work/): a `RandomForestClassifier`
   saved by `joblib.dump` and a state dict of 4 MiB float32 tensors saved by `torch.save`.
   Each is scanned by `safeload.scan(url)`; the verdict must equal the local scan's. The
-  forest is also scanned with a higher round limit, to show what ranged reads of a file
-  with hundreds of arrays cost in runs.
+  forest is also scanned with ranged reads to the end (`COST_AWARE` off, a high round
+  limit), to show what a file with hundreds of arrays costs in runs.
 * **Latency**: `--files` small model files (torch, joblib, pickle), every request delayed
   by `--latency` seconds, scanned with `scan_urls(..., concurrency=16)` against
   `concurrency=1`.
@@ -67,16 +67,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _scan_remote(url: str, served: Served, rounds: int | None = None) -> dict[str, Any]:
     from safeload.scan import _remote, default_policy
 
-    saved = _remote.MAX_ROUNDS
-    if rounds is not None:
-        _remote.MAX_ROUNDS = rounds
     served.reset()
+    saved = _remote.MAX_ROUNDS, _remote.COST_AWARE
+    if rounds is not None:  # ranged reads to the end, however many runs they take
+        _remote.MAX_ROUNDS, _remote.COST_AWARE = rounds, False
     try:
         start = time.perf_counter()
         report = _remote.scan_target(url, default_policy())
         seconds = time.perf_counter() - start
     finally:
-        _remote.MAX_ROUNDS = saved
+        _remote.MAX_ROUNDS, _remote.COST_AWARE = saved
     (file,) = report.files
     return {
         "verdict": file.verdict.value,
@@ -86,7 +86,8 @@ def _scan_remote(url: str, served: Served, rounds: int | None = None) -> dict[st
         "requests": served.requests,
         "ratio": (file.fetched or 0) / file.size,
         "seconds": seconds,
-        "max_rounds": rounds or saved,
+        "max_rounds": rounds or saved[0],
+        "cost_aware": rounds is None and saved[1],
     }
 
 
@@ -171,7 +172,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     ]
     for name, row in result["big"].items():
         label = {"torch": "state dict (`torch.save`)", "forest": "forest (`joblib.dump`)"}.get(
-            name, f"forest, round limit {row['max_rounds']}"
+            name, f"forest, ranged to the end (up to {row['max_rounds']} runs)"
         )
         lines.append(
             f"| {label} | {row['size'] / MIB:,.1f} MiB | {row['fetched']:,} B | "

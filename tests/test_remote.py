@@ -225,6 +225,38 @@ def test_a_server_that_ignores_range_still_gets_a_right_verdict(
     assert report.fetched is not None and report.fetched >= path.stat().st_size
 
 
+def test_ranged_runs_stop_once_they_cost_more_than_the_rest_would() -> None:
+    """At 1 MiB/s measured, the 10 MiB left take 10 s to fetch whole."""
+    import time
+
+    remote = _remote._Remote(None, "x", "x", 10 * MIB, (10 * MIB,), fetched=MIB, seconds=1.0)
+    image = _remote.Image(10 * MIB)
+    try:
+        assert _remote._worth_it(remote, image, time.monotonic() - 2)
+        assert not _remote._worth_it(remote, image, time.monotonic() - 20)
+    finally:
+        image.close()
+
+
+def test_a_file_with_many_arrays_is_read_whole_when_rounds_cost_more(
+    served: tuple[Served, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, base = served
+    path = tmp_path / "many.joblib"
+    joblib.dump([np.full(40_000, i, dtype=np.float64) for i in range(40)], path)
+    url = base + _serve(state, path)
+    monkeypatch.setattr(_remote, "MAX_ROUNDS", 1000)
+    monkeypatch.setattr(_remote, "COST_AWARE", False)
+    ranged = scan(url).files[0]
+    assert ranged.verdict is Verdict.SAFE
+    assert ranged.fetched is not None and ranged.fetched < 0.2 * ranged.size
+    monkeypatch.setattr(_remote, "COST_AWARE", True)
+    monkeypatch.setattr(_remote, "_worth_it", lambda *_args: False)
+    whole = scan(url).files[0]
+    assert whole.verdict is Verdict.SAFE and whole.fetched is not None
+    assert whole.fetched >= whole.size
+
+
 def test_page_tracking_works_here() -> None:
     """The mechanism the ranged reads rely on (Linux); elsewhere files are read whole."""
     if not sys.platform.startswith("linux"):

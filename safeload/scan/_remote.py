@@ -27,7 +27,8 @@ Why this is fail-closed (Linux, `/proc/self/pagemap`):
    the kernel does not report present, an unfilled one still present after
    it was unmapped, a failed self-test at start-up, or no pagemap at all
    (another OS) turns tracking off, and the file is then read whole before
-   it is scanned. After `MAX_ROUNDS` runs the rest of the file is fetched
+   it is scanned. After `MAX_ROUNDS` runs, or once the runs took longer than
+   fetching the rest would (`COST_AWARE`), the rest of the file is fetched
    whole, so the number of runs is bounded.
 
 Which pages a scan reads is thus never predicted: it is observed. Read-ahead
@@ -85,6 +86,11 @@ CONCURRENCY = 16
 """Remote files scanned (and so fetched) at once by default."""
 MAX_ROUNDS = 48
 """Scan runs with ranged reads before the rest of a file is fetched whole."""
+COST_AWARE = True
+"""Fetch the rest whole as soon as the runs so far took longer than fetching the rest
+would (at the throughput measured so far), after `_MIN_ROUNDS` runs: a file that needs
+a run per array (a forest) then costs at most about twice the cheaper of the two ways."""
+_MIN_ROUNDS = 6
 _PAGE = mmap.PAGESIZE
 _FIRST = 64 * 1024
 """Read first from each end: a header, a zip's end record and central directory."""
@@ -92,8 +98,6 @@ _WHOLE_BELOW = 256 * 1024
 """Files this small are fetched in one read."""
 _ISOLATED = 4 * 1024
 """Read-ahead at a page read away from anything fetched (past a skipped array)."""
-_MAX_WINDOW = 16 << 20
-"""Largest read-ahead after a page that continues a fetched range."""
 _CHUNK = 8 << 20
 """Size of each read when a file is fetched whole."""
 _RETRIES = 6
@@ -202,6 +206,8 @@ class _Remote:
     identity: tuple[object, ...]
     fetched: int = 0
     requests: int = 0
+    seconds: float = 0.0
+    """Time spent waiting for the store."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -222,6 +228,7 @@ class _Remote:
         out: list[bytes | None] = [None] * len(ranges)
         todo = list(range(len(ranges)))
         for attempt in range(_RETRIES + 1):
+            began = time.monotonic()
             got = self.fs.cat_ranges(
                 [self.path] * len(todo),
                 [ranges[i][0] for i in todo],
@@ -229,6 +236,8 @@ class _Remote:
                 on_error="return",
                 **self._kwargs,
             )
+            with self._lock:
+                self.seconds += time.monotonic() - began
             again = []
             for i, value in zip(todo, got, strict=True):
                 if not isinstance(value, BaseException):
@@ -489,7 +498,10 @@ def _rounds(
         _fetch(remote, image, [(0, size)])
     else:
         _fetch(remote, image, [(0, _FIRST), (size - _FIRST, size)])
-    for _ in range(MAX_ROUNDS):
+    began = time.monotonic()
+    for done in range(MAX_ROUNDS):
+        if COST_AWARE and done >= _MIN_ROUNDS and not _worth_it(remote, image, began):
+            break
         if not image.complete and not image.forget():
             break  # no proof of what the next run reads: read it all
         report = _scan_data(image.map, size, policy, where, max_opcodes)
@@ -505,22 +517,25 @@ def _rounds(
     return _scan_data(image.map, size, policy, where, max_opcodes)
 
 
+def _worth_it(remote: _Remote, image: Image, began: float) -> bool:
+    """Whether ranged runs so far cost less time than fetching the rest would."""
+    rate = remote.fetched / max(remote.seconds, 1e-6)
+    rest = image.have.count(0) * _PAGE
+    return time.monotonic() - began < rest / max(rate, 1.0)
+
+
 def _ahead(image: Image, first: int, end: int) -> tuple[int, int]:
     """The byte range to fetch for pages `[first, end)` read unfetched, with read-ahead.
 
     Only the start of the run is fetched: the scan read on through zeros (a
     search for a signature, a walk that found no opcode), which real bytes
     may end sooner. A read that continues a filled run (a pickle walked on,
-    a stream decompressed) fetches as much again as that run holds, up to
-    16 MiB; a read away from anything fetched (past an array the walk
+    a stream decompressed) fetches as much again as that run holds (so a
+    file read in order takes a logarithmic number of runs); a read away from anything fetched (past an array the walk
     skipped, a member's local header) fetches one small block. A next run
     that reads further fetches more.
     """
-    run = 0
-    while first - run - 1 >= 0 and image.have[first - run - 1]:
-        run += 1
-        if run * _PAGE >= _MAX_WINDOW:
-            break
+    run = first - 1 - image.have.rfind(0, 0, first) if first else 0
     start = first * _PAGE
     return start, min(image.size, start + max(run * _PAGE, _ISOLATED))
 
