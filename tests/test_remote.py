@@ -189,6 +189,23 @@ def test_a_payload_behind_unfetched_bytes_is_fetched_and_found(
     assert report.fetched is not None and report.fetched < MIB
 
 
+def test_a_compressed_stream_is_read_in_order_to_its_end(
+    served: tuple[Served, str], tmp_path: Path
+) -> None:
+    """gzip cannot be ranged: the read-ahead doubles until the payload at the end is in."""
+    import gzip
+    import pickle
+
+    state, base = served
+    rng = np.random.default_rng(1)
+    path = tmp_path / "model.pkl.gz"
+    with gzip.open(path, "wb") as fh:
+        pickle.dump([rng.bytes(3 * MIB), Evil()], fh, protocol=4)
+    report = scan(base + _serve(state, path)).files[0]
+    assert report.verdict is Verdict.DANGEROUS and report.format == scan(path).files[0].format
+    assert report.fetched == path.stat().st_size
+
+
 def test_without_page_tracking_the_whole_file_is_read(
     served: tuple[Served, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
