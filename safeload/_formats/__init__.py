@@ -51,18 +51,23 @@ def locate(
     size: int | None = None,
     max_opcodes: int = DEFAULT_MAX_OPCODES,
     max_expansion: float | None = None,
+    stream: bool = False,
 ) -> Iterator[Located]:
     """Every reading of `data[0:size]`.
 
     A context manager: decompressed members live in buffers that the readings
     point into; on exit they are released and given back to the process's
     decompression budget. `max_expansion` is the decompressed bytes the file may
-    produce per byte of file (default `DEFAULT_MAX_EXPANSION`).
+    produce per byte of file (default `DEFAULT_MAX_EXPANSION`). `stream` (a scan
+    that loads nothing): the raw array bytes a walk skips inside a compressed stream
+    are not held, and `Located.expanded` does not list that stream.
     """
     size = len(data) if size is None else size
     ratio = DEFAULT_MAX_EXPANSION if max_expansion is None else max_expansion
     with ExitStack() as stack:
-        ctx = Ctx(max_opcodes=max_opcodes, stack=stack, size=size, max_expansion=ratio)
+        ctx = Ctx(
+            max_opcodes=max_opcodes, stack=stack, size=size, max_expansion=ratio, stream=stream
+        )
         try:
             shape = scan_blob(ctx, data, location, 0, 0, size)
         except Exception as exc:  # the last resort: a bug is a verdict, not a crash

@@ -14,14 +14,18 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
+import mmap
 import os
 import struct
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Generator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Any
+
+from .._machine.walker import TAIL_READ
 
 _CHUNK = 1 << 20
 BUDGET = 8 << 30
@@ -260,19 +264,87 @@ def range_file(data: Any, start: int, end: int) -> IO[bytes]:
 
 
 def _reader(kind: str, src: IO[bytes]) -> Any:
+    metered = _Metered(src)
     if kind == "lz4":
         try:
             import lz4.frame
         except ImportError as exc:
             raise Unavailable("lz4 is not installed (pip install lz4)") from exc
-        return lz4.frame.LZ4FrameFile(src, "rb")
+        return _Counted(lz4.frame.LZ4FrameFile(metered, "rb"), metered)
     if kind == "zstd":
         try:
             import zstandard
         except ImportError as exc:
             raise Unavailable("zstandard is not installed (pip install zstandard)") from exc
-        return zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
+        file: IO[bytes] = metered  # type: ignore[assignment]  # the file methods readers call
+        reader = zstandard.ZstdDecompressor().stream_reader(file, read_across_frames=True)
+        return _Counted(reader, metered)
     raise ValueError(kind)  # pragma: no cover
+
+
+INPUT_SLACK = 1 << 20
+"""Compressed bytes a stream may read beyond twice what it has output (`_Metered`)."""
+
+
+class _Metered:
+    """The compressed input of an lz4 or zstd reader, which must keep making output.
+
+    A compressor's output is at most a little longer than its input, so a stream
+    that has read more than twice its output plus `INPUT_SLACK` is none a compressor
+    wrote: zstd reads zero bytes as empty raw blocks, so a zstd frame header in
+    front of a 20 GB sparse file read all of it (minutes, and its pages in memory)
+    to output nothing. Such a stream ends there as corrupt. (Skippable frames of
+    that size are refused the same way; no ML library writes them.)
+    """
+
+    def __init__(self, src: Any) -> None:
+        self._src = src
+        self.consumed = 0
+        self.allowed = INPUT_SLACK
+
+    def _take(self, got: int) -> int:
+        self.consumed += got
+        if self.consumed > self.allowed:
+            raise ValueError(
+                f"{self.consumed} compressed bytes read for less than half as many out: "
+                "not a stream a compressor wrote"
+            )
+        return got
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.allowed - self.consumed + 1
+        chunk: bytes = self._src.read(left if size is None or size < 0 else min(size, left))
+        self._take(len(chunk))
+        return chunk
+
+    def readinto(self, buf: Any) -> int:
+        with memoryview(buf) as view, view.cast("B") as flat:
+            got = self._src.readinto(flat[: self.allowed - self.consumed + 1])
+        return self._take(got or 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._src, name)
+
+
+class _Counted:
+    """A decompressing reader whose output raises its input's allowance (`_Metered`)."""
+
+    def __init__(self, reader: Any, metered: _Metered) -> None:
+        self._reader = reader
+        self._metered = metered
+        self._out = 0
+
+    def read(self, size: int = -1) -> bytes:
+        # The call may output up to `size` bytes: allowed for before it reads.
+        ahead = size if size is not None and size > 0 else 1 << 20
+        metered = self._metered
+        metered.allowed = max(metered.allowed, 2 * (self._out + ahead) + INPUT_SLACK)
+        chunk: bytes = self._reader.read(size)
+        self._out += len(chunk)
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
 
 
 _MAKERS: dict[str, Callable[[], Any]] = {
@@ -371,9 +443,16 @@ def _zip_lzma(data: Any, start: int, end: int) -> tuple[Callable[[], Any], int]:
 
 
 def _nonzero(data: Any, a: int, b: int) -> int:
-    count = 0
-    for i in range(a, b, _CHUNK):
-        chunk = bytes(data[i : min(b, i + _CHUNK)])
+    """The bytes of `data[a:b]` that are not zero padding.
+
+    Only the first `TAIL_READ` bytes are read: a tail beyond them (a compressed
+    stream in front of a sparse 20 GB file) counts whole, unread, so a stream
+    followed by more than that is trailing data, never read to its end.
+    """
+    stop = min(b, a + TAIL_READ)
+    count = b - stop
+    for i in range(a, stop, _CHUNK):
+        chunk = bytes(data[i : min(stop, i + _CHUNK)])
         count += len(chunk) - chunk.count(0)
     return count
 
@@ -459,3 +538,211 @@ def _read_chunks(
         if not chunk:
             return
         yield chunk
+
+
+# -- streaming: decompress while the first pickle is walked, dropping array bytes --------
+
+MARGIN = 64 << 10
+"""Bytes a spool holds past the end it gives the walk: every read of one opcode
+starting before that end lies inside them (the longest fixed argument is 9 bytes)."""
+KEEP_HEAD = 64 << 10
+"""Bytes at the start of a stream never dropped (what container sniffing reads)."""
+KEEP_TAIL = 128 << 10
+"""Bytes before the decompressed end never dropped (where a zip end record is searched)."""
+WALK_AHEAD = 32 << 20
+"""Bytes kept (not skipped) after which the walk along a spool is abandoned: a
+stream of mostly opcodes is decompressed whole, as `expand` does, and walked once."""
+_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
+
+
+class Abandon(Exception):
+    """The walk along a spool stops: from here on every byte is kept."""
+
+
+class Sparse(mmap.mmap):
+    """The decompressed stream at its own offsets, in an anonymous map; the pages of
+    array bytes the walk skipped are given back to the system (they read as zeros).
+
+    While `spool` is set, `spool_more(need, n, skip_from, padded)` decompresses further (see
+    `Spool.more`): the walker calls it where it would otherwise stop at the end.
+    """
+
+    spool: Spool | None = None
+
+    def spool_more(
+        self, need: int, n: int, skip_from: int | None = None, padded: bool = True
+    ) -> int:
+        spool = self.spool
+        if spool is None:
+            return n  # decompressed: the walk's end stands
+        return spool.more(need, skip_from, padded)
+
+
+class Spool:
+    """Decompress `data[start:end]` into a `Sparse` map while a walk reads it.
+
+    The walk is given an end (`more`'s result) with `MARGIN` valid bytes past it,
+    and asks for more where it would stop there. Where it skips a raw array
+    (`skip_from`), those bytes are decompressed, counted and dropped, except the
+    first `KEEP_HEAD` and last `KEEP_TAIL` bytes of the stream. `finish` then
+    decompresses the rest, all of it kept. Every produced byte counts against
+    `limit` and the budget exactly as `expand` counts it.
+
+    `plain`: a plain `pickle.load` also reads this stream (gzip, bz2, xz,
+    zstd): an array without its padding byte is opcodes to it, so the walk is
+    abandoned there (`Abandon`) and nothing after is dropped.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        data: Any,
+        start: int,
+        end: int,
+        limit: int,
+        stack: ExitStack,
+        *,
+        plain: bool,
+        budget: Budget | None = None,
+    ) -> None:
+        self.kind = kind
+        self.limit = limit
+        self.plain = plain
+        self._held = budget or _budget
+        self.buf = Sparse(
+            -1, limit + _CHUNK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE
+        )
+        self.buf.spool = self
+        self.size = 0
+        self.done = False
+        self.error: str | None = None
+        self.stopped: str | None = None
+        self._rest: list[int] = []
+        self._skips: list[tuple[int, int]] = []
+        self._dropped = 0
+        """Bytes below this offset were considered for dropping."""
+        self.released = 0
+        """Bytes given back to the system."""
+        self.abandoned = False
+        self._skip_end = 0
+        self._skipped = 0
+        taken: list[int] = [0]
+        self._taken = taken
+        stack.callback(lambda: self._held.give(taken[0]))
+
+        def room() -> int:
+            return max(1, min(_CHUNK, limit + 1 - self.size))
+
+        chunks: Generator[bytes, None, None]
+        if kind in _MAKERS:
+            chunks = _chunks_stdlib(kind, data, start, end, self._rest, room)
+        else:
+            reader = _reader(kind, range_file(data, start, end))
+            stack.callback(reader.close)
+            chunks = _read_chunks(reader.read, room)
+        self._chunks = chunks
+        stack.callback(chunks.close)
+
+    def _produce(self) -> bool:
+        """One more chunk into the map; False once the stream is done or cut."""
+        if self.done:
+            return False
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self.done = True
+            return False
+        except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, RuntimeError) as exc:
+            self.error, self.done = f"{self.kind} stream is corrupt: {exc}", True
+            return False
+        except Exception as exc:  # third-party decompressors raise their own types
+            self.error, self.done = f"{self.kind} stream is corrupt: {exc}", True
+            return False
+        if self.size + len(chunk) > self.limit:
+            chunk = chunk[: self.limit - self.size]
+            self.stopped = "limit"
+        if not self._held.take(len(chunk)):
+            self.stopped, self.done = "budget", True
+            return False
+        self._taken[0] += len(chunk)
+        self.buf[self.size : self.size + len(chunk)] = chunk
+        self.size += len(chunk)
+        if self.stopped is not None:
+            self.done = True
+        self._release()
+        return not self.done
+
+    def _release(self) -> None:
+        """Give back the whole pages of skipped ranges that no reader will look at."""
+        page = mmap.PAGESIZE
+        upto = self.size - KEEP_TAIL
+        for a, b in self._skips:
+            lo = max(a, KEEP_HEAD, self._dropped)
+            hi = min(b, upto)
+            lo = -(-lo // page) * page
+            hi = hi // page * page
+            if hi > lo:
+                self.buf.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+                self.released += hi - lo
+                self._dropped = hi
+        while self._skips and self._skips[0][1] <= self._dropped:
+            self._skips.pop(0)
+
+    def more(self, need: int, skip_from: int | None = None, padded: bool = True) -> int:
+        """Decompress until `need + MARGIN` bytes are there or the stream ends; the end
+        the walk may read to (past it, `MARGIN` bytes are still valid). With
+        `skip_from`, the bytes `[skip_from, need)` are a raw array the walk skips."""
+        if skip_from is not None and not self.abandoned:
+            if self.plain and not padded:
+                self.abandon()
+            elif need > skip_from:
+                self._skips.append((skip_from, need))
+                self._skip_end = max(self._skip_end, need)
+                self._skipped += need - skip_from
+        elif self.abandoned or self.size - self._skipped > WALK_AHEAD:
+            # Mostly opcodes so far: walking them twice would cost more than
+            # holding them saves.
+            self.abandon()
+            raise Abandon()
+        while self.size < need + MARGIN and self._produce():
+            pass
+        return self.size if self.done else self.size - MARGIN
+
+    def close(self) -> None:
+        """Give the map and its bytes back (the stream is expanded again instead)."""
+        self._held.give(self._taken[0])
+        self._taken[0] = 0
+        self._chunks.close()
+        try:
+            self.buf.close()
+        except BufferError:  # a view of it is still alive: the collector unmaps it
+            pass
+
+    def abandon(self) -> None:
+        """Stop dropping: every byte produced from here on is kept."""
+        self.abandoned = True
+        self._skips.clear()
+
+    def finish(self) -> Expanded | None:
+        """Decompress the rest (all kept). None when a dropped range reaches past the
+        stream's end (a truncated array): the caller expands the stream again, whole,
+        so that whatever reads a cut stream reads every byte of it."""
+        self.abandon()
+        self.buf.spool = None
+        while self._produce():
+            pass
+        if self.released and self._skip_end > self.size:
+            self.close()
+            return None
+        rest = self._rest[0] if self._rest else 0
+        if not self.size:
+            self.close()
+            return Expanded(b"", 0, self.error, self.stopped, rest)
+        try:
+            # The map ends where the stream does, as an expanded buffer would:
+            # reads past it fail instead of returning zeros.
+            self.buf.resize(self.size)
+        except (OSError, ValueError, BufferError, SystemError):
+            self.close()
+            return None
+        return Expanded(self.buf, self.size, self.error, self.stopped, rest)

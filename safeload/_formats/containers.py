@@ -91,6 +91,10 @@ class Ctx:
     loader reads these, never decompressing again)."""
     opcodes: int = 0
     expand_limit: int = field(init=False, default=0)
+    stream: bool = False
+    """Scan only (nothing is loaded from these readings): a compressed pickle stream
+    is walked as it decompresses and the raw array bytes the walk skips are not
+    held (`_spooled`); `expanded` then has no entry for it."""
 
     def __post_init__(self) -> None:
         if self.expand_left < 0:
@@ -510,8 +514,13 @@ def expand_into(
     except compress.Unavailable as exc:
         ctx.add("unsupported-container", f"{kind}-compressed; cannot be verified: {exc}", location)
         return None
-    ctx.expand_left -= out.size
     ctx.expanded[location] = out.data
+    return _expanded(ctx, kind, out, location)
+
+
+def _expanded(ctx: Ctx, kind: str, out: compress.Expanded, location: str) -> tuple[Any, int, int]:
+    """Count a decompressed stream against the file's limit and note why it ended."""
+    ctx.expand_left -= out.size
     if out.stopped == "limit":
         ctx.add(
             "decompression-limit",
@@ -546,7 +555,9 @@ def _compressed(
 ) -> Compressed:
     kind = compress.compression_of(head)
     assert kind is not None  # the handler is chosen by this very magic
-    content = expand_into(ctx, kind, data, start, end, location)
+    content = _spooled(ctx, kind, data, start, end, location) if ctx.stream else None
+    if content is None:
+        content = expand_into(ctx, kind, data, start, end, location)
     if content is None:
         return Compressed(Compression(kind), _UNREAD)
     buf, s, e = content
@@ -558,6 +569,45 @@ def _compressed(
     finally:
         ctx.plain_readers = outer
     return Compressed(Compression(kind), inner)
+
+
+def _spooled(
+    ctx: Ctx, kind: str, data: Any, start: int, end: int, location: str
+) -> tuple[Any, int, int] | None:
+    """A compressed pickle stream, decompressed while its first pickle is walked.
+
+    The walk (`walk_one`, the same walk the scan then makes) tells the spool
+    which raw joblib arrays it skips; their bytes are decompressed, counted
+    against the limit and dropped. The stream is then read as any expanded
+    stream is (`scan_blob`) from the same map, where the dropped ranges read as
+    zeros: every reading of a plain pickle stream skips them the same way
+    (the walk decides the ranges from the bytes before them alone), the first
+    and last bytes of the stream, which container sniffing reads, are kept,
+    and a stream that turns out to be anything else, or to end inside a
+    dropped range, is expanded again whole from the same held bytes. None:
+    the caller expands it whole (as for the loader, which reads arrays).
+    """
+    plain = ctx.plain_readers and kind not in _JOBLIB_ONLY
+    try:
+        spool = compress.Spool(kind, data, start, end, ctx.expand_left, ctx.stack, plain=plain)
+    except (OSError, ValueError, OverflowError, compress.Unavailable):
+        return None  # no map of that size here: expand as the loader does
+    buf = spool.buf
+    soft = buf.spool_more(HEAD, 0)
+    head = bytes(buf[: min(spool.size, HEAD)])
+    if starts_with_proto(head) and not _tar_reading(head):
+        try:
+            walk_one(buf, 0, soft, ctx.opcodes_left)
+        except compress.Abandon:  # pragma: no cover - the walk's last resort catches it
+            pass
+    out = spool.finish()
+    if out is None:
+        return None
+    head = bytes(out.data[: min(out.size, HEAD)])
+    if spool.released and (container_kind(head, out.size) is not None or _tar_reading(head)):
+        spool.close()
+        return None
+    return _expanded(ctx, kind, out, location)
 
 
 _JOBLIB_ONLY = frozenset({"zlib", "lz4"})

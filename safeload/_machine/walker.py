@@ -910,6 +910,17 @@ def walk_one(
     return result
 
 
+def _more(data: Any, need: int, n: int) -> int:
+    """The end of `data` once the walk needs bytes up to `need` past its end `n`.
+
+    `n` itself, except for a stream being decompressed as it is walked
+    (`compress.Sparse`), which decompresses on: every read of one opcode that
+    starts before the end it returns lies in bytes it holds.
+    """
+    more = getattr(data, "spool_more", None)
+    return n if more is None else int(more(need, n))
+
+
 def internal_error_message(exc: BaseException, offset: int | None = None) -> str:
     """What an `internal-error` finding says: where the scan stopped and the exception."""
     where = f" after offset {offset}" if offset is not None else ""
@@ -977,18 +988,14 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         )
                     in_frame = False
                     limit = n
-                    if pos < n:
-                        pass
-                    else:
+                if pos >= n:
+                    n = limit = _more(data, pos + 1, n)
+                    if pos >= n:
                         raise _Fail(
                             "truncated-pickle",
                             start,
                             f"pickle data was truncated after offset {start}",
                         )
-                else:
-                    raise _Fail(
-                        "truncated-pickle", start, f"pickle data was truncated after offset {start}"
-                    )
             start = pos
             op = data[pos]
             # Hot opcodes first (data pickles are mostly these).
@@ -1512,6 +1519,9 @@ def _joblib_array(
     for d in dims:
         count *= d
     nbytes = count * itemsize
+    if nbytes and hasattr(data, "spool_more"):
+        # A stream still being decompressed: on past the array, whose bytes it may drop.
+        n = data.spool_more(pos + nbytes, n, pos, padded)
     if nbytes > n - pos:
         raise _Fail(
             "truncated-pickle",

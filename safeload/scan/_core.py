@@ -66,7 +66,12 @@ def _scan_data(data: Any, size: int, policy: Policy, location: str, max_opcodes:
     shape, pickles, opcodes = "data", 0, 0
     try:
         with locate(
-            data, location, size=size, max_opcodes=max_opcodes, max_expansion=policy.max_expansion
+            data,
+            location,
+            size=size,
+            max_opcodes=max_opcodes,
+            max_expansion=policy.max_expansion,
+            stream=True,
         ) as located:
             shape, pickles, opcodes = str(located.shape), located.pickles, located.opcodes
             findings = judge(located, policy)
