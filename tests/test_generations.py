@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
 import pickle
 import sys
 import tomllib
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import safeload
@@ -95,6 +97,38 @@ def test_the_corpus_covers_every_generation_and_stays_small() -> None:
             assert any(wanted in r for r in FILES if r.startswith(f"{name}/models/")), wanted
         for wanted in ("tz-pytz", "tz-dateutil", "tz-offset", "extension-dtypes"):
             assert f"{name}/pandas/{wanted}.pkl" in FILES, wanted
+    for name in [*generations.BY_NAME, "current"]:
+        # xgboost and lightgbm wrappers and raw boosters, pickled and joblib-dumped,
+        # by the generation's own releases
+        releases = json.loads((FIXTURES / name / "index.json").read_text(encoding="utf-8"))
+        gen_ = generations.BY_NAME.get(name)
+        pins = gen_.pins if gen_ is not None else generations.current_pins()
+        for package in ("xgboost", "lightgbm"):
+            pin = next(p for p in pins if p.startswith(package + "=="))
+            assert releases["releases"][package] == pin.split("==")[1], (name, pin)
+        for kind in ("xgb", "lgbm"):
+            for what in ("classifier", "booster"):
+                for ext in ("pkl", "joblib"):
+                    assert f"{name}/boosting/{kind}-{what}.{ext}" in FILES, (name, kind)
+            assert f"{name}/boosting/{kind}-regressor.joblib" in FILES, (name, kind)
+
+
+@pytest.mark.filterwarnings("ignore::safeload.UnsignedLoadWarning")
+def test_old_boosters_load_and_predict_as_the_plain_loader_gives_them() -> None:
+    import joblib
+    import xgboost as xgb
+
+    x = np.linspace(0.0, 1.0, 20).reshape(4, 5)
+    for name in generations.BY_NAME:
+        xgb_path = FIXTURES / name / "boosting" / "xgb-booster.pkl"
+        lgbm_path = FIXTURES / name / "boosting" / "lgbm-classifier.joblib"
+        with open(xgb_path, "rb") as fh:
+            plain = pickle.load(fh)
+        guarded = safeload.load(xgb_path, require_signature=False)
+        assert np.array_equal(guarded.predict(xgb.DMatrix(x)), plain.predict(xgb.DMatrix(x)))
+        plain = joblib.load(lgbm_path)
+        guarded = safeload.load(lgbm_path, require_signature=False)
+        assert np.array_equal(guarded.predict_proba(x), plain.predict_proba(x)), name
 
 
 def test_refused_list_names_real_files() -> None:

@@ -3,6 +3,8 @@
     python -m tools.generations names [GEN ...]     # refresh tools/generation_names/GEN.json
     python -m tools.generations fixtures [GEN ...]  # refresh tests/fixtures/generations/GEN/
                                                     # (`current`, `torch`: made with this venv)
+    python -m tools.generations fixtures --boosting [GEN ...]
+                                                    # only their xgboost/lightgbm files
     python -m tools.generations share [GEN ...] [--packs DIR]
                                                     # share of fixture files scanned safe
 
@@ -148,10 +150,11 @@ def ensure_venv(gen: Generation) -> Path:
     return python
 
 
-def _run(python: Path, script: Path, out: Path) -> None:
+def _run(python: Path, script: Path, out: Path, *flags: str) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
     # run outside the checkout so that the venv never imports the repo's packages
-    subprocess.run([str(python), str(script), str(out)], check=True, env=env, cwd=out.parent)
+    command = [str(python), str(script), *flags, str(out)]
+    subprocess.run(command, check=True, env=env, cwd=out.parent)
 
 
 # -- names -------------------------------------------------------------------------
@@ -260,6 +263,24 @@ def refresh_fixtures(gen: Generation) -> Path:
     return target
 
 
+def refresh_boosting(name: str) -> Path:
+    """Only the xgboost and lightgbm files (boosting/) of one generation's fixtures,
+    made with its releases (this venv's for `current`); its other files stay."""
+    python = Path(sys.executable) if name in LOCAL_FIXTURES else ensure_venv(BY_NAME[name])
+    target = FIXTURES / name
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / name
+        shutil.copytree(target, out)
+        if (out / "boosting").exists():
+            shutil.rmtree(out / "boosting")
+        _run(python, MAKE_FIXTURES, out, "--boosting")
+        if (target / "boosting").exists():
+            shutil.rmtree(target / "boosting")
+        shutil.copytree(out / "boosting", target / "boosting")
+        shutil.copy(out / "index.json", target / "index.json")
+    return target / "boosting"
+
+
 # -- shares ------------------------------------------------------------------------
 
 
@@ -306,7 +327,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--packs", type=Path, help="share: scan with the allow packs of this folder instead"
     )
+    parser.add_argument(
+        "--boosting",
+        action="store_true",
+        help="fixtures: only the xgboost/lightgbm files (boosting/), the others stay",
+    )
     args = parser.parse_args(argv)
+    if args.what == "fixtures" and args.boosting:
+        for name in args.generations or [*BY_NAME, "current"]:
+            print(f"{name}: {refresh_boosting(name).relative_to(REPO)}")
+        return 0
     if args.what == "share":
         names = args.generations or sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
         for name in names:

@@ -439,6 +439,64 @@ def data_files(out: pathlib.Path) -> None:
         )
 
 
+def boosting_files(out: pathlib.Path) -> None:
+    """xgboost and lightgbm models of the generation's releases: the scikit-learn
+    wrappers and the raw boosters, pickled and joblib-dumped."""
+    d = _data()
+    x, yc, xr, yr = d["X"], d["yc"], d["Xr"], d["yr"]
+    small = {"n_estimators": 3, "max_depth": 2}
+    try:
+        import xgboost as xgb
+    except ImportError as exc:
+        NOT_FITTED["boosting/xgboost"] = f"ImportError: {exc}"
+    else:
+        for ext in ("pkl", "joblib"):
+            _attempt(
+                out,
+                f"boosting/xgb-classifier.{ext}",
+                lambda: xgb.XGBClassifier(**small).fit(x, yc),
+                f"xgboost {xgb.__version__} XGBClassifier (3 classes)",
+            )
+            _attempt(
+                out,
+                f"boosting/xgb-booster.{ext}",
+                lambda: xgb.train({"max_depth": 2}, xgb.DMatrix(xr, label=yr), 3),
+                f"xgboost {xgb.__version__} Booster (xgboost.train)",
+            )
+        _attempt(
+            out,
+            "boosting/xgb-regressor.joblib",
+            lambda: xgb.XGBRegressor(**small).fit(xr, yr),
+            f"xgboost {xgb.__version__} XGBRegressor",
+        )
+    try:
+        import lightgbm as lgb
+    except ImportError as exc:
+        NOT_FITTED["boosting/lightgbm"] = f"ImportError: {exc}"
+    else:
+        leaves = {"n_estimators": 3, "num_leaves": 4, "min_child_samples": 2, "verbose": -1}
+        params = {"num_leaves": 4, "min_data_in_leaf": 2, "verbose": -1}
+        for ext in ("pkl", "joblib"):
+            _attempt(
+                out,
+                f"boosting/lgbm-classifier.{ext}",
+                lambda: lgb.LGBMClassifier(**leaves).fit(x, yc),
+                f"lightgbm {lgb.__version__} LGBMClassifier (3 classes)",
+            )
+            _attempt(
+                out,
+                f"boosting/lgbm-booster.{ext}",
+                lambda: lgb.train(params, lgb.Dataset(xr, label=yr), 3),
+                f"lightgbm {lgb.__version__} Booster (lightgbm.train)",
+            )
+        _attempt(
+            out,
+            "boosting/lgbm-regressor.joblib",
+            lambda: lgb.LGBMRegressor(**leaves).fit(xr, yr),
+            f"lightgbm {lgb.__version__} LGBMRegressor",
+        )
+
+
 class _OldTensor:
     """Pickles a tensor the way torch 0.4.0 did: _rebuild_tensor(storage, offset,
     size, stride), the storage by persistent id (still in torch's weights_only
@@ -521,6 +579,11 @@ def releases() -> dict[str, str]:
         ("joblib", "joblib"),
     ):
         found[key] = str(importlib.import_module(module).__version__)
+    for key in ("xgboost", "lightgbm"):
+        try:
+            found[key] = str(importlib.import_module(key).__version__)
+        except ImportError:
+            pass
     try:
         found["torch"] = str(importlib.import_module("torch").__version__)
     except ImportError:
@@ -531,13 +594,24 @@ def releases() -> dict[str, str]:
 def main(argv: list[str]) -> int:
     out = pathlib.Path(argv[-1])
     out.mkdir(parents=True, exist_ok=True)
+    index: dict[str, Any] = {"releases": {}, "files": {}, "not_saved": {}}
     if argv[0] == "--torch":
         torch_files(out)
+    elif argv[0] == "--boosting":  # add to a generation's files, keep the others
+        if (out / "index.json").exists():
+            index = json.loads((out / "index.json").read_text())
+        for key in list(index["files"]):
+            if key.startswith("boosting/"):
+                del index["files"][key]
+        boosting_files(out)
     else:
         sklearn_files(out)
         model_files(out)
         data_files(out)
-    index = {"releases": releases(), "files": INDEX, "not_saved": NOT_FITTED}
+        boosting_files(out)
+    index["releases"].update(releases())
+    index["files"].update(INDEX)
+    index["not_saved"].update(NOT_FITTED)
     (out / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(
