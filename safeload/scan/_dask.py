@@ -8,16 +8,16 @@ resume index, so a night's run over a million files is bounded.
 
 Workers are dask.distributed's: a worker that dies (the OOM killer, a node
 lost) has its tasks rerun elsewhere by the scheduler. A task whose workers
-die `allowed-failures` times fails with `KilledWorker`; a batch of several
-files is then split and each file retried alone, and a single file that
-still kills its worker is reported as invalid (SL312 internal-error), never
-dropped. dask is imported only here, and only when a scan asks for it.
+die more than `allowed-failures` times fails with `KilledWorker`. The
+scheduler blames every task the dead workers held, so the files of such a
+task are scanned again at the end of the run, one at a time with nothing
+else on the cluster; a file that still kills its workers then is reported
+invalid (SL312 internal-error), never dropped. dask is imported only here, and only when a scan asks for it.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +53,13 @@ ALLOWED_FAILURES = 3
 """Worker deaths a task may see before it is given up (the LocalCluster
 scheduler's `distributed.scheduler.allowed-failures`; a cluster given with
 `client=` or `--scheduler` keeps its own setting)."""
+
+NO_WORKERS_TIMEOUT = 300.0
+"""Seconds a run waits for a cluster that has no worker left (an adaptive
+cluster may scale up from none) before it stops, its results kept for --resume."""
+
+WORKER_CHECK_EVERY = 2.0
+"""Seconds between two checks that the cluster still has workers."""
 
 ERRORS_KEPT = 100
 """Unreadable paths kept in the summary for the CLI to show; all are in the file."""
@@ -240,11 +247,12 @@ class _Run:
     def drive(self, client: Any, items: Iterator[_Walked]) -> None:
         threads = sum(client.nthreads().values()) or 1
         window = max(2, IN_FLIGHT_PER_THREAD * threads)
-        # The policy (allow packs and rules, about half a megabyte) is built once
-        # per worker by a task of its own, not shipped with every batch. Not
-        # scattered: a task's result is recomputed if every worker holding it
-        # dies, scattered data would be lost.
-        policy = client.submit(_policy_from, pickle.dumps(self.policy), pure=False)
+        # The policy reaches each worker once, with a plugin the scheduler also
+        # gives to workers that join or are restarted during the run.
+        from ._dask_worker import PolicyPlugin
+
+        run = f"safeload-{os.urandom(8).hex()}"
+        client.register_plugin(PolicyPlugin(run, self.policy), name=run)
         # Results are fetched in the background as tasks finish: asking for each
         # one after it is done would cost a round trip to the worker per task.
         pending = _distributed().as_completed(with_results=True, raise_errors=False)
@@ -254,7 +262,7 @@ class _Run:
             future = client.submit(
                 _scan_batch,
                 [item.source for item in batch],
-                policy,
+                run,
                 self.max_opcodes,
                 pure=False,
                 key=f"safeload-scan-{os.urandom(8).hex()}",
@@ -262,11 +270,24 @@ class _Run:
             flight[future.key] = batch
             pending.add(future)
 
-        def collect_one() -> None:
+        def collect_one(alone: bool = False) -> None:
+            self.wait(client, pending, len(flight))
             future, result = next(pending)
             batch = flight.pop(future.key)
-            self.finish(future, result, batch, submit)
+            if future.status == "finished":
+                self.finish(batch, result)
+            elif alone:
+                self.lost(batch[0], future.status, result)
+            else:
+                suspects.extend(batch)
+            future.release()
+            self.report()
 
+        # Tasks whose workers kept dying. The scheduler blames every task a dead
+        # worker held, not only the one that killed it, so each of these files
+        # is scanned again at the end, alone on the cluster: only a file that
+        # still kills its workers then is reported invalid (SL312).
+        suspects: list[_Item] = []
         for batch in self.batches(items):
             submit(batch)
             while len(flight) >= window:
@@ -274,9 +295,37 @@ class _Run:
         self.walk_done = True
         while flight:
             collect_one()
-        policy.release()
+        for item in suspects:
+            submit([item])
+            collect_one(alone=True)
+        client.unregister_worker_plugin(run)
         self.summary.elapsed = time.monotonic() - self.started
         self.report()
+
+    def wait(self, client: Any, pending: Any, unfinished: int) -> None:
+        """Until a result is ready; raise if the cluster keeps having no worker at all.
+
+        A worker killed while its nanny starts it is not restarted, and a
+        cluster whose last worker is gone would otherwise be waited for forever.
+        """
+        delay, checked, empty_since = 0.001, time.monotonic(), None
+        while not pending.has_ready():
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
+            now = time.monotonic()
+            if now - checked < WORKER_CHECK_EVERY:
+                continue
+            checked = now
+            if client.nthreads():
+                empty_since = None
+                continue
+            empty_since = empty_since or now
+            if now - empty_since > NO_WORKERS_TIMEOUT:
+                raise ScanInputError(
+                    f"the Dask cluster has had no worker for {NO_WORKERS_TIMEOUT:.0f} s; "
+                    f"{unfinished} tasks were not finished. The results so far are in "
+                    f"{self.summary.jsonl}: run again with --resume (resume=True)"
+                )
 
     def batches(self, items: Iterator[_Walked]) -> Iterator[list[_Item]]:
         """Files still to scan, grouped; resumed, skipped and unreadable ones are counted here."""
@@ -309,24 +358,12 @@ class _Run:
         if batch:
             yield batch
 
-    def finish(
-        self, future: Any, result: Any, batch: list[_Item], submit: Callable[[list[_Item]], None]
-    ) -> None:
-        if future.status == "finished":
-            for item, one in zip(batch, result, strict=True):
-                if isinstance(one, dict):
-                    self.file(_jsonl.file_line(one, item.identity), item)
-                else:
-                    self.error(item.identity, one)
-        elif len(batch) > 1:
-            # Which file killed the workers? Retry each alone, so only that one is lost.
-            for item in batch:
-                submit([item])
-            return
-        else:
-            self.lost(batch[0], future.status, result)
-        future.release()
-        self.report()
+    def finish(self, batch: list[_Item], result: list[dict[str, Any] | str]) -> None:
+        for item, one in zip(batch, result, strict=True):
+            if isinstance(one, dict):
+                self.file(_jsonl.file_line(one, item.identity), item)
+            else:
+                self.error(item.identity, one)
 
     def file(self, line: dict[str, Any], item: _Item) -> None:
         self.writer.write(line)
@@ -415,14 +452,11 @@ def _stat(path: str) -> _Item:
 # -- on the workers ------------------------------------------------------------------
 
 
-def _policy_from(data: bytes) -> Policy:
-    policy = pickle.loads(data)  # the client's own Policy object, pickled by the client
-    assert isinstance(policy, Policy)
-    return policy
+def _scan_batch(sources: list[str], run: str, max_opcodes: int) -> list[dict[str, Any] | str]:
+    """Each file's report object, or why it could not be read (on a worker)."""
+    from ._dask_worker import policy_of
 
-
-def _scan_batch(sources: list[str], policy: Policy, max_opcodes: int) -> list[dict[str, Any] | str]:
-    """Each file's report object, or why it could not be read."""
+    policy = policy_of(run)
     return [_scan_one(source, policy, max_opcodes) for source in sources]
 
 
