@@ -59,11 +59,19 @@ _LAZY: dict[str, str] = {
 
 def __getattr__(name: str) -> object:
     room = _LAZY.get(name)
-    if room is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{room}", __name__), name)
-    globals()[name] = value
-    return value
+    if room is not None:
+        value = getattr(importlib.import_module(f".{room}", __name__), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("__"):
+        # A submodule (`safeload.policy`, `safeload.report`...), as attributes of the
+        # package they were when it imported them all.
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

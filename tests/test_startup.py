@@ -88,6 +88,9 @@ def test_public_names_resolve_and_keep_their_meaning() -> None:
         "from safeload.scan import scan\n"
         "assert safeload.load is load and safeload.sign is sign and safeload.scan is scan\n"
         "assert set(safeload.__all__) <= set(dir(safeload))\n"
+        "assert safeload.policy.Policy is safeload.Policy\n"  # submodules as attributes
+        "assert safeload.report.Verdict and safeload._formats.locate\n"
+        "assert not hasattr(safeload, 'no_such_module')\n"
         "print(safeload.scan(b'\\x80\\x04K\\x01.').files[0].verdict.value)\n"
     )
     done = subprocess.run(
