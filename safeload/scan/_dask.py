@@ -18,6 +18,7 @@ invalid (SL312 internal-error), never dropped. dask is imported only here, and o
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -358,17 +359,21 @@ class _Run:
         if batch:
             yield batch
 
-    def finish(self, batch: list[_Item], result: list[dict[str, Any] | str]) -> None:
+    def finish(self, batch: list[_Item], result: list[_Result]) -> None:
         for item, one in zip(batch, result, strict=True):
             if isinstance(one, dict):
-                self.file(_jsonl.file_line(one, item.identity), item)
+                self.file(_jsonl.file_line(one, item.identity), item.identity)
+            elif isinstance(one, list):  # the files under a URL prefix
+                for line in one:
+                    identity = _jsonl.Identity(line["path"], line.get("size"))
+                    self.file(_jsonl.file_line(line, identity), identity)
             else:
                 self.error(item.identity, one)
 
-    def file(self, line: dict[str, Any], item: _Item) -> None:
+    def file(self, line: dict[str, Any], identity: _jsonl.Identity) -> None:
         self.writer.write(line)
         self.summary.files += 1
-        self.summary.bytes += item.identity.size or 0
+        self.summary.bytes += identity.size or 0
         self.summary.verdicts[Verdict(line["verdict"])] += 1
 
     def error(self, identity: _jsonl.Identity, reason: str) -> None:
@@ -396,7 +401,7 @@ class _Run:
             findings=(finding,),
             size=item.identity.size or 0,
         )
-        self.file(_jsonl.file_line(report.to_json(), item.identity), item)
+        self.file(_jsonl.file_line(report.to_json(), item.identity), item.identity)
 
     def report(self) -> None:
         if self.progress is None:
@@ -423,8 +428,20 @@ def _items(
     sniff_named: bool,
     follow_symlinks: bool,
 ) -> Iterator[_Walked]:
-    """Files to scan, with their identity; skipped and unreadable paths."""
-    paths = (Path(s) for s in sources)
+    """Files to scan, with their identity; skipped and unreadable paths.
+
+    Local paths are walked together (a file named twice is scanned once);
+    URLs are handed to the workers as given, for `safeload.scan` to read
+    where they live.
+    """
+    paths: list[Path] = []
+    urls: list[str] = []
+    for source in sources:
+        text = os.fspath(source)
+        if _URL.match(text):
+            urls.append(text)
+        else:
+            paths.append(Path(text))
     for found in walk(
         paths,
         exclude=exclude,
@@ -438,6 +455,13 @@ def _items(
             yield _Unreadable(found.path, found.reason or "cannot read")
         else:
             yield _stat(found.path)
+    for url in urls:
+        # No identity known before the scan: never skipped by --resume.
+        yield _Item(_jsonl.Identity(url, None), url)
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+"""`scheme://...`: a location for fsspec, not a local path."""
 
 
 def _stat(path: str) -> _Item:
@@ -452,16 +476,28 @@ def _stat(path: str) -> _Item:
 # -- on the workers ------------------------------------------------------------------
 
 
-def _scan_batch(sources: list[str], run: str, max_opcodes: int) -> list[dict[str, Any] | str]:
-    """Each file's report object, or why it could not be read (on a worker)."""
+def _scan_batch(sources: list[str], run: str, max_opcodes: int) -> list[_Result]:
+    """Each source's report objects, or why it could not be read (on a worker)."""
     from ._dask_worker import policy_of
 
     policy = policy_of(run)
     return [_scan_one(source, policy, max_opcodes) for source in sources]
 
 
-def _scan_one(source: str, policy: Policy, max_opcodes: int) -> dict[str, Any] | str:
+_Result = dict[str, Any] | str | list[dict[str, Any]]
+"""A file's report object, why it could not be read, or the files a URL led to."""
+
+
+def _scan_one(source: str, policy: Policy, max_opcodes: int) -> _Result:
     try:
+        if _URL.match(source):
+            # The public scan reads a URL where it lives (and lists a prefix).
+            from . import scan
+
+            report = scan(source, policy, max_opcodes=max_opcodes)
+            if report.errors:
+                return "; ".join(report.errors.values())
+            return [file.to_json() for file in report.files]
         return scan_file(source, policy, max_opcodes=max_opcodes).to_json()
     except ScanInputError as exc:
         text = exc.diagnostics()
