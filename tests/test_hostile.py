@@ -740,7 +740,9 @@ CASES += [
     # ---- E10 encodings ---------------------------------------------------------------
     c("E10-global-not-utf8", proto(2), K(b"cos\xff\nsystem\n"), stop(),
       rules={"SL301"}, verdict=INV, key="SL301"),
-    c("E10-inst-not-ascii", mark(), K(b"ios\xc3\xa9\nsystem\n"), stop(),
+    # PROTO first: without it, a MARK and an INST CPython refuses before find_class
+    # is a stream no loader builds anything from, not-a-pickle (SL305).
+    c("E10-inst-not-ascii", proto(2), mark(), K(b"ios\xc3\xa9\nsystem\n"), stop(),
       rules={"SL301"}, verdict=INV, key="SL301"),
     c("E10-surrogate-sbu-operand", proto(4), sbu("os"), b"\x8c\x03\xed\xa0\x80", K(stack_global()),
       stop(),
