@@ -13,6 +13,8 @@ from __future__ import annotations
 import pickle
 import warnings
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import numpy as np
 import picklebuild as pb
@@ -159,6 +161,14 @@ def test_any_other_partial_call_stays_a_computed_call(why: str, data: bytes) -> 
     assert "SL205" in _rules(data), why
     with pytest.raises(safeload.errors.UnsafeFileError):
         safeload.loads(data, require_signature=False)
+    # the restricted unpickler refuses it on its own (the walk of the bytes it loads
+    # has the event), with the scan's judgment set aside
+    with _scan_set_aside(), pytest.raises(safeload.errors.UnsafeFileError, match="SL205"):
+        safeload.loads(data, require_signature=False)
+
+
+def _scan_set_aside() -> Any:
+    return mock.patch("safeload.load._guarded.judge", lambda located, policy: [])
 
 
 def test_keywords_are_read_as_the_dict_holds_them_when_the_call_runs() -> None:
@@ -246,4 +256,10 @@ def test_a_new_block_keyword_outside_its_scope_is_refused_by_scan_and_loader() -
     assert "SL405" in _rules(bad)
     with warnings.catch_warnings(), pytest.raises(safeload.errors.UnsafeFileError):
         warnings.simplefilter("ignore")
+        safeload.loads(bad, require_signature=False)
+    # the restricted unpickler judges new_block's call shape as the scan does
+    with (
+        _scan_set_aside(),
+        pytest.raises(safeload.errors.UnsafeFileError, match=r"SL405.*new_block|new_block.*SL405"),
+    ):
         safeload.loads(bad, require_signature=False)
