@@ -16,7 +16,7 @@ import pickletools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._formats import Format, compress, container_kind
 from .._machine.opcodes import OPCODE_BYTES, starts_with_proto
@@ -24,9 +24,11 @@ from .._machine.walker import DEFAULT_MAX_OPCODES
 from ..errors import ScanInputError
 from ..policy import Policy
 from ..report import FileReport, Finding, ScanReport
-from . import _workers
 from ._core import scan_file
 from ._judge import internal_error, structural, verdict_of
+
+if TYPE_CHECKING:
+    from ._workers import Lost
 
 __all__ = ["MODEL_SUFFIXES", "Found", "discover", "scan_paths", "sniff", "walk"]
 
@@ -305,6 +307,8 @@ def scan_paths(
     elif files:
         # One decompression budget for every worker: N workers never hold N times it.
         shared = compress.Budget.shared(processes=2 * jobs)
+        from . import _workers  # multiprocessing: only a parallel scan pays its import
+
         finished = _workers.run(
             files,
             functools.partial(_scan_in_worker, max_opcodes=max_opcodes),
@@ -354,7 +358,7 @@ def _scan_one(path: Path, policy: Policy, max_opcodes: int) -> FileReport | tupl
         return _failed(path, internal_error(policy, exc, str(path)))
 
 
-def _lost(lost: _workers.Lost, policy: Policy) -> FileReport:
+def _lost(lost: Lost, policy: Policy) -> FileReport:
     """The report of a file whose worker was killed (time limit) or died."""
     if lost.timed_out:
         message = (
