@@ -25,6 +25,7 @@ import safeload
 from safeload import Verdict
 from safeload._machine.shapes import call_shape
 from safeload._machine.walker import analyze
+from safeload.policy import parse_pack
 
 pytestmark = pytest.mark.filterwarnings("ignore::safeload.UnsignedLoadWarning")
 
@@ -263,3 +264,28 @@ def test_a_new_block_keyword_outside_its_scope_is_refused_by_scan_and_loader() -
         pytest.raises(safeload.errors.UnsafeFileError, match=r"SL405.*new_block|new_block.*SL405"),
     ):
         safeload.loads(bad, require_signature=False)
+
+
+@pytest.mark.parametrize(
+    ("shape", "ok"),
+    [
+        ("object,object,ndim=int", True),
+        ("str,align=bool", True),
+        ("ndim=int", True),
+        ("object,ndim=", False),
+        ("object,=int", False),
+        ("object,Ndim=int", False),
+        ("object,ndim=int=int", False),
+    ],
+)
+def test_pack_call_shapes_take_keywords_as_name_kind(shape: str, ok: bool) -> None:
+    text = (
+        'schema = 2\n[pack]\nname = "t"\ndescription = "t"\nallow = [\n'
+        f'  {{ name = "m.f", use = ["called"], calls = ["{shape}"], audit = "a test entry" }},\n]\n'
+    )
+    if ok:
+        pack = parse_pack(text.encode(), "t.toml")
+        assert pack.scopes[("m", "f")].calls == {shape}
+    else:
+        with pytest.raises(safeload.errors.PolicyError, match="bad call shape"):
+            parse_pack(text.encode(), "t.toml")
