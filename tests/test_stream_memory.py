@@ -200,6 +200,29 @@ def test_a_large_unpadded_array_is_kept_where_a_plain_load_reads_it(
         assert spools[0].released >= 3 * MiB
 
 
+@pytest.mark.parametrize("compressor", ["gzip", "zlib"])
+def test_a_padding_byte_that_is_an_opcode_keeps_the_array_where_a_plain_load_reads_it(
+    compressor: str, spools: list[compress.Spool]
+) -> None:
+    # joblib skips as many padding bytes as the length byte says, whatever its
+    # value; a plain pickle.load stops at it only when it is no opcode. Here it
+    # is NONE (78 padding bytes): a plain reading goes on into the array bytes.
+    buf = io.BytesIO()
+    joblib.dump(big(4), buf, protocol=4)
+    data = buf.getvalue()
+    i = data.index(b"K\x10ub") + 4
+    pad = data[i]
+    stream = data[:i] + b"N" + b"\xff" * ord("N") + data[i + 1 + pad :]
+    assert np.array_equal(joblib.load(io.BytesIO(stream)), big(4))
+    raw = gzip.compress(stream) if compressor == "gzip" else zlib.compress(stream)
+    streamed, whole, _, _ = both_ways(raw)
+    assert streamed == whole == []
+    if compressor == "gzip":
+        assert spools[0].released == 0
+    else:
+        assert spools[0].released >= 3 * MiB
+
+
 def test_the_guarded_loader_reads_the_whole_expansion() -> None:
     obj = {"w": big(8), "b": np.arange(3)}
     raw = dump(obj, "zlib")

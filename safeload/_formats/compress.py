@@ -563,19 +563,19 @@ class Sparse(mmap.mmap):
     """The decompressed stream at its own offsets, in an anonymous map; the pages of
     array bytes the walk skipped are given back to the system (they read as zeros).
 
-    While `spool` is set, `spool_more(need, n, skip_from, padded)` decompresses further (see
+    While `spool` is set, `spool_more(need, n, skip_from, plain_stops)` decompresses further (see
     `Spool.more`): the walker calls it where it would otherwise stop at the end.
     """
 
     spool: Spool | None = None
 
     def spool_more(
-        self, need: int, n: int, skip_from: int | None = None, padded: bool = True
+        self, need: int, n: int, skip_from: int | None = None, plain_stops: bool = True
     ) -> int:
         spool = self.spool
         if spool is None:
             return n  # decompressed: the walk's end stands
-        return spool.more(need, skip_from, padded)
+        return spool.more(need, skip_from, plain_stops)
 
 
 class Spool:
@@ -589,8 +589,8 @@ class Spool:
     `limit` and the budget exactly as `expand` counts it.
 
     `plain`: a plain `pickle.load` also reads this stream (gzip, bz2, xz,
-    zstd): an array without its padding byte is opcodes to it, so the walk is
-    abandoned there (`Abandon`) and nothing after is dropped.
+    zstd): an array without a padding byte that stops it is opcodes to it, so
+    the walk is abandoned there (`Abandon`) and nothing after is dropped.
     """
 
     def __init__(
@@ -688,12 +688,14 @@ class Spool:
         while self._skips and self._skips[0][1] <= self._dropped:
             self._skips.pop(0)
 
-    def more(self, need: int, skip_from: int | None = None, padded: bool = True) -> int:
+    def more(self, need: int, skip_from: int | None = None, plain_stops: bool = True) -> int:
         """Decompress until `need + MARGIN` bytes are there or the stream ends; the end
         the walk may read to (past it, `MARGIN` bytes are still valid). With
-        `skip_from`, the bytes `[skip_from, need)` are a raw array the walk skips."""
+        `skip_from`, the bytes `[skip_from, need)` are a raw array the walk skips;
+        `plain_stops`: a plain `pickle.load` stops before it (at a padding byte that
+        is no opcode), so it never reads them either."""
         if skip_from is not None and not self.abandoned:
-            if self.plain and not padded:
+            if self.plain and not plain_stops:
                 self.abandon()
             elif need > skip_from:
                 self._skips.append((skip_from, need))

@@ -1510,6 +1510,7 @@ def _joblib_array(
     if align_item is not None and type(align_item) is not int:
         raise bad("alignment is not a constant")
     padded = align_item is not None and _const(data, align_item) is not None
+    first = pos
     if padded:
         # joblib reads a length byte and skips that many bytes, whatever they are.
         if pos >= n:
@@ -1520,8 +1521,11 @@ def _joblib_array(
         count *= d
     nbytes = count * itemsize
     if nbytes and hasattr(data, "spool_more"):
-        # A stream still being decompressed: on past the array, whose bytes it may drop.
-        n = data.spool_more(pos + nbytes, n, pos, padded)
+        # A stream still being decompressed: on past the array, whose bytes it may
+        # drop. A plain pickle.load stops at a padding byte that is no opcode;
+        # otherwise it reads on into them.
+        stops = padded and data[first] not in O.BY_CODE
+        n = data.spool_more(pos + nbytes, n, pos, stops)
     if nbytes > n - pos:
         raise _Fail(
             "truncated-pickle",
@@ -1976,19 +1980,10 @@ _INERT_TAIL_MAX = 4096
 _INERT_TAIL = re.compile(rb"[\x00\t\n\x0b\x0c\r ]+\Z")
 
 
-#: The most bytes read after the last pickle, or after bytes that do not parse: no
-#: unpickler reads on past a zero byte or an unparseable one, so a huge tail (a
-#: sparse file, a disk image of zeros) costs this read, not its size.
-TAIL_READ = 16 << 20
-
-
 def _all_zero(data: Any, a: int, b: int) -> bool:
-    """The tail `data[a:b]` starts with zeros, up to its end or `TAIL_READ` bytes.
-
-    A regex search stops at the first non-zero byte: checking after each of
-    many stacked pickles stays linear overall.
-    """
-    return _NONZERO.search(data, a, min(b, a + TAIL_READ)) is None
+    # A regex search stops at the first non-zero byte: checking after each of
+    # many stacked pickles stays linear overall.
+    return _NONZERO.search(data, a, b) is None
 
 
 _PROTO_START = re.compile(rb"\x80[\x00-\x05]")
@@ -2026,13 +2021,8 @@ def analyze(
     first = True
     while pos < n:
         if not first and _all_zero(data, pos, n):
-            read = (
-                f"; the first {TAIL_READ} were read (no unpickler reads past a zero byte)"
-                if n - pos > TAIL_READ
-                else ""
-            )
             out.events.append(
-                Event("zero-padding", pos, f"{n - pos} zero bytes after the last pickle{read}")
+                Event("zero-padding", pos, f"{n - pos} zero bytes after the last pickle")
             )
             break
         if not first and n - pos <= _INERT_TAIL_MAX and _INERT_TAIL.match(data, pos, n):
@@ -2167,11 +2157,8 @@ def _resync(
 
     Attempts and the bytes they walk are bounded per stream (`spent` holds
     attempts and bytes walked so far), so hostile inputs full of PROTO-like
-    byte pairs cannot make the scan quadratic; PROTO opcodes are looked for in
-    the next `TAIL_READ` bytes only (no loader reads a pickle further on: each
-    starts at the front and stops at the bytes that failed).
+    byte pairs cannot make the scan quadratic.
     """
-    window = min(n, pos + TAIL_READ)
     # First the byte right after the failure (junk then a protocol-0
     # pickle), then every PROTO opcode further on.
     direct = pos if pos < n and data[pos] in O.BY_CODE else None
@@ -2179,7 +2166,7 @@ def _resync(
         if direct is not None:
             cand, direct = direct, None
         else:
-            m = _PROTO_START.search(data, pos, window)
+            m = _PROTO_START.search(data, pos, n)
             if m is None:
                 return None
             cand = m.start()
