@@ -1980,10 +1980,19 @@ _INERT_TAIL_MAX = 4096
 _INERT_TAIL = re.compile(rb"[\x00\t\n\x0b\x0c\r ]+\Z")
 
 
+#: The most bytes read after the last pickle, or after bytes that do not parse: no
+#: unpickler reads on past a zero byte or an unparseable one, so a huge tail (a
+#: sparse file, a disk image of zeros) costs this read, not its size.
+TAIL_READ = 16 << 20
+
+
 def _all_zero(data: Any, a: int, b: int) -> bool:
-    # A regex search stops at the first non-zero byte: checking after each of
-    # many stacked pickles stays linear overall.
-    return _NONZERO.search(data, a, b) is None
+    """The tail `data[a:b]` starts with zeros, up to its end or `TAIL_READ` bytes.
+
+    A regex search stops at the first non-zero byte: checking after each of
+    many stacked pickles stays linear overall.
+    """
+    return _NONZERO.search(data, a, min(b, a + TAIL_READ)) is None
 
 
 _PROTO_START = re.compile(rb"\x80[\x00-\x05]")
@@ -2021,8 +2030,13 @@ def analyze(
     first = True
     while pos < n:
         if not first and _all_zero(data, pos, n):
+            read = (
+                f"; the first {TAIL_READ} were read (no unpickler reads past a zero byte)"
+                if n - pos > TAIL_READ
+                else ""
+            )
             out.events.append(
-                Event("zero-padding", pos, f"{n - pos} zero bytes after the last pickle")
+                Event("zero-padding", pos, f"{n - pos} zero bytes after the last pickle{read}")
             )
             break
         if not first and n - pos <= _INERT_TAIL_MAX and _INERT_TAIL.match(data, pos, n):
@@ -2157,8 +2171,11 @@ def _resync(
 
     Attempts and the bytes they walk are bounded per stream (`spent` holds
     attempts and bytes walked so far), so hostile inputs full of PROTO-like
-    byte pairs cannot make the scan quadratic.
+    byte pairs cannot make the scan quadratic; PROTO opcodes are looked for in
+    the next `TAIL_READ` bytes only (no loader reads a pickle further on: each
+    starts at the front and stops at the bytes that failed).
     """
+    window = min(n, pos + TAIL_READ)
     # First the byte right after the failure (junk then a protocol-0
     # pickle), then every PROTO opcode further on.
     direct = pos if pos < n and data[pos] in O.BY_CODE else None
@@ -2166,7 +2183,7 @@ def _resync(
         if direct is not None:
             cand, direct = direct, None
         else:
-            m = _PROTO_START.search(data, pos, n)
+            m = _PROTO_START.search(data, pos, window)
             if m is None:
                 return None
             cand = m.start()
