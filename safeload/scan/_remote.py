@@ -174,20 +174,36 @@ def _reason(exc: BaseException) -> str:
 _T = TypeVar("_T")
 
 
+_DROPPED = frozenset({"ClientConnectionError", "ServerDisconnectedError", "ClientPayloadError"})
+"""aiohttp's errors for a connection that broke (a keep-alive the server closed)."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """Throttling, or a dropped connection: worth asking again after a pause."""
+    if _status(exc) in _THROTTLED or isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    return any(c.__name__ in _DROPPED for c in type(exc).__mro__)
+
+
 def _retrying(call: Callable[[], _T]) -> _T:
     """`call()`, retried with exponential backoff while the store throttles."""
     for attempt in range(_RETRIES + 1):
         try:
             return call()
         except Exception as exc:
-            if _status(exc) not in _THROTTLED or attempt == _RETRIES:
+            if not _transient(exc) or attempt == _RETRIES:
                 raise
         time.sleep(_BACKOFF * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _identity(info: dict[str, Any]) -> tuple[object, ...]:
-    """What says a file is still the same: its size and the first version tag the store gives."""
+def _identity(info: dict[str, Any], key: object = None) -> tuple[object, ...]:
+    """What says a file is still the same: its size and the first version tag the store
+    gives (`key` first: a listing and a HEAD may not give the same fields)."""
+    if isinstance(key, str) and info.get(key) is not None:
+        return info.get("size"), key, str(info[key])
+    if key is not None:
+        return (info.get("size"),)
     for key in ("VersionId", "ETag", "etag", "version_id", "generation", "blob_id", "md5Hash",
                 "md5", "Last-Modified", "LastModified", "last_modified", "mtime", "created"):  # fmt: skip
         if info.get(key) is not None:
@@ -214,8 +230,13 @@ class _Remote:
     def _kwargs(self) -> dict[str, Any]:
         # An HTTP server that honours If-Match refuses (412) a range of another version.
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
-        tag = self.identity[2] if len(self.identity) == 3 and self.identity[1] == "ETag" else None
-        if tag is not None and {"http", "https"} & set(protocols):
+        tag = (
+            str(self.identity[2])
+            if len(self.identity) == 3 and self.identity[1] == "ETag"
+            else None
+        )
+        # A weak ETag (W/"...") never matches If-Match: such servers are checked by HEAD only.
+        if tag is not None and not tag.startswith("W/") and {"http", "https"} & set(protocols):
             return {"headers": {"If-Match": tag}}
         return {}
 
@@ -246,7 +267,9 @@ class _Remote:
                 status = _status(value)
                 if status == 412:
                     raise _Changed("the store refused a range: its ETag no longer matches")
-                if status not in _THROTTLED or attempt == _RETRIES:
+                if status == 416:
+                    raise _Changed("the store says a range lies past the file's end")
+                if not _transient(value) or attempt == _RETRIES:
                     raise value
                 again.append(i)
             if not again:
@@ -276,8 +299,8 @@ class _Remote:
             info = _retrying(lambda: self.fs.info(self.path))
         except Exception as exc:
             raise _Changed(f"it can no longer be read ({_reason(exc)})") from exc
-        now = _identity(info)
-        if now != self.identity:
+        now = _identity(info, self.identity[1] if len(self.identity) == 3 else "")
+        if now[0] != self.identity[0] or (len(now) == 3 and now != self.identity):
             raise _Changed(f"it was {_describe(self.identity)}, now {_describe(now)}")
 
 
