@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import struct
 import subprocess
@@ -293,3 +294,20 @@ def test_scan_memory_does_not_grow_with_the_arrays(tmp_path: Path) -> None:
     assert streamed < baseline + size + 48 * MiB, (streamed, baseline, size)
     # the whole expansion (what the loader reads) holds the array too
     assert whole > baseline + array, (whole, baseline)
+
+
+def test_the_memory_bench_runs_and_reports() -> None:
+    """bench/run_stream_memory.py on a small array (no memory is asserted here)."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "run_stream_memory.py"), "--mib", "4", "--only",
+         "zlib"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert row["compressor"] == "zlib" and row["scan exit"] == 0, row
+    assert row["peak RSS MiB"] > 0 and "1 safe" in row["verdict"], row
