@@ -27,6 +27,7 @@ import dask
 import pytest
 from distributed import Client, LocalCluster
 from hubtree import build_tree, hostile
+from rangeserver import Served, serving
 
 from safeload._cli import main
 from safeload.report import ScanReport, Verdict
@@ -305,6 +306,37 @@ def test_cli_engine_dask_exit_codes_and_results_file(
         "etag": None,
     }
     assert f"{missing}: no such file or directory" in capsys.readouterr().err
+
+
+def test_urls_are_scanned_on_the_workers_and_resumed_by_their_etag(
+    cluster: tuple[LocalCluster, Client], tmp_path: Path
+) -> None:
+    _local, client = cluster
+    root = tmp_path / "models"
+    build_tree(root, 40)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    expected = {
+        p.relative_to(root).as_posix(): v
+        for p, v in zip(
+            files,
+            summary_of_report(scan_paths(files, default_policy(), jobs=1)).values(),
+            strict=True,
+        )
+    }
+    state = Served(files={f"/{p.relative_to(root).as_posix()}": p for p in files})
+    out = tmp_path / "results.jsonl"
+    with serving(state) as base:
+        urls = [f"{base}/{p.relative_to(root).as_posix()}" for p in files]
+        summary = scan_many(urls, jsonl=out, client=client)
+        lines = list(read_lines(out))
+        assert summary.files == len(files) == len(lines)
+        got = {path[len(base) + 1 :]: v for path, v in summary_of(lines).items()}
+        assert got == expected
+        assert [line for line in lines if not (line["etag"] and line["size"])] == []
+        served = state.body_bytes
+        again = scan_many(urls, jsonl=out, client=client, resume=True)
+        assert again.resumed == len(files) and len(list(read_lines(out))) == len(files)
+        assert state.body_bytes == served  # nothing fetched again
 
 
 @pytest.mark.parametrize(

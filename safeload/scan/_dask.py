@@ -363,9 +363,13 @@ class _Run:
         for item, one in zip(batch, result, strict=True):
             if isinstance(one, dict):
                 self.file(_jsonl.file_line(one, item.identity), item.identity)
-            elif isinstance(one, list):  # the files under a URL prefix
+            elif isinstance(one, list):  # a URL's file (or the files under a prefix)
                 for line in one:
-                    identity = _jsonl.Identity(line["path"], line.get("size"))
+                    identity = (
+                        item.identity
+                        if line["path"] == item.identity.path
+                        else _jsonl.Identity(line["path"], line.get("size"))
+                    )
                     self.file(_jsonl.file_line(line, identity), identity)
             else:
                 self.error(item.identity, one)
@@ -431,8 +435,8 @@ def _items(
     """Files to scan, with their identity; skipped and unreadable paths.
 
     Local paths are walked together (a file named twice is scanned once);
-    URLs are handed to the workers as given, for `safeload.scan` to read
-    where they live.
+    URLs are listed by the remote scan and each file is read by a worker
+    where it lives, through the public `safeload.scan`.
     """
     paths: list[Path] = []
     urls: list[str] = []
@@ -455,9 +459,32 @@ def _items(
             yield _Unreadable(found.path, found.reason or "cannot read")
         else:
             yield _stat(found.path)
+    if urls:
+        yield from _listed(urls, exclude)
+
+
+def _listed(urls: list[str], exclude: Sequence[str]) -> Iterator[_Walked]:
+    """The files under URLs, listed here by the remote scan's rules, with size and ETag.
+
+    Each file is then its own item: a bucket prefix is spread over the cluster,
+    and `resume` knows an object by its size and version tag.
+    """
+    from . import _remote
+
     for url in urls:
-        # No identity known before the scan: never skipped by --resume.
-        yield _Item(_jsonl.Identity(url, None), url)
+        for entry in _remote._listing(url, exclude):
+            if isinstance(entry, tuple):
+                remote = entry[0]
+                tag = remote.identity  # (size,) or (size, field, value)
+                etag = f"{tag[1]}={tag[2]}" if len(tag) == 3 else None
+                size = remote.size if remote.size >= 0 else None
+                yield _Item(_jsonl.Identity(remote.url, size, None, etag), remote.url)
+            elif entry.kind == "skip":
+                yield _Skipped(entry.path, entry.reason)
+            elif entry.kind == "error":
+                yield _Unreadable(entry.path, entry.reason or "cannot read")
+            else:
+                yield _Item(_jsonl.Identity(entry.path, None), entry.path)
 
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
