@@ -587,15 +587,16 @@ def _changed(
 # -- many files, directories ---------------------------------------------------------------
 
 
-def _listing(url: str, exclude: Sequence[str]) -> Iterator[Found | tuple[_Remote, dict[str, Any]]]:
-    """A URL's files: itself, or everything under a directory-like URL, by `walk`'s rules."""
+def _listing(url: str, exclude: Sequence[str]) -> Iterator[Found | tuple[_Remote, bool]]:
+    """A URL's files: itself, or everything under a directory-like URL, by `walk`'s rules
+    (with True for a file whose first bytes decide whether it is scanned)."""
     try:
         remote, info = _open(url)
     except ScanInputError as exc:
         yield Found(url, "error", _strip(url, exc.diagnostics()))
         return
     if info.get("type") != "directory":
-        yield remote, info
+        yield remote, False
         return
     fs, root = remote.fs, remote.path.rstrip("/")
     try:
@@ -615,18 +616,16 @@ def _listing(url: str, exclude: Sequence[str]) -> Iterator[Found | tuple[_Remote
             continue
         size = entry.get("size")
         child = _Remote(fs, path, shown, size if isinstance(size, int) else -1, _identity(entry))
-        if os.path.splitext(parts[-1])[1].lower() in MODEL_SUFFIXES:
-            yield child, entry
-            continue
-        try:
-            head = child.read([(0, min(_HEAD, max(child.size, 0)))])[0] if child.size else b""
-        except Exception:
-            yield child, entry  # let the scan report why it cannot be read
-            continue
-        if sniff(head, child.size) is not None:
-            yield child, entry
-        else:
-            yield Found(shown, "skip")
+        yield child, os.path.splitext(parts[-1])[1].lower() not in MODEL_SUFFIXES
+
+
+def _not_a_model(remote: _Remote) -> bool:
+    """A listed file whose name says nothing, and whose first bytes are no model's."""
+    try:
+        head = remote.read([(0, min(_HEAD, remote.size))])[0] if remote.size > 0 else b""
+    except Exception:
+        return False  # let the scan report why it cannot be read
+    return sniff(head, remote.size) is None
 
 
 def _strip(url: str, text: str) -> str:
@@ -650,7 +649,7 @@ def scan_urls(
     """
     skipped: list[str] = []
     errors: dict[str, str] = {}
-    todo: list[_Remote] = []
+    todo: list[tuple[_Remote, bool]] = []
     workers = max(1, concurrency)
     with ThreadPoolExecutor(workers) as pool:
         # Each URL's first request (and a directory's listing) runs concurrently too.
@@ -662,11 +661,14 @@ def scan_urls(
                     else:
                         errors[item.path] = item.reason or "cannot read"
                 else:
-                    todo.append(item[0])
+                    todo.append(item)
     reports: list[FileReport] = []
 
-    def one(remote: _Remote) -> FileReport | tuple[str, str]:
+    def one(item: tuple[_Remote, bool]) -> FileReport | tuple[str, str] | str:
+        remote, sniffed = item
         try:
+            if sniffed and _not_a_model(remote):
+                return remote.url  # skipped, as a local walk skips it
             return _scan_remote(remote, policy, max_opcodes, remote.url)
         except ScanInputError as exc:
             return remote.url, _strip(remote.url, exc.diagnostics())
@@ -677,13 +679,17 @@ def scan_urls(
         for done, result in enumerate(pool.map(one, todo), 1):
             if isinstance(result, FileReport):
                 reports.append(result)
+            elif isinstance(result, str):
+                skipped.append(result)
             else:
                 errors[result[0]] = result[1]
             if progress is not None:
                 progress(done, len(todo))
     reports.sort(key=lambda r: r.path)
     return ScanReport(
-        files=tuple(reports), skipped=tuple(sorted(skipped)), errors=dict(sorted(errors.items()))
+        files=tuple(reports),
+        skipped=tuple(sorted(skipped)),
+        errors=dict(sorted(errors.items())),
     )
 
 
