@@ -488,6 +488,23 @@ def test_cli_scans_urls_and_reports_fetched_bytes(
     assert f"fetched {entry['fetched']:,} of {entry['size']:,} bytes" in text.stdout
 
 
+def test_sarif_names_a_remote_file_by_its_url(served: tuple[Served, str], tmp_path: Path) -> None:
+    state, base = served
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(payload())
+    url = base + _serve(state, path)
+    done = subprocess.run(
+        [sys.executable, "-m", "safeload", "scan", "--format", "sarif", url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    (result, *_rest) = json.loads(done.stdout)["runs"][0]["results"]
+    where = result["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert where == {"uri": url}
+
+
 def test_no_fsspec_import_without_a_url() -> None:
     code = (
         "import sys, safeload; safeload.scan(b'\\x80\\x04K\\x01.'); print('fsspec' in sys.modules)"

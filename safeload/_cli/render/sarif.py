@@ -103,6 +103,9 @@ def _rule(rule: Rule) -> dict[str, Any]:
 
 
 def _artifact(path: str, base: Path) -> dict[str, str]:
+    scheme, sep, _rest = path.partition("://")
+    if sep and scheme.isascii() and scheme[:1].isalpha() and "/" not in scheme:
+        return {"uri": path}  # a remote file (`safeload scan URL`): its URL as it is
     absolute = Path(os.path.abspath(path))
     try:
         relative = absolute.relative_to(base)
