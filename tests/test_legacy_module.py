@@ -204,3 +204,31 @@ def test_module_id_with_non_text_source_is_not_a_module_id(tmp_path: Path) -> No
     assert report.verdict is Verdict.DANGEROUS
     with pytest.raises(safeload.UnsafeFileError):
         safeload.load(path, require_signature=False)
+
+
+def test_loader_refuses_a_module_id_whose_class_it_did_not_import(tmp_path: Path) -> None:
+    """The loader's own check, with the scan forced to say safe: the class of a module id
+    must be a global this pickle's guard handed out, not an object built while loading."""
+    real = _legacy(torch.nn.Linear(2, 2), tmp_path / "real.pt").read_bytes()
+    spans = stacked_pickles(real)
+    obj = (
+        proto(2)
+        + mark()
+        + sbu("module")
+        + glob("collections", "OrderedDict")
+        + b")"  # EMPTY_TUPLE
+        + reduce()  # an OrderedDict instance, not the class
+        + none()
+        + none()
+        + tuple_()
+        + binpersid()
+        + stop()
+    )
+    path = tmp_path / "odd.pt"
+    path.write_bytes(real[: spans[3][0]] + obj + proto(2) + b"]" + stop())
+    assert "SL402" in _rules(safeload.scan_file(path))
+    (result,) = run_jobs(
+        [{"kind": "safeload", "path": path, "cwd": tmp_path / "forced", "force_safe": True}]
+    )
+    assert result["outcome"] == "raised" and result["unsafe"], result
+    assert "is not a global this pickle imported" in result["message"]
