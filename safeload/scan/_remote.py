@@ -54,6 +54,7 @@ import ctypes
 import fnmatch
 import mmap
 import os
+import platform
 import re
 import sys
 import threading
@@ -104,9 +105,24 @@ _RETRIES = 6
 _BACKOFF = 0.05
 """Seconds before the first retry of a throttled read; doubled each time."""
 _THROTTLED = frozenset({429, 503})
-_MAP_NORESERVE = 0x4000 if sys.platform.startswith("linux") else 0
-"""Linux's MAP_NORESERVE (Python 3.11 does not export it): the image's untouched
-pages are no commitment, so a 2 GB file's image costs what was fetched."""
+_GENERIC_MMAN = {
+    "x86_64",
+    "amd64",
+    "i386",
+    "i686",
+    "aarch64",
+    "arm64",
+    "armv7l",
+    "riscv64",
+    "s390x",
+}
+_MAP_NORESERVE = getattr(
+    mmap,
+    "MAP_NORESERVE",
+    0x4000 if sys.platform.startswith("linux") and platform.machine() in _GENERIC_MMAN else 0,
+)
+"""MAP_NORESERVE (Python 3.11 does not export it; 0x4000 in Linux's generic mman.h): the
+image's untouched pages are no commitment, so a 2 GB file's image costs what was fetched."""
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
