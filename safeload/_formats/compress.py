@@ -549,9 +549,11 @@ KEEP_HEAD = 64 << 10
 """Bytes at the start of a stream never dropped (what container sniffing reads)."""
 KEEP_TAIL = 128 << 10
 """Bytes before the decompressed end never dropped (where a zip end record is searched)."""
-WALK_AHEAD = 32 << 20
-"""Bytes kept (not skipped) after which the walk along a spool is abandoned: a
-stream of mostly opcodes is decompressed whole, as `expand` does, and walked once."""
+WALK_AHEAD = 4 << 20
+"""Bytes kept (not skipped) after which the walk along a spool is abandoned unless
+it skipped more than it kept: a stream of mostly opcodes is decompressed whole,
+as `expand` does, and the scan walks it once more only this far (the walk along
+the spool is a first walk of the same bytes)."""
 _NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
 
 
@@ -701,7 +703,7 @@ class Spool:
                 self._skips.append((skip_from, need))
                 self._skip_end = max(self._skip_end, need)
                 self._skipped += need - skip_from
-        elif self.abandoned or self.size - self._skipped > WALK_AHEAD:
+        elif self.abandoned or self._opcodes_ahead():
             # Mostly opcodes so far: walking them twice would cost more than
             # holding them saves.
             self.abandon()
@@ -709,6 +711,10 @@ class Spool:
         while self.size < need + MARGIN and self._produce():
             pass
         return self.size if self.done else self.size - MARGIN
+
+    def _opcodes_ahead(self) -> bool:
+        kept = self.size - self._skipped
+        return kept > WALK_AHEAD and self._skipped < kept
 
     def close(self) -> None:
         """Give the map and its bytes back (the stream is expanded again instead)."""
