@@ -376,6 +376,18 @@ def test_404_403_and_throttling_are_per_file(served: tuple[Served, str], tmp_pat
     assert state.status["/throttled.pkl"] == []  # every 429 was met, then retried
 
 
+def test_an_unreachable_host_is_that_files_error() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/model.pt"
+    report = _remote.scan_urls([url], default_policy())
+    assert not report.files
+    assert report.errors[url].startswith("cannot connect")
+
+
 def test_single_url_that_cannot_be_read_raises(served: tuple[Served, str]) -> None:
     from safeload.errors import ScanInputError
 

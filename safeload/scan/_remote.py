@@ -155,10 +155,7 @@ def _filesystem(url: str) -> tuple[Any, str]:
 
 def _status(exc: BaseException) -> int | None:
     """The HTTP status behind an exception raised by a store (aiohttp, botocore, fsspec)."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
+    for cur in _chain(exc):
         for attr in ("status", "status_code"):
             value = getattr(cur, attr, None)
             if isinstance(value, int):
@@ -168,13 +165,24 @@ def _status(exc: BaseException) -> int | None:
             code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if isinstance(code, int):
                 return code
-        cur = cur.__cause__ or cur.__context__
     return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
 
 
 def _reason(exc: BaseException) -> str:
     """Why a store refused a file, for `ScanReport.errors`."""
     status = _status(exc)
+    refused = next((e for e in _chain(exc) if "Connector" in type(e).__name__), None)
+    if status is None and refused is not None:
+        return f"cannot connect: {refused}"  # fsspec calls an unreachable host "not found"
     if status == 404 or (status is None and isinstance(exc, FileNotFoundError)):
         return "not found (HTTP 404)" if status else "not found"
     if status in (401, 403) or isinstance(exc, PermissionError):
