@@ -20,6 +20,7 @@ from safeload.errors import InvalidSignatureError, MalformedSignatureError
 from safeload.sign import TrustStore, _statement, load_signer, sign, verify
 from safeload.sign._keys import RECOMMENDED_KEY_TYPE
 from tests.hostile_containers import payload
+from tests.picklebuild import newobj, proto, sglobal, stop
 
 
 def cli(*argv: str | Path) -> tuple[int, str, str]:
@@ -222,3 +223,18 @@ def test_verify_says_signature_valid_and_never_safe(tmp_path: Path, key: Path) -
     assert first.startswith(f"signature valid: {model}: subject 'model.pkl', 1 file")
     assert "not a safety verdict" in second and f"safeload scan {model}" in second
     assert "safe to load" not in out and not out.startswith("verified")
+
+
+def test_sign_scans_with_the_projects_policy(
+    tmp_path: Path, key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class the project allows in [tool.safeload] signs, as `safeload scan` there says safe."""
+    model = tmp_path / "model.pkl"
+    # A NEWOBJ of a class on no allow pack: unknown (SL401) without the project's policy.
+    model.write_bytes(proto(4) + sglobal("mynets", "Net") + b")" + newobj() + stop())
+    code, _, err = cli("sign", model, "--key", key)
+    assert code == 1 and "model.pkl: unknown (SL401)" in err
+    (tmp_path / "pyproject.toml").write_text('[tool.safeload]\nallow = ["mynets.Net"]\n')
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("sign", model, "--key", key)
+    assert (code, err) == (0, "")

@@ -446,16 +446,20 @@ def _sign(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _not_safe(args: argparse.Namespace) -> list[str]:
     """`name: verdict (rule IDs)` for each file to be signed whose scan is neither safe nor
-    not-a-pickle (files no loader would unpickle, such as a directory's config.json)."""
+    not-a-pickle (files no loader would unpickle, such as a directory's config.json).
+    The policy is the project's (`[tool.safeload]` above the working directory), as
+    `safeload scan` run there uses it."""
+    from ..policy import Policy, UserConfig
     from ..report import Verdict
     from ..scan import scan_file
     from ..sign._statement import list_files
 
+    policy = Policy.build(config=UserConfig.find(Path.cwd()))
     path = Path(args.path)
     model = list_files(path, args.ignore_paths, ignore_git=args.ignore_git_paths)
     found = []
     for name, file in model.files.items():
-        report = scan_file(file)
+        report = scan_file(file, policy)
         if report.verdict in (Verdict.SAFE, Verdict.NOT_A_PICKLE):
             continue
         rules = sorted({f.rule for f in report.findings if f.verdict is not None})
