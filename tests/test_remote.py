@@ -206,6 +206,21 @@ def test_a_compressed_stream_is_read_in_order_to_its_end(
     assert report.fetched == path.stat().st_size
 
 
+def test_an_empty_remote_file_gets_the_local_verdict(
+    served: tuple[Served, str], tmp_path: Path
+) -> None:
+    state, base = served
+    path = tmp_path / "empty.pkl"
+    path.write_bytes(b"")
+    local = scan(path).files[0]
+    report = scan(base + _serve(state, path)).files[0]
+    assert (report.verdict, report.findings[0].rule, report.fetched) == (
+        local.verdict,
+        local.findings[0].rule,
+        0,
+    )
+
+
 def test_without_page_tracking_the_whole_file_is_read(
     served: tuple[Served, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -503,12 +503,13 @@ def scan_target(
 def _scan_remote(remote: _Remote, policy: Policy, max_opcodes: int, where: str) -> FileReport:
     if remote.size < 0:
         raise ScanInputError(f"{remote.url}: the store does not say the file's size")
-    image = Image(remote.size) if remote.size else None
+    image: Image | None = None
     report: FileReport | None = None
     try:
-        if image is None:
+        if remote.size == 0:
             report = _scan_data(b"", 0, policy, where, max_opcodes)
         else:
+            image = Image(remote.size)
             report = _rounds(remote, image, policy, max_opcodes, where)
         remote.check()
     except _Changed as exc:
@@ -519,7 +520,10 @@ def _scan_remote(remote: _Remote, policy: Policy, max_opcodes: int, where: str) 
         raise ScanInputError(f"{remote.url}: {_reason(exc)}") from exc
     finally:
         if image is not None:
-            image.close()
+            try:
+                image.close()
+            except BufferError:  # a view still held: the map goes with its last view
+                pass
     return replace(report, fetched=remote.fetched)
 
 
