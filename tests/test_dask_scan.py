@@ -30,6 +30,7 @@ from hubtree import build_tree, hostile
 from rangeserver import Served, serving
 
 from safeload._cli import main
+from safeload.errors import ScanInputError
 from safeload.report import ScanReport, Verdict
 from safeload.scan import _dask, default_policy, scan_many
 from safeload.scan._batch import scan_paths
@@ -337,6 +338,24 @@ def test_urls_are_scanned_on_the_workers_and_resumed_by_their_etag(
         again = scan_many(urls, jsonl=out, client=client, resume=True)
         assert again.resumed == len(files) and len(list(read_lines(out))) == len(files)
         assert state.body_bytes == served  # nothing fetched again
+
+
+def test_a_cluster_without_workers_stops_the_run_for_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "models"
+    build_tree(root, 10)
+    monkeypatch.setattr(_dask, "NO_WORKERS_TIMEOUT", 0.5)
+    monkeypatch.setattr(_dask, "WORKER_CHECK_EVERY", 0.1)
+    out = tmp_path / "results.jsonl"
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty,
+        Client(empty) as client,
+        pytest.raises(ScanInputError, match=r"no worker for 0 s.*--resume") as raised,
+    ):
+        scan_many([root], jsonl=out, client=client)
+    assert str(out) in str(raised.value)
+    assert list(read_lines(out)) == []
 
 
 @pytest.mark.parametrize(

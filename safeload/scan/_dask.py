@@ -244,10 +244,12 @@ class _Run:
         self.found = 0
         self.bytes_found = 0
         self.walk_done = False
+        self.window = 2
+        self.checked = time.monotonic()
+        """When the cluster's workers were last counted."""
 
     def drive(self, client: Any, items: Iterator[_Walked]) -> None:
-        threads = sum(client.nthreads().values()) or 1
-        window = max(2, IN_FLIGHT_PER_THREAD * threads)
+        self.size_window(client.nthreads())
         # The policy reaches each worker once, with a plugin the scheduler also
         # gives to workers that join or are restarted during the run.
         from ._dask_worker import PolicyPlugin
@@ -289,19 +291,25 @@ class _Run:
         # is scanned again at the end, alone on the cluster: only a file that
         # still kills its workers then is reported invalid (SL312).
         suspects: list[_Item] = []
-        for batch in self.batches(items):
-            submit(batch)
-            while len(flight) >= window:
+        try:
+            for batch in self.batches(items):
+                submit(batch)
+                while len(flight) >= self.window:
+                    collect_one()
+            self.walk_done = True
+            while flight:
                 collect_one()
-        self.walk_done = True
-        while flight:
-            collect_one()
-        for item in suspects:
-            submit([item])
-            collect_one(alone=True)
-        client.unregister_worker_plugin(run)
+            for item in suspects:
+                submit([item])
+                collect_one(alone=True)
+        finally:
+            client.unregister_worker_plugin(run)
         self.summary.elapsed = time.monotonic() - self.started
         self.report()
+
+    def size_window(self, threads: dict[str, int]) -> None:
+        """Tasks kept in flight: a few per worker thread, as the cluster grows or shrinks."""
+        self.window = max(2, IN_FLIGHT_PER_THREAD * sum(threads.values()))
 
     def wait(self, client: Any, pending: Any, unfinished: int) -> None:
         """Until a result is ready; raise if the cluster keeps having no worker at all.
@@ -309,24 +317,24 @@ class _Run:
         A worker killed while its nanny starts it is not restarted, and a
         cluster whose last worker is gone would otherwise be waited for forever.
         """
-        delay, checked, empty_since = 0.001, time.monotonic(), None
-        while not pending.has_ready():
+        delay, empty_since = 0.001, None
+        while True:
+            now = time.monotonic()
+            if now - self.checked >= WORKER_CHECK_EVERY:
+                self.checked = now
+                threads = client.nthreads()
+                self.size_window(threads)
+                empty_since = None if threads else empty_since or now
+                if empty_since is not None and now - empty_since > NO_WORKERS_TIMEOUT:
+                    raise ScanInputError(
+                        f"the Dask cluster has had no worker for {NO_WORKERS_TIMEOUT:.0f} s; "
+                        f"{unfinished} tasks were not finished. The results so far are in "
+                        f"{self.summary.jsonl}: run again with --resume (resume=True)"
+                    )
+            if pending.has_ready():
+                return
             time.sleep(delay)
             delay = min(2 * delay, 0.05)
-            now = time.monotonic()
-            if now - checked < WORKER_CHECK_EVERY:
-                continue
-            checked = now
-            if client.nthreads():
-                empty_since = None
-                continue
-            empty_since = empty_since or now
-            if now - empty_since > NO_WORKERS_TIMEOUT:
-                raise ScanInputError(
-                    f"the Dask cluster has had no worker for {NO_WORKERS_TIMEOUT:.0f} s; "
-                    f"{unfinished} tasks were not finished. The results so far are in "
-                    f"{self.summary.jsonl}: run again with --resume (resume=True)"
-                )
 
     def batches(self, items: Iterator[_Walked]) -> Iterator[list[_Item]]:
         """Files still to scan, grouped; resumed, skipped and unreadable ones are counted here."""
