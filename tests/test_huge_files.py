@@ -213,3 +213,28 @@ def test_huge_files_bench_runs_and_reports(tmp_path: Path) -> None:
     }
     for row in report["files"].values():
         assert row["status"] == "ok" and row["peak_rss"] > 0
+
+
+@pytest.mark.parametrize("kind", ["zstd", "lz4"])
+def test_metered_readers_read_real_streams_whole(kind: str) -> None:
+    """The input allowance follows the output: a real stream reads whole, in any steps
+    (to the end at once too), and only one that reads on without output is cut."""
+    from safeload._formats import compress
+
+    data = os.urandom(3 << 20) + bytes(20 << 20)
+    if kind == "zstd":
+        zstandard = pytest.importorskip("zstandard")
+        packed = zstandard.ZstdCompressor().compress(data)
+        degenerate = b"\x28\xb5\x2f\xfd" + bytes(50 << 20)
+    else:
+        lz4_frame = pytest.importorskip("lz4.frame")
+        packed = lz4_frame.compress(data)
+        degenerate = b""
+    whole = compress._reader(kind, compress.range_file(packed, 0, len(packed)))
+    assert whole.read() == data and whole.read(-1) == b""
+    steps = compress._reader(kind, compress.range_file(packed, 0, len(packed)))
+    assert b"".join(iter(lambda: steps.read(1 << 16), b"")) == data
+    if degenerate:
+        cut = compress._reader(kind, compress.range_file(degenerate, 0, len(degenerate)))
+        with pytest.raises(ValueError, match="not a stream a compressor wrote"):
+            cut.read(1 << 16)

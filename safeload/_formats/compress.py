@@ -335,10 +335,14 @@ class _Counted:
         self._out = 0
 
     def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:  # to the end, in steps the allowance can follow
+            parts = []
+            while part := self.read(_CHUNK):
+                parts.append(part)
+            return b"".join(parts)
         # The call may output up to `size` bytes: allowed for before it reads.
-        ahead = size if size is not None and size > 0 else 1 << 20
         metered = self._metered
-        metered.allowed = max(metered.allowed, 2 * (self._out + ahead) + INPUT_SLACK)
+        metered.allowed = max(metered.allowed, 2 * (self._out + size) + INPUT_SLACK)
         chunk: bytes = self._reader.read(size)
         self._out += len(chunk)
         return chunk
