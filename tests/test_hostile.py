@@ -413,13 +413,14 @@ CASES += [
       K(glob("cloudpickle.cloudpickle", "_make_function")), stop(),
       rules={"SL102"}, verdict=D, key="SL102", key_global="cloudpickle.cloudpickle._make_function"),
     # ---- A7 kwargs smuggling through partial.__setstate__ (BUILD) -----------------------
-    # partial(f) given the state (f, args, kwargs, dict) by BUILD, then called: the call
-    # of a call result is SL205 whether or not an allow pack lists functools.partial
-    c("A7-partial-setstate", proto(2), glob("functools", "partial"), glob("os", "system"),
-      tuple1(), reduce(), mark(), glob("os", "system"), sbu(CMD), tuple1(), empty_dict(), none(),
-      tuple_(), build(), empty_tuple(), K(reduce()), stop(),
-      rules={"SL101", "SL205"}, unless_allowed=(("functools.partial", "SL102"),), verdict=D,
-      key="SL205", canary="loads"),
+    # partial(f) given the state (f, args, kwargs, dict) by BUILD, then called: read as
+    # the call of f with the bound constants it is (os.system(CMD), SL101); any other
+    # call of a built object is SL205 (tests/test_partial_calls.py)
+    c("A7-partial-setstate", proto(2), glob("functools", "partial"), K(glob("os", "system")),
+      tuple1(), reduce(), mark(), glob("os", "system"), sbu(CMD), tuple1(), empty_dict(),
+      none(), tuple_(), build(), empty_tuple(), reduce(), stop(),
+      rules={"SL101"}, unless_allowed=(("functools.partial", "SL102"),), verdict=D,
+      key="SL101", key_global="os.system", arg=CMD, usage="called", canary="loads"),
     # ---- A8 ML-framework gadgets -------------------------------------------------------
     c("A8-dynamo-guardbuilder-get", proto(4), sbu("torch._dynamo.guards"), sbu("GuardBuilder.get"),
       K(stack_global()), empty_dict(), sbu(SRC), tuple2(), reduce(), stop(),
