@@ -2,6 +2,7 @@
 
     <generation venv>/bin/python tools/make_generation_fixtures.py OUT_DIR
     <dev venv>/bin/python tools/make_generation_fixtures.py --torch OUT_DIR
+    <generation venv>/bin/python tools/make_generation_fixtures.py --boosting OUT_DIR
 
 Run by `python -m tools.generations fixtures` with the Python of each older
 generation's virtualenv; the files go to tests/fixtures/generations/<gen>/.
@@ -16,7 +17,9 @@ list what this script pickled.
 Files: sklearn/<Estimator>.joblib (every all_estimators() class that fits on
 the toy data, zlib-compressed joblib), search/pipelines/kernels, pandas/*.pkl
 (pandas.to_pickle), numpy/*.pkl and *.npy (np.save with allow_pickle),
-scipy/*.pkl; with --torch (the development venv's torch, the only torch
+scipy/*.pkl, boosting/* (xgboost and lightgbm wrappers and raw boosters, pickled
+and joblib-dumped; --boosting makes only these, keeping the folder's other files);
+with --torch (the development venv's torch, the only torch
 release installable here) torch/*.pt checkpoints holding numpy values and
 argparse options, in the zip and the legacy layout, a whole module, uint16 and
 float8 tensors, a quantized tensor, and a tensor pickled the way torch 0.4.0
