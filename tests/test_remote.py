@@ -363,7 +363,8 @@ def test_a_file_changed_mid_scan_is_never_safe(
     report = _remote.scan_urls([base + name], default_policy())
     assert not report.errors, report.errors
     (file,) = report.files
-    assert file.verdict is Verdict.INVALID
+    # Bytes of two versions may also read as a broken or diverging zip (dangerous, SL311).
+    assert file.verdict in (Verdict.INVALID, Verdict.DANGEROUS)
     assert "SL313" in [f.rule for f in file.findings]
 
 
