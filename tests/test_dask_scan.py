@@ -25,6 +25,7 @@ from typing import Any
 
 import dask
 import pytest
+from dask_stand_ins import killing_scan_batch, raising_scan_batch
 from distributed import Client, LocalCluster
 from hubtree import build_tree, hostile
 from rangeserver import Served, serving
@@ -229,18 +230,6 @@ def test_resume_rescans_a_file_whose_size_or_mtime_changed(
     )
 
 
-def _killing_scan_batch(sources: list[str], run: str, max_opcodes: int) -> Any:
-    """Stands in for the worker task: the file named `poison` kills its worker.
-
-    Not at once: a worker that dies while its nanny is still starting it is
-    never restarted, and this test is about files, not about nannies.
-    """
-    if any(Path(s).name == "poison.pkl" for s in sources):
-        time.sleep(1.5)
-        os._exit(1)
-    return _dask._scan_batch(sources, run, max_opcodes)
-
-
 def _set_allowed_failures(dask_scheduler: Any, n: int) -> int:
     before: int = dask_scheduler.allowed_failures
     dask_scheduler.allowed_failures = n
@@ -254,7 +243,7 @@ def test_a_file_that_kills_every_worker_is_invalid_and_its_batch_is_still_scanne
     root = tmp_path / "models"
     build_tree(root, 20)
     (root / "poison.pkl").write_bytes(pickle.dumps([1, 2, 3]))
-    monkeypatch.setattr(_dask, "_scan_batch", _killing_scan_batch)
+    monkeypatch.setattr(_dask, "_scan_batch", killing_scan_batch)
     out = tmp_path / "results.jsonl"
     # One death per task is enough here (fewer restarts to wait for).
     before = client.run_on_scheduler(_set_allowed_failures, n=0)
@@ -273,6 +262,26 @@ def test_a_file_that_kills_every_worker_is_invalid_and_its_batch_is_still_scanne
     expected = summary_of_report(scan_paths([root], default_policy(), jobs=1))
     del expected[str(root / "poison.pkl")]
     del lines[str(root / "poison.pkl")]
+    assert summary_of(list(lines.values())) == expected
+
+
+def test_a_task_that_raises_costs_only_its_file(
+    cluster: tuple[LocalCluster, Client], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _local, client = cluster
+    root = tmp_path / "models"
+    build_tree(root, 20)
+    (root / "planted.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+    monkeypatch.setattr(_dask, "_scan_batch", raising_scan_batch)
+    out = tmp_path / "results.jsonl"
+    summary = scan_many([root], jsonl=out, client=client)
+    lines = {line["path"]: line for line in read_lines(out)}
+    assert len(lines) == 21 == summary.files
+    planted = lines.pop(str(root / "planted.pkl"))
+    assert (planted["verdict"], [f["rule"] for f in planted["findings"]]) == ("invalid", ["SL312"])
+    assert "RuntimeError: planted failure" in planted["findings"][0]["message"]
+    expected = summary_of_report(scan_paths([root], default_policy(), jobs=1))
+    del expected[str(root / "planted.pkl")]
     assert summary_of(list(lines.values())) == expected
 
 
