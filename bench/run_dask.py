@@ -90,7 +90,7 @@ def cluster_runs(tree: Path, work: Path, args: argparse.Namespace) -> dict[str, 
         cluster = LocalCluster(
             n_workers=args.workers,
             threads_per_worker=1,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=logging.ERROR,
         )
     client = Client(cluster)

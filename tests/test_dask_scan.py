@@ -94,7 +94,7 @@ def cluster() -> Iterator[tuple[LocalCluster, Client]]:
             n_workers=2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=logging.ERROR,
         )
     client = Client(local)
@@ -358,7 +358,7 @@ def test_a_cluster_without_workers_stops_the_run_for_resume(
     monkeypatch.setattr(_dask, "WORKER_CHECK_EVERY", 0.1)
     out = tmp_path / "results.jsonl"
     with (
-        LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty,
+        LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty,
         Client(empty) as client,
         pytest.raises(ScanInputError, match=r"no worker for 0 s.*--resume") as raised,
     ):

@@ -211,7 +211,7 @@ class _local_client:
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port, no warning when 8787 is taken
                 silence_logs=logging.ERROR,
             )
         self.client = distributed.Client(self.cluster)
