@@ -397,3 +397,26 @@ def test_scanning_never_imports_dask_unless_asked() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_without_dask_the_engine_says_how_to_install_it(tmp_path: Path) -> None:
+    model = tmp_path / "model.pkl"
+    model.write_bytes(pickle.dumps([1, 2]))
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('dask', 'distributed'):\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from safeload._cli import main\n"
+        "sys.exit(main(['scan', '--engine', 'dask', '--jsonl', sys.argv[2], sys.argv[1]]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(model), str(tmp_path / "out.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'safeload[dask]'" in done.stderr

@@ -203,9 +203,9 @@ class _local_client:
     def __enter__(self) -> Any:
         import logging
 
+        distributed = _distributed()  # first: says how to install it when it is missing
         import dask
 
-        distributed = _distributed()
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
             self.cluster = distributed.LocalCluster(
                 n_workers=self.workers,
