@@ -382,7 +382,7 @@ class _Recording(pickle.Unpickler):
         return None
 
 
-class _PyRecording(pickle._Unpickler):  # type: ignore[name-defined, misc]
+class _PyRecording(pickle._Unpickler):
     """The same for the pure-Python unpickler (joblib's, pandas' fallback)."""
 
     seen: list[str]
@@ -573,3 +573,27 @@ def test_explain_skips_them(hf_repo: Path, capsys: pytest.CaptureFixture[str]) -
     capsys.readouterr()
     assert main(["scan", "--no-config", "--explain", str(hf_repo / "README.md")]) == 0
     assert "what loading it would run" not in capsys.readouterr().out
+
+
+def test_empty_is_decided_alike_at_the_top_and_under_compression() -> None:
+    for data, shape in ((b"", "empty"), (gzip.compress(b""), "empty+gzip")):
+        report = safeload.scan_bytes(data)
+        assert (report.verdict, report.format) == (Verdict.NOT_A_PICKLE, shape)
+        assert [f.rule for f in report.findings] == ["SL305"]
+    # inside a container that is read as one (an object .npy), a missing pickle is a
+    # broken container, not a file that is no pickle
+    header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
+    header += b" " * (63 - len(header) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
+    report = safeload.scan_bytes(npy)
+    assert report.verdict is Verdict.INVALID, report.findings
+    assert "SL305" not in {f.rule for f in report.findings}
+
+
+def test_worst_verdict_wins_and_not_a_pickle_ranks_between_safe_and_unknown() -> None:
+    assert Verdict.worst([Verdict.SAFE, Verdict.NOT_A_PICKLE]) is Verdict.NOT_A_PICKLE
+    assert Verdict.worst([Verdict.NOT_A_PICKLE, Verdict.UNKNOWN]) is Verdict.UNKNOWN
+    # a gzipped CSV with bytes after its gzip stream: the trailing data is invalid
+    report = safeload.scan_bytes(gzip.compress(b"name,score\n1,2\n") + b"junk")
+    assert report.verdict is Verdict.INVALID
+    assert {"SL305", "SL304"} <= {f.rule for f in report.findings}
