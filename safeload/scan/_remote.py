@@ -615,9 +615,14 @@ def _changed(
 # -- many files, directories ---------------------------------------------------------------
 
 
-def _listing(url: str, exclude: Sequence[str]) -> Iterator[Found | tuple[_Remote, bool]]:
-    """A URL's files: itself, or everything under a directory-like URL, by `walk`'s rules
-    (with True for a file whose first bytes decide whether it is scanned)."""
+def _listing(
+    url: str, exclude: Sequence[str], *, sniff_later: bool = False
+) -> Iterator[Found | tuple[_Remote, bool]]:
+    """A URL's files: itself, or everything under a directory-like URL, by `walk`'s rules.
+
+    A file whose name says nothing is chosen by its first bytes: read here, or
+    with `sniff_later` by the caller (yielded with True, to pass to `_not_a_model`).
+    """
     try:
         remote, info = _open(url)
     except ScanInputError as exc:
@@ -644,7 +649,13 @@ def _listing(url: str, exclude: Sequence[str]) -> Iterator[Found | tuple[_Remote
             continue
         size = entry.get("size")
         child = _Remote(fs, path, shown, size if isinstance(size, int) else -1, _identity(entry))
-        yield child, os.path.splitext(parts[-1])[1].lower() not in MODEL_SUFFIXES
+        unnamed = os.path.splitext(parts[-1])[1].lower() not in MODEL_SUFFIXES
+        if unnamed and not sniff_later:
+            if _not_a_model(child):
+                yield Found(shown, "skip")
+                continue
+            unnamed = False
+        yield child, unnamed
 
 
 def _not_a_model(remote: _Remote) -> bool:
@@ -681,7 +692,7 @@ def scan_urls(
     workers = max(1, concurrency)
     with ThreadPoolExecutor(workers) as pool:
         # Each URL's first request (and a directory's listing) runs concurrently too.
-        for found in pool.map(lambda url: list(_listing(url, exclude)), urls):
+        for found in pool.map(lambda url: list(_listing(url, exclude, sniff_later=True)), urls):
             for item in found:
                 if isinstance(item, Found):
                     if item.kind == "skip":
