@@ -1,4 +1,5 @@
-"""The versioned JSON report (`{"version": 1, "files": [...], "summary": {...}}`)."""
+"""The versioned JSON report: `{"version": 2, "files": [...], "summary": {...}}`
+(`report.CONTRACT_VERSION`)."""
 
 from __future__ import annotations
 
