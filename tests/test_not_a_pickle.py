@@ -498,12 +498,15 @@ def test_text_output_and_quiet(hf_repo: Path, capsys: pytest.CaptureFixture[str]
     assert "tokenizer.model: NOT-A-PICKLE (protobuf)" in out
     assert "SL305 not-a-pickle" in out and "protobuf message" in out
     assert "summary: 1 file: 1 not-a-pickle" in out
+    assert "fix:" not in out  # it does not fail: no fix to give
     assert main(["scan", "--no-config", "--quiet", str(hf_repo / "tokenizer.model")]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "summary: 1 file: 1 not-a-pickle (0 skipped, 0 errors)"
     ]
     assert main(["scan", "--no-config", "--quiet", "--strict", str(hf_repo / "README.md")]) == 1
-    assert "README.md: NOT-A-PICKLE (text)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "README.md: NOT-A-PICKLE (text)" in out
+    assert "fix: Nothing to do for a file that is not meant to be a pickle" in out
 
 
 def test_sarif_level_is_note(hf_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:

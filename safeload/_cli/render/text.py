@@ -45,7 +45,10 @@ def render(
     for file in report.files:
         if quiet and file.verdict not in failing:
             continue
-        lines.extend(_file_lines(file, paint, docs))
+        # A file that is no pickle and does not fail the scan needs no fix: its
+        # finding says what it is, in one line (a model repository has many).
+        brief = file.verdict is Verdict.NOT_A_PICKLE and file.verdict not in failing
+        lines.extend(_file_lines(file, paint, docs, brief=brief))
     for path, reason in report.skip_reasons.items():
         lines.append(f"{path}: SKIPPED: {reason}")
     for path, reason in report.errors.items():
@@ -83,7 +86,7 @@ def _painter(color: bool) -> Paint:
     return paint
 
 
-def _file_lines(file: FileReport, paint: Paint, docs: bool) -> list[str]:
+def _file_lines(file: FileReport, paint: Paint, docs: bool, *, brief: bool = False) -> list[str]:
     verdict = paint(file.verdict.value.upper(), _VERDICT_STYLE[file.verdict])
     details = [file.format]
     if file.pickles:
@@ -96,7 +99,9 @@ def _file_lines(file: FileReport, paint: Paint, docs: bool) -> list[str]:
     for finding in file.findings:
         # One docs link per rule and file: the same link after every unknown
         # global of a big model is noise.
-        lines.extend(_finding_lines(finding, paint, docs and finding.rule not in documented))
+        lines.extend(
+            _finding_lines(finding, paint, docs and finding.rule not in documented, brief=brief)
+        )
         documented.add(finding.rule)
     if file.explanation is not None:
         lines.append("  what loading it would run (decompiled by fickling; read it, never run it):")
@@ -104,12 +109,14 @@ def _file_lines(file: FileReport, paint: Paint, docs: bool) -> list[str]:
     return lines
 
 
-def _finding_lines(f: Finding, paint: Paint, docs: bool) -> list[str]:
+def _finding_lines(f: Finding, paint: Paint, docs: bool, *, brief: bool = False) -> list[str]:
     where = f.location if f.offset is None else f"{f.location} @ offset {f.offset}"
     head = f"  {where}: {paint(f.rule, _BOLD)} {f.rule_name} [{f.severity.value}]"
     if f.count > 1:
         head += f" ({f.count} references)"
     lines = [head, f"    {f.message}"]
+    if brief:
+        return lines
     if f.fix:
         lines.append(f"    fix: {f.fix}")
     if docs and f.rule.startswith("SL"):
