@@ -600,3 +600,12 @@ def test_worst_verdict_wins_and_not_a_pickle_ranks_between_safe_and_unknown() ->
     report = safeload.scan_bytes(gzip.compress(b"name,score\n1,2\n") + b"junk")
     assert report.verdict is Verdict.INVALID
     assert {"SL305", "SL304"} <= {f.rule for f in report.findings}
+
+
+def test_fail_on_levels_are_decided_alike_in_config_and_cli() -> None:
+    from safeload._cli import _FAILING
+    from safeload.policy import FAIL_ON_LEVELS
+
+    assert set(_FAILING) == set(FAIL_ON_LEVELS)
+    assert _FAILING["not-a-pickle"] == frozenset(Verdict) - {Verdict.SAFE}
+    assert Verdict.NOT_A_PICKLE not in _FAILING["unknown"] | _FAILING["dangerous"]
