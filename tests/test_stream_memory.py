@@ -311,3 +311,41 @@ def test_the_memory_bench_runs_and_reports() -> None:
     (row,) = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert row["compressor"] == "zlib" and row["scan exit"] == 0, row
     assert row["peak RSS MiB"] > 0 and "1 safe" in row["verdict"], row
+
+
+def test_a_padding_byte_that_is_an_opcode_is_read_as_one_by_plain_loaders(
+    tmp_path: Path,
+) -> None:
+    # joblib skips `length` padding bytes whatever the length byte is; a plain
+    # pickle.load (pandas.read_pickle undoes gzip first) reads a length byte
+    # that is an opcode as one: GLOBAL, with the padding as its arguments.
+    buf = io.BytesIO()
+    joblib.dump(np.arange(64.0), buf, protocol=4)
+    data = buf.getvalue()
+    i = data.index(b"K\x10ub") + 4
+    body = b"os\nsystem\n(S'touch canary'\ntR."
+    padding = body + b"\xff" * (ord("c") - len(body))
+    stream = data[:i] + b"c" + padding + data[i + 1 + data[i] :]
+    assert np.array_equal(joblib.load(io.BytesIO(stream)), np.arange(64.0))
+    gz = tmp_path / "m.pkl.gz"
+    gz.write_bytes(gzip.compress(stream))
+    plain = tmp_path / "m.pkl"
+    plain.write_bytes(stream)
+    jobs = [
+        {"kind": "plain", "path": gz, "cwd": tmp_path / "pandas",
+         "code": "import pandas as pd\npd.read_pickle(path)\n"},
+        {"kind": "plain", "path": plain, "cwd": tmp_path / "pickle",
+         "code": "import pickle\npickle.load(open(path, 'rb'))\n"},
+        {"kind": "safeload", "path": gz, "cwd": tmp_path / "guarded"},
+    ]  # fmt: skip
+    results = run_jobs(jobs, preload=("joblib", "numpy", "pandas"))
+    assert canary_in(tmp_path / "pandas"), results[0]
+    assert canary_in(tmp_path / "pickle"), results[1]
+    assert results[2]["outcome"] == "raised" and not canary_in(tmp_path / "guarded")
+    for path in (gz, plain):
+        report = safeload.scan_file(path)
+        rules = {f.rule for f in report.findings}
+        assert report.verdict is Verdict.DANGEROUS and {"SL101", "SL207"} <= rules, report
+    # inside zlib only joblib reads the stream: the padding is padding
+    report = safeload.scan_bytes(zlib.compress(stream), location="m.joblib")
+    assert report.verdict is Verdict.SAFE, report.findings

@@ -1515,6 +1515,10 @@ def _joblib_array(
         # joblib reads a length byte and skips that many bytes, whatever they are.
         if pos >= n:
             raise _Fail("truncated-pickle", pos, f"joblib array at offset {pos} is truncated")
+        if data[pos] in O.BY_CODE:
+            # A plain pickle.load does not stop at this length byte: it reads
+            # it, the padding and the array bytes as opcodes.
+            out.unpadded.append(pos)
         pos += 1 + data[pos]
     count = 1
     for d in dims:
