@@ -203,3 +203,15 @@ def test_torch_load_refuses_a_bzip2_member_and_so_does_safeload(tmp_path: Path) 
     assert report.verdict is not Verdict.SAFE, report.findings
     with pytest.raises(safeload.SafeloadError):
         safeload.load(path, require_signature=False)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_benign_archives_load_like_numpy_load(name: str) -> None:
+    # a big numeric member (the scan reads only its head) and a small one
+    arrays = {"big": np.random.default_rng(0).normal(size=300_000), "small": np.arange(3)}
+    raw = rewritten(savez(**arrays), METHODS[name])
+    loaded = safeload.loads(raw, require_signature=False)
+    with np.load(io.BytesIO(raw)) as npz:
+        for key, value in arrays.items():
+            assert np.array_equal(loaded[key], npz[key])
+            assert np.array_equal(loaded[key], value)

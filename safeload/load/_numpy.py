@@ -97,12 +97,16 @@ def _member_bytes(
         raise UnsupportedFormatError(f"{location}: zip member cannot be read: {member.error}")
     if member.method == 0:
         return data, member.data_offset, member.data_end
-    if member.method != 8:
+    kind = compress.ZIP_METHODS.get(member.method)
+    if kind is None:
         raise UnsupportedFormatError(
             f"{location}: zip member uses compression method {member.method}"
         )
+    # bzip2 and lzma members end at their declared size, as zipfile reads them
+    # (and as the scan read them: containers.member_bytes).
+    want = None if member.method == 8 else member.size
     out = compress.expand(
-        "deflate", data, member.data_offset, member.data_end, _MEMBER_LIMIT, stack
+        kind, data, member.data_offset, member.data_end, _MEMBER_LIMIT, stack, want=want
     )
     if out.error is not None:
         raise UnsupportedFormatError(f"{location}: {out.error}")
