@@ -379,3 +379,21 @@ def test_streamed_and_whole_scans_agree_on_mutated_dumps(spools: list[compress.S
         streamed, whole, shape, whole_shape = both_ways(raw)
         assert (streamed, shape) == (whole, whole_shape)
     assert any(s.released for s in spools)
+
+
+def test_without_a_map_the_stream_is_expanded_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An address-space limit or strict overcommit can refuse the map: the scan
+    # then expands the stream whole, as it did before, with the same findings.
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    raw = payload_dump()
+    before = safeload.scan_bytes(raw, location="m.joblib")
+    monkeypatch.setattr(compress, "Sparse", refuse)
+    after = safeload.scan_bytes(raw, location="m.joblib")
+    assert after.verdict is before.verdict is Verdict.DANGEROUS
+    assert sorted(map(_key, after.findings)) == sorted(map(_key, before.findings))
+
+
+def payload_dump() -> bytes:
+    return dump({"weights": big(2), "hook": Evil()}, "zlib")

@@ -590,8 +590,10 @@ def _spooled(
     plain = ctx.plain_readers and kind not in _JOBLIB_ONLY
     try:
         spool = compress.Spool(kind, data, start, end, ctx.expand_left, ctx.stack, plain=plain)
-    except (OSError, ValueError, OverflowError, compress.Unavailable):
-        return None  # no map of that size here: expand as the loader does
+    except (OSError, ValueError, OverflowError, AttributeError, compress.Unavailable):
+        # No map of that size here (an address-space limit, strict overcommit, a
+        # platform without anonymous private maps): expand as the loader does.
+        return None
     buf = spool.buf
     soft = buf.spool_more(HEAD, 0)
     head = bytes(buf[: min(spool.size, HEAD)])
