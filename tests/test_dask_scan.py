@@ -32,6 +32,7 @@ from rangeserver import Served, serving
 
 from safeload._cli import main
 from safeload.errors import ScanInputError
+from safeload.policy import Policy
 from safeload.report import ScanReport, Verdict
 from safeload.scan import _dask, default_policy, scan_many
 from safeload.scan._batch import scan_paths
@@ -228,6 +229,12 @@ def test_resume_rescans_a_file_whose_size_or_mtime_changed(
     assert summary.verdicts[Verdict.DANGEROUS] == sum(
         1 for line in latest.values() if line["verdict"] == "dangerous"
     )
+
+    # Lines judged by another policy are not trusted: all 30 files are judged again.
+    allowing = Policy.build(allow=["vendor_pkg0.layers:Block"])
+    again = scan_many([root], allowing, jsonl=out, client=client, resume=True)
+    assert again.resumed == 0 and again.files == 30
+    assert len(list(read_lines(out))) == 62
 
 
 def _set_allowed_failures(dask_scheduler: Any, n: int) -> int:

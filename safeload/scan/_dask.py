@@ -155,7 +155,8 @@ def scan_many(
     """
     policy = policy or default_policy()
     out = Path(jsonl)
-    index = _jsonl.Index.read(out) if resume else _jsonl.Index()
+    fingerprint = _jsonl.policy_fingerprint(policy, max_opcodes)
+    index = _jsonl.Index.read(out, fingerprint) if resume else _jsonl.Index()
     items = _items(
         sources,
         exclude=exclude,
@@ -164,7 +165,7 @@ def scan_many(
         follow_symlinks=follow_symlinks,
     )
     with _jsonl.Writer(out, resume_from=index.valid_end if resume else None) as writer:
-        run = _Run(out, policy, max_opcodes, writer, index, progress)
+        run = _Run(out, policy, fingerprint, max_opcodes, writer, index, progress)
         if client is not None:
             run.drive(client, items)
         else:
@@ -229,6 +230,7 @@ class _Run:
         self,
         out: Path,
         policy: Policy,
+        fingerprint: str,
         max_opcodes: int,
         writer: _jsonl.Writer,
         index: _jsonl.Index,
@@ -236,6 +238,7 @@ class _Run:
     ) -> None:
         self.summary = BatchSummary(jsonl=out)
         self.policy = policy
+        self.fingerprint = fingerprint
         self.max_opcodes = max_opcodes
         self.writer = writer
         self.index = index
@@ -370,7 +373,7 @@ class _Run:
     def finish(self, batch: list[_Item], result: list[_Result]) -> None:
         for item, one in zip(batch, result, strict=True):
             if isinstance(one, dict):
-                self.file(_jsonl.file_line(one, item.identity), item.identity)
+                self.file(_jsonl.file_line(one, item.identity, self.fingerprint), item.identity)
             elif isinstance(one, list):  # a URL's file (or the files under a prefix)
                 for line in one:
                     identity = (
@@ -378,7 +381,7 @@ class _Run:
                         if line["path"] == item.identity.path
                         else _jsonl.Identity(line["path"], line.get("size"))
                     )
-                    self.file(_jsonl.file_line(line, identity), identity)
+                    self.file(_jsonl.file_line(line, identity, self.fingerprint), identity)
             else:
                 self.error(item.identity, one)
 
@@ -413,7 +416,9 @@ class _Run:
             findings=(finding,),
             size=item.identity.size or 0,
         )
-        self.file(_jsonl.file_line(report.to_json(), item.identity), item.identity)
+        self.file(
+            _jsonl.file_line(report.to_json(), item.identity, self.fingerprint), item.identity
+        )
 
     def report(self) -> None:
         if self.progress is None:

@@ -6,24 +6,37 @@ files) and `etag` (remote objects). A file that could not be read at all is a
 line with `error` instead of a verdict.
 
 `--resume` trusts a line only when the file still has the same path, size and
-ETag or modification time; a line cut short by a killed run is dropped, so its
+ETag or modification time, and the line was judged by the same policy (its
+`policy` fingerprint: rules, allow packs, limits, safeload's version); a line cut short by a killed run is dropped, so its
 file is scanned again. A run over a million files keeps in memory only this
 index (a 64-bit digest and a verdict per line), never the results.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hashlib
+import importlib.metadata
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ..policy import Policy
 from ..report import Verdict
 
-__all__ = ["Identity", "Index", "Writer", "error_line", "file_line", "read_lines"]
+__all__ = [
+    "Identity",
+    "Index",
+    "Writer",
+    "error_line",
+    "file_line",
+    "policy_fingerprint",
+    "read_lines",
+]
 
 
 @dataclass(frozen=True)
@@ -46,9 +59,57 @@ class Identity:
         return self.size is not None and (self.mtime_ns is not None or self.etag is not None)
 
 
-def file_line(report: dict[str, Any], identity: Identity) -> dict[str, Any]:
-    """The line for a scanned file: its report object plus its identity."""
-    return {**report, "size": identity.size, "mtime_ns": identity.mtime_ns, "etag": identity.etag}
+def file_line(report: dict[str, Any], identity: Identity, policy: str) -> dict[str, Any]:
+    """The line for a scanned file: its report object, its identity, the policy's fingerprint."""
+    return {
+        **report,
+        "size": identity.size,
+        "mtime_ns": identity.mtime_ns,
+        "etag": identity.etag,
+        "policy": policy,
+    }
+
+
+def policy_fingerprint(policy: Policy, max_opcodes: int) -> str:
+    """What a verdict was judged by: the rules, allow packs and limits, and safeload's version.
+
+    Canonical (sets sorted, dataclasses by field), so every process computes the
+    same text; a resumed run trusts only lines of the same fingerprint.
+    """
+    try:
+        version = importlib.metadata.version("safeload")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    judged = [
+        version,
+        max_opcodes,
+        sorted(policy.rules.items()),
+        policy.packs,
+        policy.extra_allow,
+        policy.max_load_cost,
+        policy.max_expansion,
+    ]
+    text = json.dumps(_canonical(judged), sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return _canonical(value.value)
+    if isinstance(value, set | frozenset):
+        items = [_canonical(x) for x in value]
+        return sorted(items, key=lambda x: json.dumps(x, sort_keys=True))
+    if isinstance(value, list | tuple):
+        return [_canonical(x) for x in value]
+    if isinstance(value, Mapping):
+        pairs = [[_canonical(k), _canonical(v)] for k, v in value.items()]
+        return sorted(pairs, key=lambda x: json.dumps(x, sort_keys=True))
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    # Nothing else is in a policy today; a new kind of field must be added above.
+    raise TypeError(f"cannot fingerprint a {type(value).__qualname__} in a policy")
 
 
 def error_line(identity: Identity, reason: str) -> dict[str, Any]:
@@ -78,8 +139,8 @@ class Index:
         return len(self._done)
 
     @classmethod
-    def read(cls, path: Path) -> Index:
-        """Index the lines of `path` (none if it does not exist yet)."""
+    def read(cls, path: Path, policy: str) -> Index:
+        """Index the lines of `path` judged by policy fingerprint `policy` (none if no file)."""
         index = cls()
         try:
             fh = open(path, "rb")
@@ -95,7 +156,7 @@ class Index:
                 index.valid_end = offset
                 verdict = line.get("verdict")
                 identity = _identity_of(line)
-                if verdict is not None and identity.resumable:
+                if verdict is not None and identity.resumable and line.get("policy") == policy:
                     index._done[identity.digest()] = Verdict(verdict)
         return index
 
