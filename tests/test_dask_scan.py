@@ -10,6 +10,7 @@ resumed, and when one file kills every worker that scans it.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from hubtree import build_tree, hostile
 from rangeserver import Served, serving
 
 from safeload._cli import main
+from safeload._cli.batch import progress_bar
 from safeload.errors import ScanInputError
 from safeload.policy import Policy
 from safeload.report import ScanReport, Verdict
@@ -427,3 +429,15 @@ def test_without_dask_the_engine_says_how_to_install_it(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "pip install 'safeload[dask]'" in done.stderr
+
+
+def test_the_progress_line_shows_files_bytes_and_throughput() -> None:
+    out = io.StringIO()
+    draw = progress_bar(out)
+    draw(_dask.BatchProgress(500, 2_500_000, 2000, 9_000_000, False, 100, 500_000, 2.0))
+    draw(_dask.BatchProgress(2000, 9_000_000, 2000, 9_000_000, True, 100, 500_000, 5.0))
+    first, last = out.getvalue().split("\r")[1:]
+    # Until the walk ends the total is a lower bound; rates leave out resumed files.
+    assert first.startswith("scanning 500/2000+ files, 2.5 MB | 200 files/s, 1.0 MB/s")
+    assert last.startswith("scanning 2000/2000 files, 9.0 MB | 380 files/s, 1.7 MB/s")
+    assert "100 resumed" in last
