@@ -231,13 +231,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="--engine dask: write each file's result (the JSON report's file object plus "
-        "size, mtime_ns, etag) as one line of FILE",
+        "size, mtime_ns, etag and the policy's fingerprint) as one line of FILE",
     )
     scan.add_argument(
         "--resume",
         action="store_true",
         help="--engine dask: keep the lines already in --jsonl FILE and scan only files whose "
-        "path, size and mtime or ETag match none of them",
+        "path, size and mtime or ETag match none of them under the same policy",
     )
     scan.add_argument(
         "--sniff",
