@@ -242,7 +242,8 @@ SYSTEM_THEN_JUNK = b"cos\nsystem\n(S'touch canary'\n\xff"
         ("text-global-then-junk.dat", SYSTEM_THEN_JUNK),
         # `}` is EMPTY_DICT (a JSON object's `{` is no opcode): what follows runs
         ("empty-dict-global.json", b"}" + SYSTEM_THEN_JUNK),
-        ("gzip-global-then-junk.gz", gzip.compress(SYSTEM_THEN_JUNK)),
+        # mtime=0: the bytes, and so the test ids pytest-xdist workers compare, are fixed
+        ("gzip-global-then-junk.gz", gzip.compress(SYSTEM_THEN_JUNK, mtime=0)),
         ("persid-then-global.bin", b"Pid\n" + SYSTEM_THEN_JUNK),
     ],
 )
