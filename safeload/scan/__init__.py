@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .._machine.walker import DEFAULT_MAX_OPCODES
 from ..errors import ScanInputError
@@ -15,7 +16,20 @@ from ..policy import Policy
 from ..report import ScanReport
 from ._batch import scan_paths
 from ._core import default_policy, scan_bytes, scan_file
-from ._dask import BatchProgress, BatchSummary, scan_many
+
+if TYPE_CHECKING:
+    from ._dask import BatchProgress, BatchSummary, scan_many
+
+
+def __getattr__(name: str) -> Any:
+    # The Dask engine (and its JSON Lines and metadata imports) loads only when
+    # asked for: `safeload scan` on a few files must start fast (a hook's cost).
+    if name in ("BatchProgress", "BatchSummary", "scan_many"):
+        from . import _dask
+
+        return getattr(_dask, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_MAX_OPCODES",

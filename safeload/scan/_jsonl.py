@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
-import importlib.metadata
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -76,6 +75,8 @@ def policy_fingerprint(policy: Policy, max_opcodes: int) -> str:
     Canonical (sets sorted, dataclasses by field), so every process computes the
     same text; a resumed run trusts only lines of the same fingerprint.
     """
+    import importlib.metadata  # only when a run writes lines: start-up stays light
+
     try:
         version = importlib.metadata.version("safeload")
     except importlib.metadata.PackageNotFoundError:
