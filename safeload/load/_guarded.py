@@ -318,6 +318,23 @@ def _load_joblib_reading(reading: Reading, policy: Policy) -> Any:
     return obj
 
 
+# numpy.load opens a zip only when the file starts with a local header or an empty
+# archive's end record, torch.load only with a local header; zipfile (pandas) also
+# finds an archive after prepended bytes, but such a file is no .npz nor checkpoint.
+_NPZ_STARTS = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _require_zip_start(
+    data: HeldBuffer | bytes, location: str, starts: tuple[bytes, ...], loader: str
+) -> None:
+    if bytes(data[0:4]) not in starts:
+        raise UnsupportedFormatError(
+            f"{location}: the zip archive does not start at offset 0 (bytes are prepended): "
+            f"{loader} does not open it, it reads an archive only from the file's first byte; "
+            "re-create the file with its library's own save function"
+        )
+
+
 def _deserialize(
     located: Located, data: HeldBuffer | bytes, policy: Policy, map_location: Any
 ) -> Any:
@@ -333,8 +350,10 @@ def _deserialize(
     if single in (Format.NPY, Format.NPY_OBJECT):
         return load_npy(data, 0, located.size, location, _unpickler_for(policy))
     if single is Format.NPZ:
+        _require_zip_start(data, location, _NPZ_STARTS, "numpy.load")
         return load_npz(data, 0, located.size, location, _unpickler_for(policy), located.expanded)
     if single is Format.PYTORCH_ZIP:
+        _require_zip_start(data, location, _NPZ_STARTS[:1], "torch.load")
         from ._torch import load_torch_zip
 
         return load_torch_zip(located, data, policy, map_location)
