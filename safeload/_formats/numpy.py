@@ -50,6 +50,8 @@ def read_header(data: Any, start: int, end: int) -> NpyHeader:
     if end - start < 10 or bytes(data[start : start + 6]) != MAGIC:
         raise NpyError("not an .npy file")
     major, minor = data[start + 6], data[start + 7]
+    if minor != 0:  # numpy reads (1, 0), (2, 0) and (3, 0) only (format._check_version)
+        raise NpyError(f"unsupported format version {major}.{minor}")
     if major == 1:
         (hlen,) = struct.unpack_from("<H", data, start + 8)
         pos = start + 10
