@@ -53,6 +53,13 @@ class ChildResult:
     stderr: str
 
 
+def fill_sizes(args: Any, defaults: dict[str, tuple[Any, Any]]) -> None:
+    """Give each option left unset its full-run default, or its `--quick` one."""
+    for name, (full, quick) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+
+
 def run_child(
     argv: Sequence[str],
     *,

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _measure import ChildResult, run_child
+from _measure import ChildResult, fill_sizes, run_child
 
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
@@ -87,9 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "entries": (2_000_000, 20_000),
         "repeat": (3, 1),
     }
-    for name, (full, quick) in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
+    fill_sizes(args, defaults)
     args.protocol = args.protocol or [4, 2]
     if args.repeat < 1:
         p.error("--repeat must be at least 1")

@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import run_load_speed as speed  # noqa: E402
+from _measure import fill_sizes  # noqa: E402
 
 from tests.rangeserver import Served, serving  # noqa: E402
 
@@ -58,9 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "torch_mb": (500, 8),
         "files": (200, 20),
     }
-    for name, (full, quick) in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
+    fill_sizes(args, defaults)
     return args
 
 

@@ -29,6 +29,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from _measure import fill_sizes  # noqa: E402
+
 from safeload.load import dump  # noqa: E402
 from safeload.sign import (  # noqa: E402
     TrustStore,
@@ -67,9 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "dump_mib": (256, 4),
         "repeat": (3, 1),
     }
-    for name, (full, quick) in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
+    fill_sizes(args, defaults)
     return args
 
 
