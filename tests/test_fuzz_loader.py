@@ -197,6 +197,42 @@ def test_the_target_reports_a_different_object(tmp_path: Path) -> None:
     assert load.difference({"a": 1, "b": 2}, {"b": 2, "a": 1}) is not None
 
 
+def test_bytes_two_plain_loaders_read_differently_are_agreement(tmp_path: Path) -> None:
+    """A legacy PyTorch file given to the pickle, joblib and numpy loaders: they return its
+    first pickle (torch's magic number), `safeload.loads` the checkpoint `torch.load`
+    returns, which is agreement (the loader fuzzer's joblib-dict-vs-int and
+    npy-object-dict-vs-int were this file with another first byte)."""
+    _kind, data = SEEDS["torch-legacy"]
+    assert pickle.loads(data) == 0x1950A86A20F9469CFC6C
+    items = [{"name": k, "kind": KINDS.index(k), "data": data.hex()} for k in KINDS]
+    code, lines = run_batch(tmp_path, items)
+    assert code == 0
+    assert [line for line in lines if "defect" in line] == []
+    assert sum("done" in line for line in lines) == len(KINDS)
+
+
+def test_the_target_reports_an_object_no_plain_loader_returns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same file, with safeload.loads made to return what neither loader returns."""
+    import warnings
+
+    sys.path.insert(0, str(ROOT / "fuzz"))
+    from fuzz_targets import load
+
+    import safeload
+
+    _kind, data = SEEDS["torch-legacy"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = safeload.loads(data, require_signature=False)
+    got["w"] = got["w"] + 1
+    monkeypatch.setattr(safeload, "loads", lambda *args, **kwargs: got)
+    for kind in ("pickle", "torch"):
+        with pytest.raises(AssertionError, match="no other plain loader returns the same"):
+            load.one(bytes([KINDS.index(kind)]) + data)
+
+
 def test_kept_loader_regressions(tmp_path: Path) -> None:
     """tests/fuzz_regressions/load/: inputs this test found a defect with, replayed."""
     kept = sorted((ROOT / "tests" / "fuzz_regressions" / "load").iterdir())

@@ -441,6 +441,160 @@ def test_legacy_zip_format_storage_id_is_refused(tmp_path: Path) -> None:
     assert [f.rule_name for f in refused.value.findings] == ["persistent-id"]
 
 
+# -- legacy stacked files against torch.load, byte by byte ---------------------------------
+
+_AGAINST_TORCH = r"""
+import io, json, resource, sys, warnings
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[1] + "/fuzz")
+import torch  # before the memory limit
+import safeload
+from safeload.errors import SafeloadError
+from fuzz_targets.load import difference
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+warnings.simplefilter("ignore")
+cases = json.load(open(sys.argv[2]))
+out = {"both": 0, "torch only": 0, "neither": 0, "defects": []}
+for name, hexed in cases.items():
+    data = bytes.fromhex(hexed)
+    try:
+        theirs, failed = torch.load(io.BytesIO(data), weights_only=False), None
+    except BaseException as exc:
+        theirs, failed = None, f"{type(exc).__name__}: {str(exc)[:100]}"
+    try:
+        ours = safeload.loads(data, require_signature=False, location=name)
+    except SafeloadError:
+        out["neither" if failed else "torch only"] += 1
+        continue
+    except BaseException as exc:
+        out["defects"].append([name, f"safeload raised {type(exc).__name__}: {str(exc)[:100]}"])
+        continue
+    if failed:
+        out["defects"].append([name, f"safeload loaded what torch.load refuses ({failed})"])
+    elif (problem := difference(ours, theirs)) is not None:
+        out["defects"].append([name, f"safeload and torch.load disagree: {problem}"])
+    else:
+        out["both"] += 1
+json.dump(out, open(sys.argv[3], "w"))
+"""
+
+
+def _against_torch(tmp_path: Path, cases: dict[str, bytes]) -> dict[str, Any]:
+    """safeload.loads and torch.load on each case, in a child under a memory limit."""
+    (tmp_path / "cases.json").write_text(json.dumps({k: v.hex() for k, v in cases.items()}))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    subprocess.run(
+        [sys.executable, "-c", _AGAINST_TORCH, str(ROOT), "../cases.json", "../out.json"],
+        cwd=scratch,
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    result: dict[str, Any] = json.loads((tmp_path / "out.json").read_text())
+    return result
+
+
+def test_mutated_legacy_file_loads_only_as_torch_loads_it(tmp_path: Path) -> None:
+    """A real legacy checkpoint with each byte set to 0, 0xff and flipped, each byte
+    deleted, cut at every length, and with bytes appended: `safeload.loads` returns an
+    object only where `torch.load` returns an equal one (the magic number, the protocol
+    version, sys_info, the object, the storage keys and the raw storages are read as
+    torch reads them), and raises nothing but a SafeloadError."""
+    state = collections.OrderedDict(
+        w=torch.arange(6.0).reshape(2, 3), b=torch.ones(3), i=torch.arange(4)
+    )
+    raw = save(state, tmp_path / "sd.pt", "legacy").read_bytes()
+    assert pickle.loads(raw) == MAGIC_NUMBER  # the first of its stacked pickles
+    cases = {"as saved": raw, "junk after": raw + b"junk", "a pickle after": raw + pickle.dumps(1)}
+    for i, byte in enumerate(raw):
+        for value in {0, 0xFF, byte ^ 1} - {byte}:
+            cases[f"byte {i} = {value:#x}"] = raw[:i] + bytes([value]) + raw[i + 1 :]
+        cases[f"byte {i} deleted"] = raw[:i] + raw[i + 1 :]
+        cases[f"cut at {i}"] = raw[:i]
+    result = _against_torch(tmp_path, cases)
+    assert result["defects"] == []
+    # Not a vacuous pass: many mutations load (storage bytes, sys_info), most are refused.
+    assert result["both"] > 300 and result["neither"] > 2000, result
+
+
+def _stack(head: tuple[object, ...], obj: object, keys: bytes, raw: list[bytes]) -> bytes:
+    """Three head pickles, `obj` with its storage ids, a storage-keys pickle, raw storages."""
+    out = b"".join(pickle.dumps(x, protocol=2) for x in head)
+    buf = io.BytesIO()
+    _Ids(buf, protocol=2).dump(obj)
+    return out + buf.getvalue() + keys + b"".join(raw)
+
+
+_HEAD = (MAGIC_NUMBER, 1001, {"protocol_version": 1001, "little_endian": True})
+_ONE = {"t": _Tensor(_sid("root", 3), 0, (3,))}
+_ROOT = [struct.pack("<q", 3) + _floats(1, 2, 3)]
+_KEYS = pickle.dumps(["root"], protocol=2)
+
+
+def _magic_as(text: bytes) -> bytes:
+    """A legacy file whose magic-number pickle is `text` (not what pickle.dumps writes)."""
+    return text + _stack(_HEAD, _ONE, _KEYS, _ROOT)[len(pickle.dumps(MAGIC_NUMBER, protocol=2)) :]
+
+
+def test_legacy_checks_are_torch_checks(tmp_path: Path) -> None:
+    """Each check torch's `_legacy_load` makes, and the ones it does not, on byte-built
+    files: safeload.loads returns what torch.load returns or refuses the file."""
+    storage = ("storage", torch.FloatStorage, "root", "cpu", 3, None)
+    cases = {
+        "plain": _stack(_HEAD, _ONE, _KEYS, _ROOT),
+        "sys_info not a dict": _stack((*_HEAD[:2], None), _ONE, _KEYS, _ROOT),
+        "version 1002": _stack((MAGIC_NUMBER, 1002, {}), _ONE, _KEYS, _ROOT),
+        "version 1001.0": _stack((MAGIC_NUMBER, 1001.0, {}), _ONE, _KEYS, _ROOT),
+        "magic + 1": _stack((MAGIC_NUMBER + 1, 1001, {}), _ONE, _KEYS, _ROOT),
+        "magic as INT": _magic_as(b"I%d\n." % MAGIC_NUMBER),
+        "magic as LONG4": _magic_as(
+            b"\x80\x02\x8b\x0a\x00\x00\x00" + MAGIC_NUMBER.to_bytes(10, "little") + b"."
+        ),
+        "magic memoized": _magic_as(pickle.dumps(MAGIC_NUMBER, protocol=2)[:-1] + b"q\x00."),
+        "magic protocol 4": _magic_as(pickle.dumps(MAGIC_NUMBER, protocol=4)),
+        "keys a tuple": _stack(_HEAD, _ONE, pickle.dumps(("root",), protocol=2), _ROOT),
+        "keys twice": _stack(_HEAD, _ONE, pickle.dumps(["root"] * 2, protocol=2), _ROOT * 2),
+        "keys twice, one storage": _stack(
+            _HEAD, _ONE, pickle.dumps(["root"] * 2, protocol=2), _ROOT
+        ),
+        "keys empty": _stack(_HEAD, _ONE, pickle.dumps([], protocol=2), []),
+        "keys an unknown key": _stack(
+            _HEAD, _ONE, pickle.dumps(["root", "x"], protocol=2), _ROOT * 2
+        ),
+        "keys None": _stack(_HEAD, {"a": 1}, pickle.dumps(None, protocol=2), []),
+        "keys py2 strings": _stack(_HEAD, _ONE, b"\x80\x02]q\x00U\x04rootq\x01a.", _ROOT),
+        "count 4 for 3": _stack(_HEAD, _ONE, _KEYS, [struct.pack("<q", 4) + _floats(1, 2, 3, 4)]),
+        "count 2 for 3": _stack(_HEAD, _ONE, _KEYS, [struct.pack("<q", 2) + _floats(1, 2, 3)]),
+        "storages cut": _stack(_HEAD, _ONE, _KEYS, [_ROOT[0][:-1]]),
+        "view listed": _stack(
+            _HEAD,
+            {"t": _Tensor(_sid("root", 3, ("v", 1, 2)), 0, (2,))},
+            pickle.dumps(["root", "v"], protocol=2),
+            [*_ROOT, struct.pack("<q", 2) + _floats(5, 6)],
+        ),
+        "int key": _stack(
+            _HEAD,
+            {"t": _Tensor(_Storage((*storage[:2], 7, *storage[3:])), 0, (3,))},
+            pickle.dumps([7], protocol=2),
+            _ROOT,
+        ),
+        "bytes tag": _stack(
+            _HEAD, {"t": _Tensor(_Storage((b"storage", *storage[1:])), 0, (3,))}, _KEYS, _ROOT
+        ),
+        "four pickles": _stack(_HEAD, {"a": 1}, b"", []),
+        "empty storage shared": _stack(
+            _HEAD,
+            {"a": _Tensor(_sid("e", 0), 0, (0,)), "b": _Tensor(_sid("e", 0), 0, (0,))},
+            pickle.dumps(["e"], protocol=2),
+            [struct.pack("<q", 0)],
+        ),
+    }
+    result = _against_torch(tmp_path, cases)
+    assert result["defects"] == []
+    assert result["both"] >= 6, result  # plain, sys_info, keys twice, py2 keys, empty, protocol 4
+
+
 # -- legacy tar (torch < 0.4) ------------------------------------------------------------
 
 
