@@ -18,10 +18,11 @@ size is checked against the bytes that remain before anything depends on it.
 from __future__ import annotations
 
 import codecs
+import os
 import re
 import struct
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import length_hint
@@ -29,6 +30,18 @@ from typing import Any
 
 from .._names import Use, canonical, map_name
 from . import opcodes as O
+
+# The optional C loop over runs of plain data opcodes (`_fastwalk.c`; the pure
+# loop below is the reference and takes every opcode it leaves). Not built (no
+# compiler at install time) or SAFELOAD_PURE_WALKER=1: the pure loop alone.
+_fast_run: Callable[..., tuple[int, int]] | None = None
+if os.environ.get("SAFELOAD_PURE_WALKER", "") in ("", "0"):
+    try:
+        from . import _fastwalk
+    except ImportError:
+        pass
+    else:
+        _fast_run = _fastwalk.run
 
 DEFAULT_MAX_OPCODES = 200_000_000
 #: Tuples longer than this keep only their length (their items are never
@@ -973,6 +986,9 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
     TUPLE1, TUPLE2, TUPLE3, SHORT_BINBYTES = O.TUPLE1, O.TUPLE2, O.TUPLE3, O.SHORT_BINBYTES
     REDUCE, BUILD, NEWOBJ, NEWOBJ_EX = O.REDUCE, O.BUILD, O.NEWOBJ, O.NEWOBJ_EX
     GLOBAL, STACK_GLOBAL, FRAME, PROTO, STOP = O.GLOBAL, O.STACK_GLOBAL, O.FRAME, O.PROTO, O.STOP
+    # Called where a run of data opcodes starts (after MARK and FRAME), never per
+    # step; a stream decompressed as it is walked grows under it: Python alone.
+    fast = None if hasattr(data, "spool_more") else _fast_run
 
     try:
         for _ in steps:
@@ -1100,6 +1116,11 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 fence = len(stack)
                 marks.append(fence)
                 pos += 1
+                if fast is not None:
+                    pos, start = fast(
+                        data, pos, limit, start, stack, marks, vals, sparse, memo, steps
+                    )
+                    fence = marks[-1] if marks else 0
             elif op == BINFLOAT:
                 stack.append(start)
                 pos += 9
@@ -1346,6 +1367,11 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 else:
                     limit = pos + size
                     in_frame = True
+                if fast is not None:
+                    pos, start = fast(
+                        data, pos, limit, start, stack, marks, vals, sparse, memo, steps
+                    )
+                    fence = marks[-1] if marks else 0
             elif op == PROTO:
                 if pos + 2 > n:
                     raise _Fail(
