@@ -164,7 +164,7 @@ class GRef:
 class Res:
     """The object a call (REDUCE/NEWOBJ/OBJ/INST) would return."""
 
-    __slots__ = ("args", "builds", "fn", "kwargs", "offset", "state", "use")
+    __slots__ = ("args", "builds", "fn", "kwargs", "lists", "offset", "state", "use")
 
     def __init__(self, fn: object, offset: int, args: object = None, use: str = ""):
         self.fn = fn
@@ -180,6 +180,11 @@ class Res:
         self.builds = 0
         """How many BUILDs it got: a genuine pickle builds an object once, and a
         check of its state must see every state it is given."""
+        self.lists: dict[Any, int | None] | None = None
+        """The lists among the items of its last BUILD state, each with the number
+        of items it held at that BUILD (None: not known), or None for no list:
+        `ndarray.__setstate__` reads an object array's items from its list without
+        checking its length (`PickleWalk.list_length`)."""
 
 
 class Tup:
@@ -211,7 +216,6 @@ class PersRes:
         self.offset = offset
 
 
-_LIST = Opaque("list")
 _DICT = Opaque("dict")
 """A dict whose items are not kept."""
 _UNSEEN: Any = object()
@@ -253,6 +257,13 @@ class PickleWalk:
     shown: dict[int, list[Any]] = field(default_factory=dict)
     """The first items appended or added to each list or set, keyed by its
     EMPTY_LIST/EMPTY_SET offset (for `render`; `_SHOWN_ITEMS`)."""
+    unshown: dict[Any, int] = field(default_factory=dict)
+    """How many more items were put into each list or set than `shown` keeps
+    (past its first items, or past `_SHOWN_CONTAINERS`), keyed like `shown`, or
+    by the node of a list the LIST opcode built: every item counted once."""
+    reassigned: set[Any] = field(default_factory=set)
+    """Lists SETITEM(S) wrote into where `dicts` does not tell (`_keep`): a
+    `slice` key (`builtins.slice` is allowlisted) removes items."""
     module_pids: bool = False
     """Read with torch's legacy `persistent_load`, which returns `cls` for a
     `('module', cls, source_file, source)` id (`torch_module_class`)."""
@@ -268,6 +279,17 @@ class PickleWalk:
         if type(item) is Opaque and item is not _DICT:
             return self.dicts.get(item)
         return None
+
+    def list_length(self, item: object) -> int | None:
+        """How many items the list `item` holds now (an EMPTY_LIST offset or a
+        LIST node: `Values.is_list`), or None when that is not known: one that
+        SETITEM(S) wrote into (a `slice` key removes items)."""
+        if type(item) is not int and (type(item) is not Opaque or item.what != "list"):
+            return None
+        if item in self.reassigned or item in self.dicts:
+            return None
+        kept = self.shown.get(item) if type(item) is int else None
+        return (0 if kept is None else len(kept)) + self.unshown.get(item, 0)
 
 
 @dataclass
@@ -840,14 +862,36 @@ def _constant_keywords(
     return tuple(sorted(found.items()))
 
 
-def _show(out: PickleWalk, target: int, items: list[Any]) -> None:
-    """Keep the first items put into the list or set at offset `target` (for reports)."""
-    kept = out.shown.get(target)
-    if kept is None:
-        if len(out.shown) >= _SHOWN_CONTAINERS:
-            return
-        kept = out.shown[target] = []
-    kept.extend(items[: _SHOWN_ITEMS + 1 - len(kept)])
+def _show(out: PickleWalk, target: object, stack: list[Any], k: int) -> None:
+    """Keep the first items `stack[k:]` puts into the list or set `target` (for
+    reports), and count the others (`PickleWalk.unshown`)."""
+    added = len(stack) - k
+    if type(target) is int:
+        kept = out.shown.get(target)
+        if kept is None and len(out.shown) < _SHOWN_CONTAINERS:
+            kept = out.shown[target] = []
+        if kept is not None:
+            room = _SHOWN_ITEMS + 1 - len(kept)
+            if room > 0:
+                kept.extend(stack[k : k + room])
+                added -= min(room, added)
+    elif type(target) is not Opaque or target.what != "list":
+        return
+    if added:
+        out.unshown[target] = out.unshown.get(target, 0) + added
+
+
+def _lists_at_build(data: Any, out: PickleWalk, state: Tup) -> dict[Any, int | None] | None:
+    """The lists among the items of a BUILD state, with the length each has now
+    (`Res.lists`): what `__setstate__` is handed, whatever the stream does later."""
+    found: dict[Any, int | None] | None = None
+    for item in state.items or ():
+        t = type(item)
+        if (t is int and data[item] == O.EMPTY_LIST) or (t is Opaque and item.what == "list"):
+            if found is None:
+                found = {}
+            found[item] = out.list_length(item)
+    return found
 
 
 def _mutate(out: PickleWalk, target: object, at: int, what: str) -> None:
@@ -973,6 +1017,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
     fused = 0  # opcodes taken with the step before them, beyond those `vals_append` counts
     dicts = out.dicts
     shown = out.shown
+    unshown = out.unshown
     room = _DICT_BUDGET  # items dicts may still keep (unbounded once a wrapper is seen)
     wrappers: list[GRef] = []  # joblib NumpyArrayWrapper classes seen
     unpack_u4 = _unpack_u4
@@ -1106,8 +1151,8 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 target = stack[k - 1]
                 if op == SETITEMS:
                     room = _keep(dicts, target, stack, k, room, out, start)
-                elif len(shown.get(target, ())) <= _SHOWN_ITEMS:
-                    _show(out, target, stack[k : k + _SHOWN_ITEMS + 1])
+                else:
+                    _show(out, target, stack, k)
                 del stack[k:]
                 if type(target) is not int:
                     _mutate(out, target, start, "SETITEMS" if op == SETITEMS else "APPENDS")
@@ -1189,15 +1234,20 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     raise _underflow(start)
                 item = pop()
                 target = stack[-1]
-                if type(target) is not int:
-                    _mutate(out, target, start, "APPEND")
-                else:
+                t = type(target)
+                if t is int:
                     kept = shown.get(target)
-                    if kept is None:
-                        if len(shown) < _SHOWN_CONTAINERS:
-                            shown[target] = [item]
-                    elif len(kept) <= _SHOWN_ITEMS:
+                    if kept is None and len(shown) < _SHOWN_CONTAINERS:
+                        shown[target] = [item]
+                    elif kept is not None and len(kept) <= _SHOWN_ITEMS:
                         kept.append(item)
+                    else:  # counted past what `shown` keeps (`PickleWalk.unshown`)
+                        unshown[target] = unshown.get(target, 0) + 1
+                elif t is Opaque:
+                    if target.what == "list":  # a list LIST built (protocol 0)
+                        unshown[target] = unshown.get(target, 0) + 1
+                else:
+                    _mutate(out, target, start, "APPEND")
                 pos += 1
             elif op == REDUCE:
                 if len(stack) - fence < 2:
@@ -1269,6 +1319,8 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                         continue
                     inst.state = state
                     inst.builds += 1
+                    if type(state) is Tup:
+                        inst.lists = _lists_at_build(data, out, state)
                 pos += 1
             elif op == STACK_GLOBAL:
                 if len(stack) - fence < 2:
@@ -1445,9 +1497,15 @@ def _keep(
         kept = dicts.get(target, _UNSEEN)
         if kept is _UNSEEN:
             if room <= 0 and target >= out.dict_gap[0]:
-                return room  # created after the budget ran out: not kept
+                # Created after the budget ran out: not kept. A list with items
+                # is marked (`PickleWalk.list_length`); an empty one cannot shrink.
+                if target in out.shown or target in out.unshown:
+                    out.reassigned.add(target)
+                return room
             kept = dicts[target] = []
     elif type(target) is Opaque:
+        if target.what == "list":
+            out.reassigned.add(target)
         kept = dicts.get(target)
     else:
         return room
@@ -1743,7 +1801,9 @@ def _slow(
                 out.dicts[node] = items
             stack.append(node)
         elif op == O.LIST:
-            stack.append(_LIST)
+            node = Opaque("list")  # its own node: its length is counted (`_show`)
+            _show(out, node, items, 0)
+            stack.append(node)
         else:
             stack.append(_FROZENSET)
         return pos + 1
@@ -1754,7 +1814,7 @@ def _slow(
             raise _Fail("malformed-pickle", start, f"stack underflow at offset {start}")
         target = stack[k - 1]
         if type(target) is int:
-            _show(out, target, stack[k : k + _SHOWN_ITEMS + 1])
+            _show(out, target, stack, k)
         del stack[k:]
         if type(target) is not int:
             _mutate(out, target, start, "ADDITEMS")
