@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,106 @@ def test_real_archives_stay_safe_and_readers_agree(tmp_path: Path, which: str) -
         (m.raw_name, m.selection) for m in views.zipfile.members
     ]
     assert zipread.divergences(views) == []
+
+
+# -- the loaders that read with zipfile load only zipfile's reading (issue 15) --------------
+
+
+def _savez(compressed: bool = False) -> bytes:
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, a=np.arange(19), b=np.arange(20))
+    return buf.getvalue()
+
+
+def _gap_before_end_record(raw: bytes, gap: bytes = b"\0" * 49) -> bytes:
+    """`gap` between the central directory and the end record: zipfile takes it for bytes
+    prepended to the archive (`concat`) and reads its directory `len(gap)` bytes too far on;
+    torch's reader (miniz) trusts the offsets and reads the real directory."""
+    eocd = raw.rindex(hz.END)
+    return raw[:eocd] + gap + raw[eocd:]
+
+
+def _central(raw: bytes, index: int = 0) -> int:
+    pos = -1
+    for _ in range(index + 1):
+        pos = raw.index(hz.CENTRAL, pos + 1)
+    return pos
+
+
+def _npz_load(raw: bytes) -> Any:
+    from safeload.load._numpy import load_npz
+
+    def unpickle(data: Any, start: int, end: int, location: str) -> Any:
+        raise AssertionError("no member of these archives holds a pickle")
+
+    return load_npz(raw, 0, len(raw), "f.npz", unpickle)
+
+
+def test_an_npz_only_torchs_reader_opens_is_not_loaded() -> None:
+    """The fuzz input npz-bad-central-directory-magic (and persid-loaded-where-pickle-fails,
+    the same archive under the pickle loader): safeload.loads returned the arrays of torch's
+    reading, which numpy.load (zipfile: 'Bad magic number for central directory') refuses."""
+    raw = _gap_before_end_record(_savez())
+    assert [m.name for m in zipread.read_torch(raw, 0, len(raw)).members] == ["a.npy", "b.npy"]
+    with pytest.raises(zipfile.BadZipFile, match="Bad magic number for central directory"):
+        np.load(io.BytesIO(raw), allow_pickle=True)
+    with pytest.raises(RuntimeError):  # torch.load: the entries are in no folder
+        torch.load(io.BytesIO(raw), weights_only=False)
+    with pytest.raises(safeload.UnsupportedFormatError, match="zipfile"):
+        _npz_load(raw)
+    with pytest.raises(safeload.SafeloadError):
+        safeload.loads(raw, require_signature=False)
+    # The scan still reads the archive as torch's reader does, and says zipfile cannot.
+    report = safeload.scan_bytes(raw, location="f.npz")
+    (note,) = [f for f in report.findings if f.rule_name == "zip-reader-disagreement"]
+    assert "cannot open" in note.message and "central directory entry 0" in note.message
+    assert not [f for f in report.findings if f.rule_name == "zip-reader-divergence"]
+
+
+def test_a_pandas_zip_only_torchs_reader_opens_is_not_loaded(tmp_path: Path) -> None:
+    raw = _gap_before_end_record(_pandas_zip(tmp_path))
+    path = tmp_path / "gap.pkl.zip"
+    path.write_bytes(raw)
+    assert len(zipread.read_torch(raw, 0, len(raw)).members) == 1
+    with pytest.raises(zipfile.BadZipFile):
+        pd.read_pickle(path, compression="zip")
+    with pytest.raises(safeload.SafeloadError):
+        safeload.load(path, require_signature=False)
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["stored", "deflated"])
+def test_a_member_is_cut_at_its_declared_size_as_zipfile_cuts_it(compressed: bool) -> None:
+    """zipfile reads a member up to its declared size (a stored one: the smaller of its two
+    sizes) and checks the CRC-32 of those bytes; the CRC here is the whole member's, so
+    numpy.load refuses what the loader read whole and returned."""
+    edit = bytearray(_savez(compressed))
+    cd = _central(bytes(edit))
+    (size,) = struct.unpack_from("<I", edit, cd + 24)
+    struct.pack_into("<I", edit, cd + 24, size - 8)  # the last element is left out
+    raw = bytes(edit)
+    with pytest.raises((zipfile.BadZipFile, ValueError)):
+        with np.load(io.BytesIO(raw)) as npz:
+            npz["a"]
+    with pytest.raises(safeload.UnsupportedFormatError, match="CRC-32"):
+        _npz_load(raw)
+    with pytest.raises(safeload.SafeloadError):
+        safeload.loads(raw, require_signature=False)
+
+
+def test_a_zip64_end_record_before_the_file_is_read_as_bytesio_reads_it(tmp_path: Path) -> None:
+    """A locator whose ZIP64 end record would start before offset 0: zipfile fails on the
+    file (its seek does), but reads bytes in memory from the classic end record alone (a
+    BytesIO clamps the seek to 0 and finds no ZIP64 record there). The model raised, so the
+    scan did not read the BytesIO reading; it reads it now, and no loader loads it."""
+    raw = hz.zip64_locator(0) + hz.end_record(0, 0, 20)
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        assert zf.namelist() == []
+    path = tmp_path / "e.zip"
+    path.write_bytes(raw)
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(path)
+    archive = zipread.read_zipfile(raw, 0, len(raw))
+    assert archive.members == ()
+    assert archive.refusal is not None and "from a file" in archive.refusal
+    with pytest.raises(safeload.UnsupportedFormatError, match="from a file"):
+        _npz_load(raw)

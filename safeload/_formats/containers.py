@@ -395,6 +395,17 @@ def _scan_zip_archive(
     archive, refusals = zipread.merged(views)
     for m, why in refusals:
         ctx.add("zip-reader-disagreement", why, f"{location}:{m.name}")
+    zipfile_refuses = views.zipfile_error if views.zipfile is None else views.zipfile.refusal
+    if views.torch is not None and zipfile_refuses is not None:
+        # Not a divergence (SL311): no zipfile reading shows other bytes than torch's.
+        ctx.add(
+            "zip-reader-disagreement",
+            f"{zipread.READERS[zipread.ZIPFILE]} cannot open this archive ({zipfile_refuses}): "
+            "numpy.load and pandas.read_pickle fail on it; its entries were scanned as "
+            "torch's zip reader reads them",
+            location,
+            0,
+        )
     if views.torch is None and views.zipfile is not None and views.torch_error is not None:
         if torch_fmt.is_torch_zip(views.zipfile):
             ctx.add(

@@ -151,6 +151,9 @@ class Archive:
     reader: str = ZIPFILE
     cd_offset: int = 0
     """Where this reader reads the central directory."""
+    refusal: str | None = None
+    """Why `zipfile` refuses this archive when handed it one way (from a file, or as
+    bytes in memory) although it reads it so the other way: read, never loaded."""
 
     def by_name(self) -> dict[str, Member]:
         """`zipfile`'s NameToInfo: a later entry of a name hides an earlier one."""
@@ -203,14 +206,27 @@ def read_zipfile(data: Any, start: int, end: int) -> Archive:
     cd_size, cd_offset = fields[5], fields[6]
     concat = eocd - start - cd_size - cd_offset
     loc = eocd - _LOC64_SIZE
-    if loc >= start and _at(data, loc, 4) == _LOC64:
+    refusal = None
+    # `_EndRecData64` seeks back from the end to each ZIP64 record. Where one
+    # would start before the file, a file's seek fails (OSError: for the
+    # locator, the end record is used alone; for the ZIP64 end record,
+    # BadZipFile), while a BytesIO clamps the seek to offset 0 and reads there.
+    # The archive is read as the more lenient of the two reads it (so the scan
+    # covers it); `refusal` says why the other refuses it (so no loader loads it).
+    if loc < start:
+        if _at(data, start, 4) == _LOC64:
+            _sig, disk, _rec, disks = _loc64.unpack_from(data, start)
+            if disk != 0 or disks > 1:
+                refusal = "zipfile refuses it from memory: a ZIP64 locator at offset 0"
+    elif _at(data, loc, 4) == _LOC64:
         _sig, disk, _rec, disks = _loc64.unpack_from(data, loc)
         if disk != 0 or disks > 1:
             raise ZipError("a ZIP64 locator names several disks")
         rec = loc - _EOCD64_SIZE
         if rec < start:
-            raise ZipError("the ZIP64 end record would start before the file")
-        if _at(data, rec, 4) == _EOCD64:
+            refusal = "zipfile refuses it from a file: the ZIP64 end record would start before it"
+            rec = start  # where a BytesIO reads it
+        if rec + _EOCD64_SIZE <= end and _at(data, rec, 4) == _EOCD64:
             f64 = _eocd64.unpack_from(data, rec)
             cd_size, cd_offset = f64[8], f64[9]
             concat = eocd - start - cd_size - cd_offset - _EOCD64_SIZE - _LOC64_SIZE
@@ -251,7 +267,7 @@ def read_zipfile(data: Any, start: int, end: int) -> Archive:
                 lho + concat, crc=f[9],
             )
         )  # fmt: skip
-    return Archive(tuple(members), eocd, concat, ZIPFILE, start + cd_pos)
+    return Archive(tuple(members), eocd, concat, ZIPFILE, start + cd_pos, refusal)
 
 
 def _zipfile_extra(extra: bytes, usize: int, csize: int, lho: int) -> tuple[int, int, int]:

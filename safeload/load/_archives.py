@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from typing import Any
 
-from .._formats import Compressed, Compression, Format, Shape, compress, zipread
+from .._formats import Compressed, Compression, Format, Shape, compress
 from ..errors import UnsupportedFormatError
-from ._numpy import _member_bytes as member_bytes
+from ._numpy import member_content, read_zipfile_archive
 
 __all__ = ["is_pandas_archive", "load_pandas_archive"]
 
@@ -72,14 +72,12 @@ def load_pandas_archive(
     expanded = expanded or {}
     with ExitStack() as stack:
         if shape.single is Format.ZIP:
-            archive = zipread.read_archive(data, 0, size)
+            # pandas opens the archive with zipfile: torch's reading is not pandas'.
+            archive = read_zipfile_archive(data, 0, size, location)
             _one([m.name for m in archive.members], "zip", location)
             member = archive.members[0]
             where = f"{location}:{member.name}"
-            if member.method != 0 and where in expanded:
-                buf = expanded[where]
-                return unpickle(buf, 0, len(buf), where)
-            buf, start, end = member_bytes(data, member, where, stack)
+            buf, start, end = member_content(data, member, where, stack, expanded)
             return unpickle(buf, start, end, where)
         kind = _tar_compression(shape)
         buf, start, end = data, 0, size

@@ -9,6 +9,7 @@ judged.
 
 from __future__ import annotations
 
+import struct
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
@@ -18,7 +19,7 @@ from .._formats import compress, zipread
 from .._formats import numpy as npy
 from ..errors import UnsupportedFormatError
 
-__all__ = ["NpzArrays", "load_npy", "load_npz"]
+__all__ = ["NpzArrays", "load_npy", "load_npz", "member_content", "read_zipfile_archive"]
 
 Unpickle = Callable[[Any, int, int, str], Any]
 """`unpickle(data, start, end, location)`: the restricted unpickler over a range."""
@@ -90,27 +91,70 @@ class NpzArrays(Mapping[str, Any]):
         """Nothing to release; `NpzFile.close` closes the zip file it keeps open."""
 
 
-def _member_bytes(
-    data: Any, member: zipread.Member, location: str, stack: ExitStack
+def member_content(
+    data: Any,
+    member: zipread.Member,
+    location: str,
+    stack: ExitStack,
+    expanded: Mapping[str, Any],
 ) -> tuple[Any, int, int]:
+    """The bytes `zipfile` returns for `member` (of its own reading of the archive).
+
+    As `ZipExtFile`: a stored member is `min(compressed, size)` bytes, a
+    compressed one its expansion cut at the declared size, and either is
+    refused when those bytes do not match the central directory's CRC-32
+    (BadZipFile). `expanded` holds what the scan decompressed, by location:
+    a member the scan read whole is not decompressed a second time.
+    """
     if member.error is not None:
         raise UnsupportedFormatError(f"{location}: zip member cannot be read: {member.error}")
     if member.method == 0:
-        return data, member.data_offset, member.data_end
-    kind = compress.ZIP_METHODS.get(member.method)
-    if kind is None:
+        buf, s, e = data, member.data_offset, member.data_offset + member.read_size
+    elif location in expanded:
+        buf = expanded[location]
+        s, e = 0, min(len(buf), member.size)
+    else:
+        kind = compress.ZIP_METHODS.get(member.method)
+        if kind is None:
+            raise UnsupportedFormatError(
+                f"{location}: zip member uses compression method {member.method}"
+            )
+        out = compress.expand(
+            kind, data, member.data_offset, member.data_end, _MEMBER_LIMIT, stack,
+            want=member.size,
+        )  # fmt: skip
+        if out.error is not None:
+            raise UnsupportedFormatError(f"{location}: {out.error}")
+        buf, s, e = out.data, 0, out.size
+    # zipfile checks the CRC-32 once a read reaches the member's end, which
+    # numpy.load's reading of a whole member does; a member with bytes past
+    # what its loader reads is refused here although zipfile might not check it.
+    if member.crc is not None and zlib.crc32(memoryview(buf)[s:e]) != member.crc:
         raise UnsupportedFormatError(
-            f"{location}: zip member uses compression method {member.method}"
+            f"{location}: the member's bytes do not match its CRC-32; numpy.load and "
+            "pandas.read_pickle refuse it (zipfile: Bad CRC-32)"
         )
-    # bzip2 and lzma members end at their declared size, as zipfile reads them
-    # (and as the scan read them: containers.member_bytes).
-    want = None if member.method == 8 else member.size
-    out = compress.expand(
-        kind, data, member.data_offset, member.data_end, _MEMBER_LIMIT, stack, want=want
-    )
-    if out.error is not None:
-        raise UnsupportedFormatError(f"{location}: {out.error}")
-    return out.data, 0, out.size
+    return buf, s, e
+
+
+def read_zipfile_archive(data: Any, start: int, end: int, location: str) -> zipread.Archive:
+    """The archive as `zipfile` (numpy.load, pandas.read_pickle) reads it, and only so.
+
+    torch's reader may read an archive zipfile refuses (the scan reads both):
+    such a file is no .npz or pandas zip to the loaders that read those.
+    """
+    try:
+        archive = zipread.read_zipfile(data, start, end)
+    except (zipread.ZipError, ValueError, IndexError, struct.error) as exc:
+        problem: str | None = str(exc)
+    else:
+        problem = archive.refusal
+    if problem is not None:
+        raise UnsupportedFormatError(
+            f"{location}: Python's zipfile (numpy.load, pandas.read_pickle) cannot open this "
+            f"zip archive: {problem}"
+        )
+    return archive
 
 
 def load_npz(
@@ -130,28 +174,14 @@ def load_npz(
     judge past the header) are decompressed here, within the same bound.
     """
     expanded = expanded or {}
-    try:
-        archive = zipread.read_archive(data, start, end)
-    except (zipread.ZipError, ValueError) as exc:
-        raise UnsupportedFormatError(f"{location}: zip archive cannot be read: {exc}") from None
+    archive = read_zipfile_archive(data, start, end, location)
     members: dict[str, Any] = {}
     for member in archive.members:
         where = f"{location}:{member.name}"
         # An expanded member may be spooled to a temporary mapping; the array
         # read from it is a copy, so the mapping goes as soon as it is read.
         with ExitStack() as stack:
-            if member.method != 0 and where in expanded:
-                buf = expanded[where]
-                s, e = 0, len(buf)
-            else:
-                buf, s, e = _member_bytes(data, member, where, stack)
-            # As zipfile, which numpy reads through: a member whose bytes do not
-            # match its CRC-32 is refused when it is read (BadZipFile).
-            if member.crc is not None and zlib.crc32(memoryview(buf)[s:e]) != member.crc:
-                raise UnsupportedFormatError(
-                    f"{where}: the member's bytes do not match its CRC-32; numpy.load "
-                    "refuses it (zipfile: Bad CRC-32)"
-                )
+            buf, s, e = member_content(data, member, where, stack, expanded)
             # As numpy's NpzFile: a member is an array when it starts with the
             # .npy magic, whatever its name.
             if bytes(buf[s : min(s + len(_NPY_MAGIC), e)]) == _NPY_MAGIC:
