@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._machine.walker import Res
+from .._machine.walker import Res, StreamAnalysis
 from ._base import Check, ObjectCheck, Problem, Site
-from ._dtype import DTYPE_CLASSES, DTYPE_NAMES, Layout, real_layout, symbolic_layout
+from ._dtype import (
+    DTYPE_CLASSES,
+    DTYPE_NAMES,
+    LIST_PICKLE,
+    Layout,
+    real_layout,
+    symbolic_layout,
+)
 from ._values import Values, canonical_of
 
-__all__ = ["BIT_GENERATOR", "DTYPE_STATE", "RAW_BYTES"]
+__all__ = ["BIT_GENERATOR", "DTYPE_STATE", "RAW_BYTES", "array_states_before_load"]
 
 _CORE = ("numpy._core", "numpy.core")
 _FROMBUFFER = frozenset((f"{c}.numeric", "_frombuffer") for c in _CORE)
@@ -28,6 +35,9 @@ _ARRAY_CLASSES = frozenset(
 )
 _MARECONSTRUCT = frozenset({("numpy.ma.core", "_mareconstruct")})
 _JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
+#: numpy's NPY_MAXDIMS (2.x; 32 before) and the largest npy_intp.
+_MAX_DIMS = 64
+_MAX_INTP = (1 << 63) - 1
 
 
 def _layout(site: Site, item: object) -> Layout | str:
@@ -107,17 +117,61 @@ def _array_state(site: Site, state: object, masked: bool) -> Problem:
     if masked:
         if len(items) != 7:
             return "a masked array's state is not the 7-item tuple numpy writes"
-        dtype, data = items[2], items[4]
+        shape, dtype, data = items[1], items[2], items[4]
     elif len(items) == 5:
-        dtype, data = items[2], items[4]
+        shape, dtype, data = items[1], items[2], items[4]
     elif len(items) == 4:
-        dtype, data = items[1], items[3]
+        shape, dtype, data = items[0], items[1], items[3]
     else:
         return "its state is not the tuple numpy writes"
     if values.is_raw_bytes(data):
         return _no_objects(site, dtype, "the array")
     found = _layout(site, dtype)
-    return f"its dtype: {found}" if isinstance(found, str) else None
+    if isinstance(found, str):
+        return f"its dtype: {found}"
+    if found.objects or found.flags & LIST_PICKLE or values.is_list(data):
+        return _list_state(site, shape, found, data)
+    return None
+
+
+def _list_state(site: Site, shape: object, layout: Layout, data: object) -> Problem:
+    """An object array's items come from a list: numpy's `array_setstate` checks
+    that it is a list (`PyList_Check`, so a subclass too), never its length, and
+    `_setlist_pkl` then reads `PyList_GET_ITEM(list, i)` for every item of the
+    shape, past the end of a shorter list. numpy writes exactly that many."""
+    values = site.values
+    dims = values.int_tuple(shape)
+    if dims is None:
+        return "its shape is not the tuple of int constants numpy writes"
+    if len(dims) > _MAX_DIMS:
+        return f"its shape has {len(dims)} dimensions; numpy allows {_MAX_DIMS}"
+    # As array_setstate: no negative dimension, and shape x item size within an
+    # npy_intp (multiplied in order, zero dimensions included); an empty array
+    # reads no item.
+    nbytes, count = 1, 1
+    for d in (*dims, layout.itemsize):
+        if d < 0:
+            return f"its shape {dims} has a negative dimension"
+        nbytes *= d
+        if nbytes > _MAX_INTP:
+            return f"its shape {dims} is larger than numpy allows"
+    for d in dims:
+        count *= d
+    if not values.is_list(data):
+        return "an object array whose data is not the list numpy writes"
+    lists = site.res.lists
+    held = lists.get(data) if lists else None
+    if held is None:
+        return (
+            "an object array whose list's length the scan cannot know "
+            "(written into, or built other than by appending)"
+        )
+    if held != count:
+        return (
+            f"an object array of shape {dims} ({count} items) whose list holds {held}: "
+            "numpy reads every item of the shape from the list without checking its length"
+        )
+    return None
 
 
 def _raw_bytes_symbolic(site: Site) -> Problem:
@@ -173,7 +227,8 @@ def _real_no_objects(dtype: Any) -> Problem:
 RAW_BYTES = Check(
     name="numpy-raw-bytes",
     doc="arrays and scalars read from raw bytes (_frombuffer, scalar, ndarray states, "
-    "joblib arrays) have a dtype with no object fields, judged from its structure",
+    "joblib arrays) have a dtype with no object fields, judged from its structure; "
+    "an object array's state list holds exactly as many items as its shape",
     names=_FROMBUFFER | _SCALAR | _RECONSTRUCT | _ARRAY_CLASSES | _MARECONSTRUCT
     | frozenset({_JOBLIB_WRAPPER}),
     symbolic=_raw_bytes_symbolic,
@@ -182,6 +237,22 @@ RAW_BYTES = Check(
     stand_in_always=True,
     what="numpy array read from raw bytes",
 )  # fmt: skip
+
+
+def array_states_before_load(data: Any, analysis: StreamAnalysis) -> Problem:
+    """The loader's own run of `numpy-raw-bytes` before anything is unpickled,
+    whatever the scan's judgment: the C unpickler hands each array its BUILD
+    state (`ndarray.__setstate__`) with no call back into Python a check could
+    take, and numpy reads an object array's items from that state's list
+    without checking its length (`_list_state`)."""
+    from ._symbolic import run_symbolic  # imported late: the registry imports this module
+
+    failures = run_symbolic(
+        analysis,
+        data,
+        lambda module, name: (RAW_BYTES,) if (module, name) in RAW_BYTES.names else (),
+    )
+    return failures[0].problem if failures else None
 
 
 # -- numpy-bit-generator -------------------------------------------------------------------

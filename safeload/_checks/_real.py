@@ -28,6 +28,7 @@ from .._machine.walker import GRef, StreamAnalysis
 from .._names import Use
 from ..errors import UnsafeFileError
 from ._base import Check, ObjectCheck, Problem
+from ._numpy import array_states_before_load
 from ._prebuild import dtype_states_before_load
 from ._registry import CHECKS, checks_for
 
@@ -79,6 +80,9 @@ class LoadChecks:
                 problem = dtype_states_before_load(data, walk)
                 if problem is not None:
                     raise refusal(location, "numpy dtype", problem)
+            problem = array_states_before_load(data, analysis)
+            if problem is not None:
+                raise refusal(location, "numpy array", problem)
         return cls.for_walks((analysis for _, analysis in pairs), location)
 
     def finish(self, obj: object, imported: Iterable[tuple[str, str]]) -> None:
