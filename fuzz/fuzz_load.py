@@ -8,14 +8,12 @@ accepted.
 
 from __future__ import annotations
 
-import atheris
 import joblib  # noqa: F401 - the plain loaders, imported once and not instrumented
 import numpy  # noqa: F401
 import torch  # noqa: F401
-from _harness import main
+from _harness import instrumented, main
 
-with atheris.instrument_imports(include=["safeload", "fuzz_targets"]):
-    from fuzz_targets.load import one
+one = instrumented("load")
 
 if __name__ == "__main__":
     main(one)

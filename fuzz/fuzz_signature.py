@@ -5,11 +5,9 @@ python fuzz/fuzz_signature.py CORPUS_DIR SEED_DIR -runs=N -max_total_time=S
 
 from __future__ import annotations
 
-import atheris
-from _harness import main
+from _harness import instrumented, main
 
-with atheris.instrument_imports(include=["safeload", "fuzz_targets"]):
-    from fuzz_targets.signature import one
+one = instrumented("signature")
 
 if __name__ == "__main__":
     main(one)
