@@ -394,6 +394,12 @@ def test_big_dict_is_walked_in_c(monkeypatch: pytest.MonkeyPatch) -> None:
         assert analysis.opcodes > 60_000
         # Python takes only MARK, SETITEMS, the frame crossings and the ends.
         assert counting.walked > 0.99 * len(data)
+    # One run longer than the C loop goes without letting other threads in.
+    data = pickle.dumps(tuple(range(70_000)), protocol=2)
+    counting = _Counting(_fastwalk.run)
+    monkeypatch.setattr(walker, "_fast_run", counting)
+    _same_walk(monkeypatch, data)
+    assert counting.calls == 1 and counting.walked > 0.99 * len(data)
 
 
 @needs_c
@@ -443,6 +449,17 @@ def test_not_a_byte_buffer_is_walked_in_python(monkeypatch: pytest.MonkeyPatch) 
         list(data), 0, len(data), 0, stack, [], array.array("q"), {}, object(), iter([None])
     )
     assert out == (0, 0) and stack == []
+    # An end past the bytes: Python reads there, and fails as it does.
+    short = pickle.dumps([1, 2], protocol=2)  # ... MARK at 5, BININT1 at 6 and 8
+    assert short[6] == short[8] == O.BININT1
+    steps = iter([None] * 9)
+    out = _fastwalk.run(
+        short, 6, len(short) + 9, 5, stack, [], array.array("q"), {}, object(), steps
+    )
+    assert out == (6, 5) and stack == []
+    out = _fastwalk.run(short, 6, len(short), 5, stack, [], array.array("q"), {}, object(), steps)
+    assert out == (10, 8) and stack == [6, 8]
+    stack.clear()
     wide = array.array("H", b"\0" * 8)
     out = _fastwalk.run(wide, 0, 4, 0, stack, [], array.array("q"), {}, object(), iter([None]))
     assert out == (0, 0) and stack == []

@@ -178,20 +178,23 @@ run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&view);
         return Py_BuildValue("nn", pos, start);
     }
+    if (limit > view.len) {
+        /* The walk's end lies past the bytes (a caller's odd end): Python reads
+         * there and fails as it does. */
+        PyBuffer_Release(&view);
+        return Py_BuildValue("nn", pos, start);
+    }
     const unsigned char *buf = (const unsigned char *)view.buf;
     /* Every opcode taken lies wholly in [pos, end). */
-    Py_ssize_t end = limit < view.len ? limit : view.len;
+    Py_ssize_t end = limit;
+    Py_ssize_t taken = 0;
 
-    Memo *m = PyMem_Malloc(sizeof(Memo));
-    if (m == NULL) {
-        PyBuffer_Release(&view);
-        return PyErr_NoMemory();
-    }
+    Memo memo_store; /* 8 KiB on the C stack: no allocation per call */
+    Memo *m = &memo_store;
     m->vals = vals;
     m->npending = 0;
     m->stored = PyObject_Size(vals);
     if (m->stored < 0) {
-        PyMem_Free(m);
         PyBuffer_Release(&view);
         return NULL;
     }
@@ -367,6 +370,16 @@ run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         start = at;
         pos = next;
+        if ((++taken & 0xffff) == 0) {
+            /* A long run: let other threads (the signature's hashing) and
+             * signal handlers in, as the interpreter would between steps. */
+            Py_BEGIN_ALLOW_THREADS
+            Py_END_ALLOW_THREADS
+            if (PyErr_CheckSignals() < 0) {
+                failed = 1;
+                goto done;
+            }
+        }
     }
 
 done:
@@ -378,14 +391,11 @@ done:
         (void)memo_flush(m);
         PyErr_Clear();
         PyErr_Restore(type, value, tb);
-        PyMem_Free(m);
         return NULL;
     }
     if (memo_flush(m) < 0) {
-        PyMem_Free(m);
         return NULL;
     }
-    PyMem_Free(m);
     if (appended) {
         PyObject *old = PyObject_GetAttrString(memo_obj, "appended");
         if (old == NULL)
@@ -404,7 +414,6 @@ done:
     return Py_BuildValue("nn", pos, start);
 
 error:
-    PyMem_Free(m);
     PyBuffer_Release(&view);
     return NULL;
 }
