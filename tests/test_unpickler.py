@@ -10,6 +10,7 @@ restricted unpickler must refuse the stream and the canary must not appear.
 
 from __future__ import annotations
 
+import collections
 import copyreg
 import dataclasses
 import io
@@ -27,8 +28,13 @@ from typing import Any
 import pytest
 import test_hostile
 from picklebuild import (
+    append,
+    appends,
+    binget,
     binint1,
     binpersid,
+    binput,
+    empty_list,
     empty_tuple,
     ext1,
     glob,
@@ -53,7 +59,7 @@ from picklebuild import (
 )
 
 import safeload
-from safeload import Policy, UnsafeFileError, Verdict
+from safeload import Policy, UnsafeFileError, UnsupportedFormatError, Verdict
 from safeload._machine.walker import analyze
 from safeload.load._unpickler import (
     ImportGuard,
@@ -655,3 +661,121 @@ def test_storage_id_reaches_persistent_load(tmp_path: Path) -> None:
 
 def test_extension_registry_is_left_alone() -> None:
     assert EXT_CODE not in copyreg._inverted_registry  # the subprocesses registered it, not us
+
+
+# -- checked globals kept as data (issue 15: pickle-checkedconstructor-in-result) ----------
+
+
+def _checked_globals() -> list[Any]:
+    """Globals `find_class` hands out as checking stand-ins wherever the pickle puts them."""
+    import numpy as np
+    from numpy.random import _pickle as random_pickle
+    from sklearn.tree._tree import Tree
+
+    return [
+        np._core.numeric._frombuffer,
+        np._core.multiarray.scalar,
+        random_pickle.__bit_generator_ctor,
+        Tree,
+    ]
+
+
+class _Holder:
+    """An object whose state holds a global (BUILD sets its __dict__)."""
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _Holder and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_checked_global_kept_as_data_loads_as_the_global(protocol: int) -> None:
+    """A real function or class kept as data (a dict value, a tuple, a set, a list, a
+    dict key) comes back as itself, as pickle.loads returns it, not as the stand-in."""
+    for g in _checked_globals():
+        shared: tuple[Any, ...] = ("t", g)
+        value = {
+            "g": g,
+            "nested": ((((g,),),),),
+            "list": [g, shared, shared],
+            "set": {g},
+            "frozen": frozenset({g}),
+            "default": collections.defaultdict(list, {"g": g}),
+            g: "as a key",
+        }
+        data = pickle.dumps(value, protocol=protocol)
+        policy = Policy.build(allow=[f"{g.__module__}.{g.__qualname__}"])
+        got = restricted_loads(data, policy)
+        assert got == pickle.loads(data)
+        assert got["g"] is g and got["nested"][0][0][0][0] is g and got["list"][0] is g
+        assert got["list"][1] is got["list"][2] and got["list"][1][1] is g  # one tuple, shared
+        assert next(iter(got["set"])) is g and next(iter(got["frozen"])) is g
+        assert got["default"]["g"] is g and list(got)[-1] is g
+
+
+def test_a_checked_global_in_a_cycle_through_a_tuple() -> None:
+    from numpy._core.multiarray import scalar
+
+    items: list[Any] = []
+    cell = (items, scalar)
+    items.append(cell)
+    got = restricted_loads(
+        pickle.dumps(cell, protocol=4), Policy.build(allow=["numpy._core.multiarray.scalar"])
+    )
+    assert got[1] is scalar and got[0][0] is got
+
+
+def test_a_checked_global_in_an_objects_state_through_the_guarded_loader() -> None:
+    """safeload.loads (scan, then load) of a real object whose attribute is such a global;
+    the fuzz input's shape: the tuple of a call whose REDUCE was cut, the global kept."""
+    from numpy._core.numeric import _frombuffer
+
+    holder = _Holder()
+    holder.fn = _frombuffer  # type: ignore[attr-defined]
+    data = pickle.dumps({"h": holder, "t": (1, (_frombuffer,))}, protocol=5)
+    allow = ["numpy._core.numeric._frombuffer", f"{__name__}._Holder"]
+    got = safeload.loads(data, require_signature=False, allow=allow)
+    assert got["h"].fn is _frombuffer and got["t"][1][0] is _frombuffer
+
+
+def test_a_checked_global_held_where_it_cannot_be_swapped_is_refused() -> None:
+    """functools.partial keeps its function where no attribute or item reaches it."""
+    import functools
+
+    from numpy._core.multiarray import scalar
+
+    data = pickle.dumps(functools.partial(scalar), protocol=4)
+    policy = Policy.build(allow=["numpy._core.multiarray.scalar", "functools.partial"])
+    with pytest.raises(UnsupportedFormatError, match="partial"):
+        restricted_loads(data, policy)
+
+
+def test_a_checked_global_kept_as_data_is_still_checked_when_called() -> None:
+    """The same global stored and called: the call goes through the stand-in (its check
+    refuses a bit generator constructor given `bytearray`), the stored one comes back as
+    the global only once the load is over."""
+    ctor = ("numpy.random._pickle", "__bit_generator_ctor")
+    body = (
+        proto(4) + empty_list() + mark() + glob(*ctor) + binput(0)
+        + binget(0) + mark() + glob("builtins", "bytearray") + tuple_() + reduce()
+        + appends() + stop()
+    )  # fmt: skip
+    pickle.loads(body)  # the plain loader calls it (numpy refuses it its own way, later)
+    policy = Policy.build(allow=[".".join(ctor), "builtins.bytearray"])
+    with pytest.raises(UnsafeFileError, match="bit generator"):
+        restricted_loads(body, policy)
+    stored_only = proto(4) + empty_list() + glob(*ctor) + append() + stop()
+    assert restricted_loads(stored_only, policy)[0] is pickle.loads(stored_only)[0]
+
+
+def test_a_checked_global_kept_as_data_in_a_joblib_file() -> None:
+    import joblib
+    import numpy as np
+    from numpy._core.numeric import _frombuffer
+
+    buf = io.BytesIO()
+    joblib.dump({"f": _frombuffer, "a": np.arange(3)}, buf)
+    allow = ["numpy._core.numeric._frombuffer"]
+    got = safeload.loads(buf.getvalue(), require_signature=False, allow=allow)
+    assert got["f"] is _frombuffer and list(got["a"]) == [0, 1, 2]

@@ -315,7 +315,7 @@ def _load_joblib_reading(reading: Reading, policy: Policy) -> Any:
             f"and read {handle.tell()} of {plan.end - plan.start} bytes",
             plan.end,
         )
-    return obj
+    return guard.hand_back(obj)
 
 
 # numpy.load opens a zip only when the file starts with a local header or an empty

@@ -44,6 +44,13 @@ the scanner, through the names it reaches: `find_class` hands out a getattr
 that only reads attributes of objects this unpickler imported, and only when
 the dotted name is one the walk folded and `Policy.decide` allows.
 
+A global whose arguments native code trusts is handed out as a checking
+stand-in (`safeload._checks.CheckedConstructor`) for the whole load, so that
+every call of it, by an opcode or by code that received it, is checked. What
+the pickle kept as data is then given back as the global itself, as
+`pickle.loads` returns it, once the load is over and nothing of the pickle
+runs any more (`ImportGuard.hand_back`, `safeload.load._stand_ins`).
+
 The name checks live in `ImportGuard`, which any unpickler can use as its
 `find_class` (the pure-Python joblib reader, whose walk skips raw array bytes
 as `joblib.load` does, and which `RestrictedUnpickler` therefore refuses).
@@ -66,6 +73,7 @@ from ..errors import UnsafeFileError
 from ..policy import Decision, Policy
 from ..report import Finding, Verdict
 from ._open import HeldBuffer
+from ._stand_ins import held_elsewhere, swap_stand_ins
 from ._validators import checked_constructor
 
 __all__ = [
@@ -249,6 +257,8 @@ class ImportGuard:
         # id -> (object, names it was imported as): the object is kept alive
         # so that its id cannot be reused by another object meanwhile.
         self._origins: dict[int, tuple[object, list[tuple[str, str]]]] = {}
+        # (stand-in, global) for each checking stand-in handed out: see `hand_back`.
+        self._stand_ins: list[tuple[object, object]] = []
 
     @property
     def finished(self) -> bool:
@@ -287,7 +297,24 @@ class ImportGuard:
         self._remember(obj, [(module, qualname)])
         # A constructor whose arguments native code trusts is handed out as a
         # stand-in that checks them first (safeload.load._validators).
-        return checked_constructor(module, qualname, obj, self.location)
+        handed = checked_constructor(module, qualname, obj, self.location)
+        if handed is not obj:
+            self._stand_ins.append((handed, obj))
+        return handed
+
+    def hand_back(self, result: Any) -> Any:
+        """`result` holding the globals themselves where it holds their stand-ins.
+
+        Called once the load is over: every call made while loading went
+        through the stand-ins (whoever made it); what the pickle kept as data
+        is the global, as `pickle.loads` returns it (`_stand_ins`). Raises
+        `UnsupportedFormatError` when a stand-in is held where it cannot be
+        swapped back.
+        """
+        pairs, self._stand_ins = self._stand_ins, []
+        if not pairs or not held_elsewhere(pairs):
+            return result
+        return swap_stand_ins(result, {id(s): real for s, real in pairs}, self.location)
 
     def imported_as(self, obj: object) -> tuple[tuple[str, str], ...]:
         """The (module, qualname) names under which this guard handed out `obj`."""
@@ -465,7 +492,8 @@ class RestrictedUnpickler(_pickle.Unpickler):
                 f"and read {self._reader.tell()} of {self._size} bytes",
                 plan.end,
             )
-        return obj
+        self.memo.clear()  # the memo's references are not the result's
+        return guard.hand_back(obj)
 
     def find_class(self, module_name: str, global_name: str, /) -> Any:
         """`ImportGuard.find_class`: the next predicted import, if allowed."""
