@@ -315,6 +315,104 @@ def test_zip_big_endian_byteorder_record(tmp_path: Path) -> None:
     assert_same(guarded(big), theirs)
 
 
+# -- zip text records against torch.load ---------------------------------------------------
+
+_TEXT_RECORDS = ("version", ".format_version", "byteorder", ".storage_alignment",
+                 ".data/serialization_id")  # fmt: skip
+
+
+def _zip_records(tmp_path: Path) -> tuple[bytes, dict[str, zipfile.ZipInfo]]:
+    raw = save({"w": torch.arange(4.0), "i": torch.arange(3)}, tmp_path / "sd.pt", "zip")
+    data = raw.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        infos = {i.filename.split("/", 1)[1]: i for i in zf.infolist()}
+    assert set(_TEXT_RECORDS) <= set(infos), infos
+    return data, infos
+
+
+def _rebuilt(data: bytes, records: dict[str, bytes | None]) -> bytes:
+    """The archive with some records replaced (None: left out), rewritten by zipfile."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        prefix = src.namelist()[0].split("/", 1)[0]
+        for info in src.infolist():
+            rest = info.filename.split("/", 1)[1]
+            body = records.get(rest, src.read(info))
+            if body is not None:
+                dst.writestr(info.filename, body)
+        for rest, body in records.items():
+            if body is not None and f"{prefix}/{rest}" not in src.namelist():
+                dst.writestr(f"{prefix}/{rest}", body)
+    return out.getvalue()
+
+
+def test_zip_text_records_mutated_byte_by_byte_load_only_as_torch_loads_them(
+    tmp_path: Path,
+) -> None:
+    """Each byte of each text record torch reads (the format version, .format_version,
+    byteorder, .storage_alignment, the serialization id) set to other values in a real
+    checkpoint, CRC-32 left stale: torch's reader checks no CRC, parses the version with
+    strtoull, int()s the alignment, decodes the serialization id as UTF-8 (0x8c there:
+    UnicodeDecodeError, which safeload.loads once ignored and returned the state dict)."""
+    data, infos = _zip_records(tmp_path)
+    cases = {"as saved": data}
+    for rest in _TEXT_RECORDS:
+        info = infos[rest]
+        assert info.compress_type == zipfile.ZIP_STORED
+        name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+        start = info.header_offset + 30 + name_len + extra_len
+        for i in range(start, start + info.file_size):
+            for value in {0x8C, 0x00, 0xFF, 0x20, 0x2D, 0x30, 0x39, data[i] ^ 1} - {data[i]}:
+                cases[f"{rest} byte {i - start} = {value:#x}"] = (
+                    data[:i] + bytes([value]) + data[i + 1 :]
+                )
+    result = _against_torch(tmp_path, cases)
+    assert result["defects"] == []
+    # Not vacuous: stale CRCs and harmless bytes load, the rest is refused.
+    assert result["both"] > 100 and result["neither"] > 100, result
+
+
+def test_zip_text_record_contents_load_only_as_torch_loads_them(tmp_path: Path) -> None:
+    """Text records of other lengths, and left out: torch reads `.data/version` before
+    `version` (one must be there, a number from 1 to 10 as strtoull reads it), the
+    others only when present."""
+    data, _infos = _zip_records(tmp_path)
+    versions = [b"3", b" \t3", b"+3", b"-3", b"0", b"1", b"10", b"11", b"3abc", b"abc", b"",
+                b"0x3", b"3\x00junk", b"\x003", b"18446744073709551615",
+                b"18446744073709551616", b"-18446744073709551615", b"0" * 30 + b"3",
+                b"9" * 5000]  # fmt: skip
+    cases: dict[str, bytes] = {}
+    for v in versions:
+        cases[f"version {v[:30]!r}"] = _rebuilt(data, {"version": v})
+        cases[f".data/version {v[:30]!r}"] = _rebuilt(data, {".data/version": v})
+    cases[".data/version 3, version abc"] = _rebuilt(
+        data, {".data/version": b"3", "version": b"abc"}
+    )
+    for a in [b" 64\n", b"6_4", b"-1", b"x", b"", b"\xd9\xa1", b"1" * 5000]:
+        cases[f"alignment {a[:30]!r}"] = _rebuilt(data, {".storage_alignment": a})
+    for o in [b"big", b"LITTLE", b"little\n", b""]:
+        cases[f"byteorder {o!r}"] = _rebuilt(data, {"byteorder": o})
+    for sid in [b"", b"\x00abc", b"\xed\xa0\x80", b"\xc3\xa9", b"\x8c"]:
+        cases[f"serialization id {sid!r}"] = _rebuilt(data, {".data/serialization_id": sid})
+    for rest in _TEXT_RECORDS:
+        cases[f"no {rest}"] = _rebuilt(data, {rest: None})
+    result = _against_torch(tmp_path, cases)
+    assert result["defects"] == []
+    assert result["both"] > 15 and result["neither"] > 15, result
+
+
+def test_zip_serialization_id_not_utf8_is_a_finding(tmp_path: Path) -> None:
+    """The scan says why: torch.load fails reading the serialization id as text."""
+    data, _infos = _zip_records(tmp_path)
+    path = tmp_path / "bad-id.pt"
+    path.write_bytes(_rebuilt(data, {".data/serialization_id": b"\x8c" * 40}))
+    with pytest.raises(UnsafeFileError) as refused:
+        guarded(path)
+    (finding,) = refused.value.findings
+    assert finding.rule_name == "corrupt-container"
+    assert "serialization_id" in finding.message and "UTF-8" in finding.message
+
+
 def test_legacy_sys_info_byte_order_is_ignored_as_torch_ignores_it(tmp_path: Path) -> None:
     """Legacy raw storages are always little-endian (torch converted them when saving)."""
     path = save(_tensors(), tmp_path / "sd.pt", "legacy")

@@ -86,6 +86,10 @@ def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth
             location,
             undecodable.header_offset,
         )
+    refusal = _record_refusal(ctx, data, archive, location)
+    if refusal is not None:
+        ctx.add("corrupt-container", f"torch.load refuses this archive: {refusal[0]}", location,
+                refusal[1])  # fmt: skip
     for m in archive.members:
         where = f"{location}:{m.name}"
         rel = m.name[len(prefix) + 1 :] if m.name.startswith(f"{prefix}/") else m.name
@@ -113,6 +117,85 @@ def scan_zip(ctx: Ctx, data: Any, archive: zipread.Archive, location: str, depth
         elif starts_with_proto(buf, s, e):
             pickle_if_real(ctx, buf, s, e, where)
     return Format.PYTORCH_ZIP
+
+
+#: The format versions torch's reader reads (caffe2/serialize/versions.h:
+#: kMinSupportedFileFormatVersion, kMaxSupportedFileFormatVersion).
+MIN_VERSION, MAX_VERSION = 1, 10
+_C_SPACE = b" \t\n\v\f\r"
+
+
+def _record_refusal(
+    ctx: Ctx, data: Any, archive: zipread.Archive, location: str
+) -> tuple[str, int] | None:
+    """Why `torch.load` refuses the archive's text records, and where (or None).
+
+    torch's reader parses the `version` record (`.data/version` when there is
+    one) when it opens the archive, and `_load` reads `.format_version`,
+    `byteorder`, `.storage_alignment` and `.data/serialization_id`, each by a
+    case-insensitive lookup (a missing optional one is skipped). miniz checks
+    no CRC-32. A record whose bytes cannot be read is noted by `member_bytes`.
+    """
+    version = _record(archive, ".data/version") or _record(archive, "version")
+    if version is None:
+        return "it has no version record", 0
+    for member in (
+        version,
+        *(
+            _record(archive, r)
+            for r in (".format_version", "byteorder", ".storage_alignment",
+                      ".data/serialization_id")
+        ),
+    ):  # fmt: skip
+        if member is None:
+            continue
+        content = member_bytes(ctx, data, member, location)
+        if content is None:
+            return None  # noted already
+        buf, s, e = content
+        why = _text_record_refusal(member.name.rsplit("/", 1)[-1], bytes(buf[s:e]))
+        if why is not None:
+            return f"record {member.name!r} {why}", member.header_offset
+    return None
+
+
+def _record(archive: zipread.Archive, record: str) -> zipread.Member | None:
+    """The entry torch's reader returns for `record`, as it looks it up."""
+    query = zipread.torch_query(archive, record)
+    found = zipread.torch_lookup(archive, query) if query else []
+    return next((m for m in found if m.reader == zipread.TORCH), None)
+
+
+def _text_record_refusal(record: str, text: bytes) -> str | None:
+    """Why torch refuses this content of a text record (`record` as named in the archive:
+    its case does not matter to torch), or None."""
+    record = record.lower()
+    if record == "version":
+        # `caffe2::stoull`: strtoull of the C string (leading C spaces, a sign,
+        # decimal digits; a minus negates modulo 2**64), compared as an int64.
+        digits = text.split(b"\0", 1)[0].lstrip(_C_SPACE)
+        sign = -1 if digits[:1] == b"-" else 1
+        digits = digits[1:] if digits[:1] in (b"-", b"+") else digits
+        n = len(digits) - len(digits.lstrip(b"0123456789"))
+        if not n:
+            return "is not a number (the archive's format version)"
+        significant = digits[:n].lstrip(b"0") or b"0"
+        if len(significant) > 20 or int(significant) >= 1 << 64:
+            return "is a format version out of range"
+        value = (sign * int(significant)) % (1 << 64)
+        value -= (1 << 64) if value >= 1 << 63 else 0
+        if not MIN_VERSION <= value <= MAX_VERSION:
+            return f"gives format version {value}; torch reads {MIN_VERSION} to {MAX_VERSION}"
+    elif record == "byteorder" and text not in (b"little", b"big"):
+        return "is not 'little' or 'big'"
+    elif record == ".storage_alignment":
+        try:
+            int(text)  # torch's own reading of it
+        except ValueError:
+            return "is not an integer (the storage alignment)"
+    elif record == "serialization_id" and not _utf8(text):
+        return "is not UTF-8 (torch returns it as a str)"
+    return None
 
 
 def _utf8(raw: bytes) -> bool:
