@@ -24,7 +24,9 @@ tests/test_zip_differential.py):
 - ZIP64: both use the ZIP64 end record whenever a locator sits right before
   the end record, and then every value comes from it. `zipfile` reads the
   record right before the locator (it ignores the locator's offset); miniz
-  reads it where the locator points;
+  reads it where the locator points. Where that record would start before
+  the file, `zipfile` fails on a file but reads a BytesIO from offset 0
+  (`Archive.refusal`: read by the scan, never loaded);
 - where the directory is: `zipfile` puts it `size` bytes before the end
   record (less the ZIP64 records) and shifts every offset by the difference
   to what the record says (`concat`: data prepended to a zip); miniz trusts
