@@ -147,10 +147,28 @@ def forged_by_numpy(shape: tuple[int, ...], items: list[Any], protocol: int) -> 
     return pickle.dumps(Forged(), protocol=protocol)
 
 
+def forged_masked(shape: tuple[int, ...], items: list[Any]) -> bytes:
+    """A real masked object array's pickle (`_mareconstruct`; MaskedArray.__setstate__
+    hands shape, dtype and list to ndarray.__setstate__) whose state is given `shape`."""
+    real = np.ma.array(np.array(items, dtype=object), mask=[False] * len(items))
+    reduced: Any = real.__reduce__()
+    fn, args, state = reduced
+    size = int(np.prod(shape))
+
+    class Forged:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return fn, args, (state[0], shape, *state[2:5], b"\x00" * size, state[6])
+
+    return pickle.dumps(Forged(), protocol=4)
+
+
 def real_hostile() -> dict[str, bytes]:
     return {
         f"numpy-empty-list-shape-2-protocol-{p}": forged_by_numpy((2,), [], p) for p in (0, 2, 4)
-    } | {"numpy-three-items-shape-136": forged_by_numpy((136,), [1, "x", None], 4)}
+    } | {
+        "numpy-three-items-shape-136": forged_by_numpy((136,), [1, "x", None], 4),
+        "numpy-masked-three-items-shape-300": forged_masked((300,), [1, "x", None]),
+    }
 
 
 def fuzz_input() -> bytes:
@@ -261,6 +279,7 @@ def benign_arrays() -> dict[str, np.ndarray[Any, Any]]:
         "3-d": np.arange(24).astype(object).reshape(2, 3, 4),
         "long": np.array([f"s{i}" for i in range(5000)], dtype=object),
         "structured-with-object": structured,
+        "masked": np.ma.array(np.array([1, "x", None], dtype=object), mask=[False, True, False]),
     }
 
 
@@ -271,6 +290,7 @@ def _same(a: Any, b: Any) -> bool:
         and a.dtype == b.dtype
         and a.flags.f_contiguous == b.flags.f_contiguous
         and a.tolist() == b.tolist()
+        and np.array_equal(np.ma.getmaskarray(a), np.ma.getmaskarray(b))
     )
 
 
