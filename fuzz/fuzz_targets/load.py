@@ -145,6 +145,9 @@ def difference(a: Any, b: Any, where: str = "object") -> str | None:
         return _numpy_difference(a, b, where)
     if module.startswith("torch"):
         return _torch_difference(a, b, where)
+    if type(a).__eq__ is object.__eq__ and not isinstance(a, type) and hasattr(a, "__dict__"):
+        # No value equality (`==` is identity): the state the loader set is the object.
+        return difference(vars(a), vars(b), f"{where}.__dict__")
     try:
         equal = bool(a == b)
     except Exception as exc:  # a comparison that raises says nothing

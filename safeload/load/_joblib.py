@@ -8,8 +8,10 @@ This subclass keeps that, and changes what joblib trusts:
 - EXT opcodes are refused (the pure-Python unpickler resolves a code it saw
   before from `copyreg._extension_cache`, without calling `find_class`);
 - persistent ids are refused (no `persistent_load`);
-- object arrays are unpickled by a nested unpickler of the same kind, not by
-  whatever joblib's installed version does with them;
+- an object array is its nested stream, read as joblib reads it: by a plain
+  pure-Python unpickler (a wrapper in it stays a wrapper, no array bytes are
+  read for it), with the same `find_class`, and then made native byte order
+  (which fails on anything without a dtype, as in joblib);
 - the legacy `NDArrayWrapper`, which opens a companion file named in the
   pickle, is refused.
 
@@ -96,14 +98,27 @@ def _unpickler_class() -> type[Any]:
 
         def _read_wrapper(self, wrapper: Any) -> Any:
             if wrapper.dtype.hasobject:
-                # A nested pickle stream in the same file, read with the same rules.
-                inner = GuardedNumpyUnpickler(
-                    self.file_handle, self._guarded_find_class, self._buffer, self._start
-                )
-                return inner.load()
+                # `read_array`: a nested pickle stream in the same file, read by a
+                # fresh `pickle._Unpickler` (no wrapper replaced in it) whose
+                # `find_class` is this one's; its object is made native order
+                # whatever it is, then `read` rebuilds a subclass around it.
+                inner = GuardedPlainUnpickler(self.file_handle, self._guarded_find_class)
+                array = native(inner.load())
+                return self._subclass(wrapper, array)
             if self._buffer is None or wrapper.dtype.itemsize == 0:
                 return wrapper.read(self, self.ensure_native_byte_order)
             return self._view_array(wrapper)
+
+        def _subclass(self, wrapper: Any, array: Any) -> Any:
+            """The end of `NumpyArrayWrapper.read`: another ndarray subclass is rebuilt
+            around the data."""
+            if hasattr(array, "__array_prepare__") and wrapper.subclass not in (
+                self.np.ndarray,
+                self.np.memmap,
+            ):
+                new_array = numpy_pickle._reconstruct(wrapper.subclass, (0,), "b")
+                return new_array.__array_prepare__(array)
+            return array
 
         def _view_array(self, wrapper: Any) -> Any:
             """`NumpyArrayWrapper.read` (no mmap), as a view of the held bytes."""
@@ -128,20 +143,28 @@ def _unpickler_class() -> type[Any]:
                 array = array.reshape(wrapper.shape[::-1]).transpose()
             else:
                 array = array.reshape(wrapper.shape)
-            array = native(array)
-            if hasattr(array, "__array_prepare__") and wrapper.subclass not in (
-                self.np.ndarray,
-                self.np.memmap,
-            ):
-                # As joblib: rebuild another ndarray subclass around the data.
-                new_array = numpy_pickle._reconstruct(wrapper.subclass, (0,), "b")
-                return new_array.__array_prepare__(array)
-            return array
+            return self._subclass(wrapper, native(array))
 
         dispatch[pickle.BUILD[0]] = load_build
 
-    for op in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
-        GuardedNumpyUnpickler.dispatch[op[0]] = _refuse_ext
+    class GuardedPlainUnpickler(pickle._Unpickler):
+        """joblib's nested unpickler of an object array, with the guard's `find_class`."""
+
+        dispatch = pickle._Unpickler.dispatch.copy()
+
+        def __init__(self, handle: IO[bytes] | HeldCursor, find_class: FindClass) -> None:
+            super().__init__(handle)
+            self._guarded_find_class = find_class
+
+        def find_class(self, module: str, name: str) -> Any:
+            return self._guarded_find_class(module, name)
+
+        def persistent_load(self, pid: Any) -> Any:
+            raise pickle.UnpicklingError("persistent ids are refused: joblib files have none")
+
+    for cls in (GuardedNumpyUnpickler, GuardedPlainUnpickler):
+        for op in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
+            cls.dispatch[op[0]] = _refuse_ext
     return GuardedNumpyUnpickler
 
 
