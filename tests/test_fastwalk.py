@@ -315,6 +315,27 @@ def _edge_cases() -> Iterator[tuple[str, bytes]]:
         + pb.pop_mark()
         + pb.stop(),
     )
+    # Memo gets of other nodes (a tuple, a call's result) inside a run.
+    yield (
+        "get-tuple-node",
+        pb.proto(2)
+        + pb.binint1(1)
+        + pb.binint1(2)
+        + pb.tuple2()
+        + pb.binput(0)
+        + glob
+        + pb.binput(1)
+        + pb.empty_tuple()
+        + pb.reduce()
+        + pb.binput(2)
+        + pb.mark()
+        + pb.binget(0)
+        + pb.binget(2)
+        + pb.binget(1)
+        + pb.long_binget(0)
+        + pb.tuple_()
+        + pb.stop(),
+    )
     # Memo writes with nothing above the mark (underflow: Python raises).
     for put in (pb.memoize(), pb.binput(0), pb.long_binput(0)):
         yield f"put-underflow-{put[0]}", pb.proto(4) + pb.mark() + pb.binint1(1) + pb.mark() + put
@@ -446,7 +467,17 @@ def test_not_a_byte_buffer_is_walked_in_python(monkeypatch: pytest.MonkeyPatch) 
     data = pickle.dumps({"a": 1, "b": 2}, protocol=4)
     stack: list[Any] = []
     out = _fastwalk.run(
-        list(data), 0, len(data), 0, stack, [], array.array("q"), {}, object(), iter([None])
+        list(data),
+        0,
+        len(data),
+        0,
+        stack,
+        [],
+        array.array("q"),
+        {},
+        object(),
+        iter([None]),
+        walker.GRef,
     )
     assert out == (0, 0) and stack == []
     # An end past the bytes: Python reads there, and fails as it does.
@@ -454,14 +485,18 @@ def test_not_a_byte_buffer_is_walked_in_python(monkeypatch: pytest.MonkeyPatch) 
     assert short[6] == short[8] == O.BININT1
     steps = iter([None] * 9)
     out = _fastwalk.run(
-        short, 6, len(short) + 9, 5, stack, [], array.array("q"), {}, object(), steps
+        short, 6, len(short) + 9, 5, stack, [], array.array("q"), {}, object(), steps, walker.GRef
     )
     assert out == (6, 5) and stack == []
-    out = _fastwalk.run(short, 6, len(short), 5, stack, [], array.array("q"), {}, object(), steps)
+    out = _fastwalk.run(
+        short, 6, len(short), 5, stack, [], array.array("q"), {}, object(), steps, walker.GRef
+    )
     assert out == (10, 8) and stack == [6, 8]
     stack.clear()
     wide = array.array("H", b"\0" * 8)
-    out = _fastwalk.run(wide, 0, 4, 0, stack, [], array.array("q"), {}, object(), iter([None]))
+    out = _fastwalk.run(
+        wide, 0, 4, 0, stack, [], array.array("q"), {}, object(), iter([None]), walker.GRef
+    )
     assert out == (0, 0) and stack == []
 
 

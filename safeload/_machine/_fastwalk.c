@@ -44,6 +44,9 @@
  * `frombytes` each time it fills: a fixed size, whatever the file says. */
 #define PENDING 1024
 
+/* Attribute names, interned once (`exec_module`): looked up on every call. */
+static PyObject *str_appended, *str_frombytes, *str_nodes, *str_refs, *int_one;
+
 typedef struct {
     PyObject *vals;     /* the memo's array('q') */
     Py_ssize_t stored;  /* len(vals) */
@@ -60,7 +63,7 @@ memo_flush(Memo *m)
                                               m->npending * (Py_ssize_t)sizeof(long long));
     if (raw == NULL)
         return -1;
-    PyObject *res = PyObject_CallMethod(m->vals, "frombytes", "O", raw);
+    PyObject *res = PyObject_CallMethodOneArg(m->vals, str_frombytes, raw);
     Py_DECREF(raw);
     if (res == NULL)
         return -1;
@@ -137,18 +140,35 @@ top_offset(PyObject *stack)
     return v;
 }
 
+static PyObject *
+pair(Py_ssize_t pos, Py_ssize_t start)
+{
+    PyObject *a = PyLong_FromSsize_t(pos);
+    PyObject *b = a == NULL ? NULL : PyLong_FromSsize_t(start);
+    PyObject *t = b == NULL ? NULL : PyTuple_New(2);
+    if (t == NULL) {
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, a);
+    PyTuple_SET_ITEM(t, 1, b);
+    return t;
+}
+
 PyDoc_STRVAR(run_doc,
-"run(data, pos, limit, start, stack, marks, vals, sparse, memo, steps) -> (pos, start)\n\n"
+"run(data, pos, limit, start, stack, marks, vals, sparse, memo, steps, counted) -> (pos, start)\n\n"
 "Walk the plain data opcodes from `pos` as `_walk` would, taking one item of\n"
 "`steps` per step, and return the offset of the first opcode not taken and\n"
-"the start of the last one taken (`start` when none was).");
+"the start of the last one taken (`start` when none was). A memo get of a\n"
+"node of type `counted` (`GRef`) adds one to its `refs`, as `_Memo.get` does.");
 
 static PyObject *
 run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "run() takes exactly 10 arguments");
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "run() takes exactly 11 arguments");
         return NULL;
     }
     PyObject *data = args[0];
@@ -158,31 +178,31 @@ run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if ((pos == -1 || limit == -1 || start == -1) && PyErr_Occurred())
         return NULL;
     PyObject *stack = args[4], *marks = args[5], *vals = args[6], *sparse = args[7];
-    PyObject *memo_obj = args[8], *steps = args[9];
+    PyObject *memo_obj = args[8], *steps = args[9], *counted = args[10];
     if (!PyList_CheckExact(stack) || !PyList_CheckExact(marks) || !PyDict_Check(sparse)
-        || !PyIter_Check(steps)) {
+        || !PyIter_Check(steps) || !PyType_Check(counted)) {
         PyErr_SetString(PyExc_TypeError, "run(): unexpected argument types");
         return NULL;
     }
     if (pos < 0 || start < 0)
-        return Py_BuildValue("nn", pos, start);
+        return pair(pos, start);
     iternextfunc next_step = Py_TYPE(steps)->tp_iternext;
 
     Py_buffer view;
     if (!PyObject_CheckBuffer(data) || PyObject_GetBuffer(data, &view, PyBUF_FORMAT) < 0) {
         /* Not a byte buffer (the streaming decompressor's): Python walks it. */
         PyErr_Clear();
-        return Py_BuildValue("nn", pos, start);
+        return pair(pos, start);
     }
     if (view.itemsize != 1 || (view.format != NULL && strcmp(view.format, "B") != 0)) {
         PyBuffer_Release(&view);
-        return Py_BuildValue("nn", pos, start);
+        return pair(pos, start);
     }
     if (limit > view.len) {
         /* The walk's end lies past the bytes (a caller's odd end): Python reads
          * there and fails as it does. */
         PyBuffer_Release(&view);
-        return Py_BuildValue("nn", pos, start);
+        return pair(pos, start);
     }
     const unsigned char *buf = (const unsigned char *)view.buf;
     /* Every opcode taken lies wholly in [pos, end). */
@@ -208,6 +228,7 @@ run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto error;
     }
     Py_ssize_t appended = 0; /* standalone memo writes, for `memo.appended` */
+    PyObject *nodes = NULL;  /* memo.nodes, fetched at the first get of a node */
     int failed = 0;
 
     while (pos < end) {
@@ -219,6 +240,7 @@ run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         int standalone = 0;   /* 1: a memo opcode of its own (counted by `appended`) */
         long long put_value = 0;
         long long got = -1;   /* BINGET/LONG_BINGET: the offset pushed */
+        PyObject *node = NULL; /* BINGET/LONG_BINGET: the node pushed (borrowed) */
 
         switch (op) {
         case OP_SHORT_BINUNICODE:
@@ -313,8 +335,20 @@ run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 failed = 1;
                 goto done;
             }
-            if (got < 0) /* a node: Python counts its references */
-                goto done;
+            if (got < 0) {
+                /* A node (`_Memo.nodes[~v]`): pushed itself. */
+                if (nodes == NULL) {
+                    nodes = PyObject_GetAttr(memo_obj, str_nodes);
+                    if (nodes == NULL) {
+                        failed = 1;
+                        goto done;
+                    }
+                }
+                Py_ssize_t ni = (Py_ssize_t)(-(got + 1));
+                if (!PyList_CheckExact(nodes) || ni >= PyList_GET_SIZE(nodes))
+                    goto done;
+                node = PyList_GET_ITEM(nodes, ni);
+            }
             push = 0;
             break;
         }
@@ -342,7 +376,26 @@ run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             failed = 1;
             goto done;
         }
-        if (got >= 0) {
+        if (node != NULL) {
+            Py_INCREF(node);
+            int rc = 0;
+            if (Py_IS_TYPE(node, (PyTypeObject *)counted)) {
+                /* `_Memo.get`: a global's references are counted. */
+                PyObject *refs = PyObject_GetAttr(node, str_refs);
+                PyObject *more = refs == NULL ? NULL : PyNumber_Add(refs, int_one);
+                Py_XDECREF(refs);
+                rc = more == NULL ? -1 : PyObject_SetAttr(node, str_refs, more);
+                Py_XDECREF(more);
+            }
+            if (rc == 0)
+                rc = PyList_Append(stack, node);
+            Py_DECREF(node);
+            if (rc < 0) {
+                failed = 1;
+                goto done;
+            }
+        }
+        else if (got >= 0) {
             PyObject *item = PyLong_FromLongLong(got);
             if (item == NULL || PyList_Append(stack, item) < 0) {
                 Py_XDECREF(item);
@@ -383,6 +436,7 @@ run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
 
 done:
+    Py_XDECREF(nodes);
     PyBuffer_Release(&view);
     if (failed) {
         /* Keep what was written, then report the error. */
@@ -397,7 +451,7 @@ done:
         return NULL;
     }
     if (appended) {
-        PyObject *old = PyObject_GetAttrString(memo_obj, "appended");
+        PyObject *old = PyObject_GetAttr(memo_obj, str_appended);
         if (old == NULL)
             return NULL;
         PyObject *delta = PyLong_FromSsize_t(appended);
@@ -406,12 +460,12 @@ done:
         Py_XDECREF(delta);
         if (sum == NULL)
             return NULL;
-        int rc = PyObject_SetAttrString(memo_obj, "appended", sum);
+        int rc = PyObject_SetAttr(memo_obj, str_appended, sum);
         Py_DECREF(sum);
         if (rc < 0)
             return NULL;
     }
-    return Py_BuildValue("nn", pos, start);
+    return pair(pos, start);
 
 error:
     PyBuffer_Release(&view);
@@ -426,6 +480,15 @@ static PyMethodDef methods[] = {
 static int
 exec_module(PyObject *module)
 {
+    if (str_refs == NULL) {
+        str_appended = PyUnicode_InternFromString("appended");
+        str_frombytes = PyUnicode_InternFromString("frombytes");
+        str_nodes = PyUnicode_InternFromString("nodes");
+        str_refs = PyUnicode_InternFromString("refs");
+        int_one = PyLong_FromLong(1);
+        if (!str_appended || !str_frombytes || !str_nodes || !str_refs || !int_one)
+            return -1;
+    }
     PyObject *table = Py_BuildValue(
         "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}",
         "MARK", OP_MARK, "EMPTY_TUPLE", OP_EMPTY_TUPLE, "EMPTY_DICT", OP_EMPTY_DICT,

@@ -16,5 +16,6 @@ def run(
     sparse: dict[int, int],
     memo: Any,
     steps: Iterator[None],
+    counted: type,
     /,
 ) -> tuple[int, int]: ...

@@ -1163,7 +1163,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                 pos += 1
                 if fast is not None:
                     pos, start = fast(
-                        data, pos, limit, start, stack, marks, vals, sparse, memo, steps
+                        data, pos, limit, start, stack, marks, vals, sparse, memo, steps, GRef
                     )
                     fence = marks[-1] if marks else 0
             elif op == BINFLOAT:
@@ -1421,7 +1421,7 @@ def _walk(data: Any, pos: int, n: int, budget: int, out: PickleWalk, joblib: boo
                     in_frame = True
                 if fast is not None:
                     pos, start = fast(
-                        data, pos, limit, start, stack, marks, vals, sparse, memo, steps
+                        data, pos, limit, start, stack, marks, vals, sparse, memo, steps, GRef
                     )
                     fence = marks[-1] if marks else 0
             elif op == PROTO:
