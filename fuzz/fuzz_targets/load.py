@@ -171,8 +171,13 @@ def _torch_difference(a: Any, b: Any, where: str) -> str | None:
     import torch
 
     if isinstance(a, torch.Tensor):
-        if a.dtype != b.dtype or a.shape != b.shape:
-            return f"{where}: {a.dtype}{tuple(a.shape)} vs {b.dtype}{tuple(b.shape)}"
+        if a.dtype != b.dtype or a.shape != b.shape or a.device != b.device:
+            return (
+                f"{where}: {a.dtype}{tuple(a.shape)} on {a.device} vs "
+                f"{b.dtype}{tuple(b.shape)} on {b.device}"
+            )
+        if a.numel() == 0 or a.device.type == "meta":
+            return None  # no bytes (an empty tensor's strides may not allow a byte view)
         left = a.detach().contiguous().reshape(-1).view(torch.uint8)
         right = b.detach().contiguous().reshape(-1).view(torch.uint8)
         return None if torch.equal(left, right) else f"{where}: tensor bytes differ"

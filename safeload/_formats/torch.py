@@ -131,7 +131,7 @@ def _record_refusal(
     """Why `torch.load` refuses the archive's text records, and where (or None).
 
     torch's reader parses the `version` record (`.data/version` when there is
-    one) when it opens the archive, and `_load` reads `.format_version`,
+    one) when it opens the archive, and `_load` reads `data.pkl`, `.format_version`,
     `byteorder`, `.storage_alignment` and `.data/serialization_id`, each by a
     case-insensitive lookup (a missing optional one is skipped). miniz checks
     no CRC-32. A record whose bytes cannot be read is noted by `member_bytes`.
@@ -143,12 +143,15 @@ def _record_refusal(
         version,
         *(
             _record(archive, r)
-            for r in (".format_version", "byteorder", ".storage_alignment",
+            for r in ("data.pkl", ".format_version", "byteorder", ".storage_alignment",
                       ".data/serialization_id")
         ),
     ):  # fmt: skip
         if member is None:
             continue
+        if member.refused:
+            # Encrypted or patched: every reader refuses it (its bytes are scanned anyway).
+            return f"record {member.name!r} is flagged encrypted or patched", member.header_offset
         content = member_bytes(ctx, data, member, location)
         if content is None:
             return None  # noted already

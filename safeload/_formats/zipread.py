@@ -540,13 +540,14 @@ def _torch_member(
     refused = False
     if error is not None:
         pass
+    elif flags & (_FLAG_ENCRYPTED | _FLAG_STRONG | _FLAG_PATCHED):
+        # Refused when torch stats the record, before any size is looked at.
+        error = "torch's reader refuses encrypted or patched entries"
+        refused = in_file
     elif not usize and not csize:
         read_size = 0  # extracted as empty, the local header unread
     elif raw.endswith(b"/") or ext_attr & 0x10 or not csize:
         error = EXTRACTS_NOTHING
-    elif flags & (_FLAG_ENCRYPTED | _FLAG_STRONG | _FLAG_PATCHED):
-        error = "torch's reader refuses encrypted or patched entries"
-        refused = in_file
     elif method not in (0, 8):
         error = f"torch's reader does not support compression method {method}"
     elif not header_ok:

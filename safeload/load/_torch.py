@@ -237,12 +237,17 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
     from torch.serialization import _get_restore_location, _serialization_tls
 
     location = located.location
-    archive = zipread.read_archive(data, 0, located.size)
+    try:
+        archive = zipread.read_views(data, 0, located.size).torch
+    except zipread.ZipError as exc:
+        raise _bad(location, f"not a zip archive: {exc}") from None
+    if archive is None:
+        raise _bad(location, "torch's zip reader cannot open this archive")
     prefix = archive_prefix(archive)
-    members = {m.name: m for m in archive.members}
-    if prefix is None or f"{prefix}/data.pkl" not in members:
+    record = _records(archive)
+    if prefix is None or record("data.pkl") is None:
         raise _bad(location, "a PyTorch archive without data.pkl")
-    if f"{prefix}/constants.pkl" in members:
+    if record("constants.pkl") is not None:
         raise _bad(
             location,
             "a TorchScript archive: torch.jit.load runs the archive's own code, which no "
@@ -256,7 +261,7 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
     if reading is None or len(reading.analysis.pickles) != 1:
         raise _bad(location, "data.pkl is not one pickle stream")
     swap = False
-    order = members.get(f"{prefix}/byteorder")
+    order = record("byteorder")
     if order is not None:
         text = bytes(data[order.data_offset : order.data_end])
         if text not in (b"little", b"big"):
@@ -274,17 +279,27 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
             return loaded[key]
         dtype = _storage_dtype(torch, storage_type)
         nbytes = numel * torch._utils._element_size(dtype)
-        member = members.get(f"{prefix}/data/{key}")
+        member = record(f"data/{key}")
         # torch's get_storage_from_record refuses a record of any other size
-        # ("record size ... does not match expected size"), longer ones too.
-        if member is None or member.method != 0 or member.size != nbytes:
+        # ("record size ... does not match expected size"), longer ones too, and
+        # one its reader cannot extract (a local header pointing past the file).
+        if (
+            member is None
+            or member.error is not None
+            or member.method != 0
+            or member.size != nbytes
+        ):
             raise UnsafeFileError(
-                f"{where}: storage {key!r} ({nbytes} bytes) is missing from the archive or "
-                "its record has another size; torch.load refuses it, the file is corrupt",
+                f"{where}: storage {key!r} ({nbytes} bytes) is missing from the archive, "
+                "unreadable, or its record has another size; torch.load refuses it, the "
+                "file is corrupt",
                 path=where,
             )
+        # Every storage is fixed-size, as torch's record storages are: a tensor that
+        # needs more than its storage holds fails ("Trying to resize storage that is
+        # not resizable") instead of growing it with uninitialized memory.
         if not nbytes:
-            storage = torch.UntypedStorage(0)
+            storage = torch.UntypedStorage(0)[0:0]
         elif alias and not swap and member.data_offset % _ALIGNMENT == 0:
             # A view of the held bytes, as torch.load(mmap=True) views the file:
             # one copy of the data in all. (Swapping bytes would write into the
@@ -293,8 +308,8 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
                 data, dtype=torch.uint8, count=nbytes, offset=member.data_offset
             ).untyped_storage()
         else:
-            view = memoryview(data)[member.data_offset : member.data_offset + nbytes]
-            storage = torch.UntypedStorage.from_buffer(view, dtype=torch.uint8)
+            copy = bytearray(memoryview(data)[member.data_offset : member.data_offset + nbytes])
+            storage = torch.frombuffer(copy, dtype=torch.uint8).untyped_storage()
         if swap:
             storage.byteswap(dtype)
         typed = _typed(torch, restore_location(storage, device), dtype)
@@ -322,6 +337,23 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
         _serialization_tls.map_location = None
     torch._utils._validate_loaded_sparse_tensors()
     return result
+
+
+def _records(archive: zipread.Archive) -> Callable[[str], zipread.Member | None]:
+    """The entry torch's reader returns for a record name (`<prefix>/<name>`, found by
+    miniz's case-insensitive search; several candidates are a divergence the scan notes)."""
+    by_key: dict[bytes, list[zipread.Member]] = {}
+    for m in archive.members:
+        by_key.setdefault(m.raw_name.lower(), []).append(m)
+
+    def record(name: str) -> zipread.Member | None:
+        query = zipread.torch_query(archive, name)
+        found = by_key.get(query.lower(), []) if query else []
+        if len(found) > 1 and query:
+            return zipread.torch_pick(archive, query)
+        return found[0] if found else None
+
+    return record
 
 
 # -- legacy stacked pickles -------------------------------------------------------------
