@@ -163,6 +163,14 @@ def _numpy_difference(a: Any, b: Any, where: str) -> str | None:
             return f"{where}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}"
         if a.dtype.hasobject:
             return difference(np.asarray(a).ravel().tolist(), np.asarray(b).ravel().tolist(), where)
+        if a.dtype.names is not None:
+            # Field by field: the bytes no field covers are unspecified (joblib fills
+            # an np.empty array by assignment, which copies the fields only).
+            for name in a.dtype.names:
+                found = _numpy_difference(a[name], b[name], f"{where}[{name!r}]")
+                if found:
+                    return found
+            return None
         return None if a.tobytes() == b.tobytes() else f"{where}: array bytes differ"
     return None if a == b else f"{where}: {a!r:.80} vs {b!r:.80}"
 

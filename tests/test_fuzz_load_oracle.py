@@ -1,0 +1,67 @@
+"""The loader fuzz target's comparison (`fuzz_targets.load.difference`) on what real
+plain loaders return: it reports a real difference, and not what the loader leaves
+unspecified.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+from joblib.numpy_pickle import NumpyArrayWrapper
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "fuzz"))
+
+from fuzz_targets.load import difference  # noqa: E402
+
+
+def test_structured_arrays_compare_field_by_field() -> None:
+    """joblib fills an np.empty array by assignment, which copies the fields only: the
+    bytes no field covers are whatever the memory held (the first 4 bytes of each
+    12-byte item here). Compared field by field, a changed field still counts."""
+    gaps = np.dtype(
+        {"names": ["a", "b"], "formats": ["<i4", "<i4"], "offsets": [4, 8], "itemsize": 12}
+    )
+    raw = np.zeros(64, dtype=gaps)
+    left = np.frombuffer(bytes(range(12)) * 64, dtype=gaps).copy()
+    left["a"], left["b"] = raw["a"], raw["b"]
+    assert left.tobytes() != raw.tobytes()  # only the uncovered bytes differ
+    assert difference(left, raw) is None
+    left["b"][3] = 1
+    assert difference(left, raw) == "object['b']: array bytes differ"
+
+
+def test_a_real_joblib_array_with_uncovered_bytes() -> None:
+    """The loader fuzz input kept for it: joblib.load's array and one read from the
+    file's own bytes differ only where no field is."""
+    data = (ROOT / "tests/fuzz_regressions/load/joblib-structured-fields-leave-gaps").read_bytes()
+    theirs = joblib.load(io.BytesIO(data[1:]))["st"]
+    ours = np.zeros_like(theirs)
+    for name in theirs.dtype.names:
+        ours[name] = theirs[name]
+    assert difference(ours, theirs) is None
+
+
+def test_objects_without_value_equality_compare_by_state() -> None:
+    """A NumpyArrayWrapper (joblib.load returns one from an object array's nested
+    stream) has no __eq__: two loads compare by their __dict__, and a different
+    state is a difference."""
+
+    def wrapper(shape: tuple[int, ...]) -> NumpyArrayWrapper:
+        return NumpyArrayWrapper(np.ndarray, shape, "C", np.dtype("<f8"), allow_mmap=False)
+
+    assert difference(wrapper((0,)), wrapper((0,))) is None
+    assert difference(wrapper((0,)), wrapper((1,))) == "object.__dict__['shape'][0]: 0 vs 1"
+
+
+def test_empty_tensor_whose_strides_allow_no_byte_view() -> None:
+    """torch.load of a checkpoint whose empty tensor has stride 0 (a mutated data.pkl):
+    the comparison raised instead of comparing."""
+    odd = torch.empty(0).as_strided((0,), (0,))
+    assert difference(odd, torch.empty(0)) is None
+    assert difference(odd, torch.empty(0, dtype=torch.float64)) is not None
