@@ -423,6 +423,21 @@ def test_mutated_zip_loads_only_as_torch_loads_it(tmp_path: Path) -> None:
     assert result["both"] > 500 and result["neither"] > 3000, result
 
 
+def test_torchscript_is_an_exact_constants_pkl_record(tmp_path: Path) -> None:
+    """torch dispatches to torch.jit.load when `"constants.pkl" in get_all_records()`:
+    an exact, case-sensitive test (records are found case-insensitively, this list is
+    not). A state dict with a CONSTANTS.PKL member is loaded by torch.load, and so by
+    safeload.loads; with constants.pkl it is TorchScript, refused by both here."""
+    data, _infos = _zip_records(tmp_path)
+    cases = {
+        name: _rebuilt(data, {name: pickle.dumps((), protocol=2)})
+        for name in ("CONSTANTS.PKL", "Constants.pkl", "constants.pkl")
+    }
+    result = _against_torch(tmp_path, cases)
+    assert result["defects"] == []
+    assert (result["both"], result["neither"], result["torch only"]) == (2, 1, 0), result
+
+
 def test_zip_serialization_id_not_utf8_is_a_finding(tmp_path: Path) -> None:
     """The scan says why: torch.load fails reading the serialization id as text."""
     data, _infos = _zip_records(tmp_path)

@@ -41,7 +41,7 @@ from typing import Any
 
 from .._formats import Located, Reading, ReadingKind, zipread
 from .._formats.compress import range_file
-from .._formats.torch import MAGIC_NUMBER, archive_prefix
+from .._formats.torch import MAGIC_NUMBER, archive_prefix, is_torchscript
 from ..errors import UnsafeFileError, UnsupportedFormatError
 from ..policy import Policy
 from ..report import Finding
@@ -247,7 +247,7 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
     record = _records(archive)
     if prefix is None or record("data.pkl") is None:
         raise _bad(location, "a PyTorch archive without data.pkl")
-    if record("constants.pkl") is not None:
+    if is_torchscript(archive):  # torch: "constants.pkl" in get_all_records(), exact
         raise _bad(
             location,
             "a TorchScript archive: torch.jit.load runs the archive's own code, which no "
