@@ -6,6 +6,7 @@ unspecified.
 from __future__ import annotations
 
 import io
+import pickle
 import sys
 from pathlib import Path
 
@@ -65,3 +66,26 @@ def test_empty_tensor_whose_strides_allow_no_byte_view() -> None:
     odd = torch.empty(0).as_strided((0,), (0,))
     assert difference(odd, torch.empty(0)) is None
     assert difference(odd, torch.empty(0, dtype=torch.float64)) is not None
+
+
+def test_a_pickle_in_a_zip_or_tar_of_one_file_is_read_as_pandas_reads_it(tmp_path: Path) -> None:
+    """safeload.loads reads a zip or tar of exactly one pickle as
+    pandas.read_pickle(compression="zip" / "tar") does; no first byte of the target
+    picks pandas, so the target asks it as another plain loader (it called the
+    pandas reading a defect: the fuzzer's tar whose second header is broken, so
+    that tarfile lists only sys_info)."""
+    import tarfile
+    import zipfile
+
+    from fuzz_targets.load import KINDS, one
+
+    body = pickle.dumps({"a": [1, 2.5]}, protocol=4)
+    tar, zipped = io.BytesIO(), io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as tf:
+        info = tarfile.TarInfo("frame.pkl")
+        info.size = len(body)
+        tf.addfile(info, io.BytesIO(body))
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("frame.pkl", body)
+    for data in (tar.getvalue(), zipped.getvalue()):
+        one(bytes([KINDS.index("pickle")]) + data)  # raised AssertionError before

@@ -10,7 +10,7 @@ library for a file, so when that plain loader refuses the bytes or returns
 another object, some other plain loader must return safeload's object: a
 mutation may turn one format into another, and one file may be read by two
 loaders (a legacy PyTorch file is a stack of pickles: `pickle.load` returns
-the first, torch's magic number, `torch.load` the checkpoint). Any other
+the first, torch's magic number, `torch.load` the checkpoint; pandas reads a pickle in a zip or tar of one file). Any other
 exception from `safeload.loads`, or an object no plain loader returns, is a
 defect.
 
@@ -59,12 +59,25 @@ def _plain_torch(data: bytes) -> Any:
     return torch.load(io.BytesIO(data), weights_only=False, map_location="cpu")
 
 
+def _plain_pandas(compression: str) -> Callable[[bytes], Any]:
+    def load(data: bytes) -> Any:
+        import pandas as pd
+
+        return pd.read_pickle(io.BytesIO(data), compression=compression)
+
+    return load
+
+
 PLAIN: dict[str, Callable[[bytes], Any]] = {
     "pickle": _plain_pickle,
     "joblib": _plain_joblib,
     "npy": _plain_numpy,
     "npz": _plain_numpy,
     "torch": _plain_torch,
+    # No first byte picks these: a pickle in a zip or tar of one file is read by
+    # pandas alone, and safeload loads it as pandas does.
+    "pandas-zip": _plain_pandas("zip"),
+    "pandas-tar": _plain_pandas("tar"),
 }
 
 
@@ -104,7 +117,7 @@ def one(raw: bytes) -> None:
 
 
 def _another_loader_agrees(kind: str, data: bytes, got: Any) -> bool:
-    for other in sorted({"pickle", "joblib", "npy", "torch"} - {kind}):
+    for other in sorted({"pickle", "joblib", "npy", "torch", "pandas-zip", "pandas-tar"} - {kind}):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
