@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import pickle
 import sys
+import zipfile
 from pathlib import Path
 
 import joblib
@@ -75,7 +76,6 @@ def test_a_pickle_in_a_zip_or_tar_of_one_file_is_read_as_pandas_reads_it(tmp_pat
     pandas reading a defect: the fuzzer's tar whose second header is broken, so
     that tarfile lists only sys_info)."""
     import tarfile
-    import zipfile
 
     from fuzz_targets.load import KINDS, one
 
@@ -89,3 +89,16 @@ def test_a_pickle_in_a_zip_or_tar_of_one_file_is_read_as_pandas_reads_it(tmp_pat
         zf.writestr("frame.pkl", body)
     for data in (tar.getvalue(), zipped.getvalue()):
         one(bytes([KINDS.index("pickle")]) + data)  # raised AssertionError before
+
+
+def test_torch_is_asked_with_the_map_location_safeload_loads_uses() -> None:
+    """A real checkpoint whose storage is tagged "meta": torch.load and safeload.loads
+    (no map_location) both return a meta tensor; the target asked torch.load with
+    map_location="cpu" and called the difference a loader defect."""
+    from fuzz_targets.load import KINDS, one
+
+    data = (ROOT / "tests/fuzz_regressions/load/torch-zip-storage-on-meta").read_bytes()
+    assert data[0] == KINDS.index("torch")
+    with zipfile.ZipFile(io.BytesIO(data[1:])) as zf:
+        assert b"meta" in zf.read("archive/data.pkl")
+    one(data)  # raised AssertionError before

@@ -56,7 +56,8 @@ def _plain_numpy(data: bytes) -> Any:
 def _plain_torch(data: bytes) -> Any:
     import torch
 
-    return torch.load(io.BytesIO(data), weights_only=False, map_location="cpu")
+    # No map_location, as `safeload.loads` is called: a storage tagged "meta" stays on meta.
+    return torch.load(io.BytesIO(data), weights_only=False)
 
 
 def _plain_pandas(compression: str) -> Callable[[bytes], Any]:
