@@ -315,6 +315,113 @@ def test_zip_big_endian_byteorder_record(tmp_path: Path) -> None:
     assert_same(guarded(big), theirs)
 
 
+# -- sparse tensors ------------------------------------------------------------------------
+
+_SPARSE_CHILD = r"""
+import io, json, sys, warnings
+sys.path.insert(0, sys.argv[1])
+warnings.simplefilter("ignore")
+import torch
+import safeload
+from safeload.errors import SafeloadError
+out = {}
+for name, hexed in json.load(open(sys.argv[2])).items():
+    data = bytes.fromhex(hexed)
+    theirs = torch.load(io.BytesIO(data), weights_only=False)  # never used: only checked
+    try:
+        with torch.sparse.check_sparse_tensor_invariants(enable=True):
+            for t in theirs.values():
+                torch._utils._sparse_tensors_to_validate.append(t)
+            torch._utils._validate_loaded_sparse_tensors()
+        valid = True
+    except RuntimeError:
+        valid = False
+    try:
+        safeload.loads(data, require_signature=False, location=name)
+        ours = "loaded"
+    except SafeloadError as exc:
+        ours = type(exc).__name__ + ": " + str(exc)[-120:]
+    out[name] = [valid, ours]
+json.dump(out, open(sys.argv[3], "w"))
+"""
+
+
+def _sparse_checkpoint() -> bytes:
+    dense = torch.arange(6.0).reshape(2, 3)
+    buf = io.BytesIO()
+    torch.save({"coo": dense.to_sparse(), "csr": dense.to_sparse_csr()}, buf)
+    return buf.getvalue()
+
+
+def _with_record(data: bytes, rest: str, body: bytes) -> bytes:
+    """The archive with the stored record `rest` overwritten in place (same length)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        info = zf.getinfo(f"archive/{rest}")
+    assert info.compress_type == zipfile.ZIP_STORED and len(body) == info.file_size
+    name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+    start = info.header_offset + 30 + name_len + extra_len
+    return data[:start] + body + data[start + len(body) :]
+
+
+def test_sparse_tensors_torch_would_hand_out_unchecked_are_refused(tmp_path: Path) -> None:
+    """torch.load checks a sparse tensor's indices only while
+    torch.sparse.check_sparse_tensor_invariants is enabled (off by default), and
+    returns the others: a CSR tensor with 1 column index for 5 values, or a COO tensor
+    with an index past its shape, whose to_dense() writes out of bounds (the loader
+    fuzzer's process died of heap corruption comparing one). safeload.loads returned
+    them too; it now runs torch's check itself. torch's own check, run here on
+    torch.load's tensors, says they are invalid; genuine sparse tensors load."""
+    data = _sparse_checkpoint()
+    pkl_at = data.index(b"\x80\x02")
+    # The CSR column indices: storage offset 5, size (5,) -> (1,).
+    cols = data.index(b"QK\x05K\x05\x85", pkl_at)
+    short_cols = data[: cols + 4] + b"\x01" + data[cols + 5 :]
+    # The COO indices (2 x 5 longs): the first row index set to 1000.
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        indices = bytearray(zf.read("archive/data/0"))
+    indices[:8] = struct.pack("<q", 1000)
+    cases = {
+        "genuine": data,
+        "csr: 1 column index for 5 values": short_cols,
+        "coo: index past the shape": _with_record(data, "data/0", bytes(indices)),
+    }
+    (tmp_path / "cases.json").write_text(json.dumps({k: v.hex() for k, v in cases.items()}))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    subprocess.run(
+        [sys.executable, "-c", _SPARSE_CHILD, str(ROOT), "../cases.json", "../out.json"],
+        cwd=scratch,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["genuine"] == [True, "loaded"]
+    for name in ("csr: 1 column index for 5 values", "coo: index past the shape"):
+        valid, ours = result[name]
+        assert not valid, name  # torch.load returned a tensor its own check rejects
+        assert ours.startswith("UnsupportedFormatError"), (name, ours)
+
+
+def test_genuine_sparse_layouts_equal_torch_load(tmp_path: Path) -> None:
+    dense = torch.tensor([[0.0, 1.0, 0.0, 2.0], [3.0, 0.0, 0.0, 4.0]])
+    obj = {
+        "coo": dense.to_sparse(),
+        "coo uncoalesced": torch.sparse_coo_tensor([[0, 0], [1, 1]], [1.0, 2.0], (2, 4)),
+        "csr": dense.to_sparse_csr(),
+        "csc": dense.to_sparse_csc(),
+        "bsr": dense.to_sparse_bsr((1, 2)),
+        "bsc": dense.to_sparse_bsc((1, 2)),
+    }
+    path = save(obj, tmp_path / "sparse.pt", "zip")
+    ours = guarded(path)
+    theirs = torch.load(path, weights_only=False)
+    assert list(ours) == list(theirs)
+    for key in obj:
+        assert ours[key].layout == theirs[key].layout
+        assert torch.equal(ours[key].to_dense(), theirs[key].to_dense()), key
+
+
 # -- zip text records against torch.load ---------------------------------------------------
 
 _TEXT_RECORDS = ("version", ".format_version", "byteorder", ".storage_alignment",

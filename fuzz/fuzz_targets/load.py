@@ -192,15 +192,36 @@ def _numpy_difference(a: Any, b: Any, where: str) -> str | None:
 def _torch_difference(a: Any, b: Any, where: str) -> str | None:
     import torch
 
-    if isinstance(a, torch.Tensor):
-        if a.dtype != b.dtype or a.shape != b.shape or a.device != b.device:
-            return (
-                f"{where}: {a.dtype}{tuple(a.shape)} on {a.device} vs "
-                f"{b.dtype}{tuple(b.shape)} on {b.device}"
-            )
-        if a.numel() == 0 or a.device.type == "meta":
-            return None  # no bytes (an empty tensor's strides may not allow a byte view)
-        left = a.detach().contiguous().reshape(-1).view(torch.uint8)
-        right = b.detach().contiguous().reshape(-1).view(torch.uint8)
-        return None if torch.equal(left, right) else f"{where}: tensor bytes differ"
-    return None if a == b else f"{where}: {a!r:.80} vs {b!r:.80}"
+    if not isinstance(a, torch.Tensor):
+        return None if a == b else f"{where}: {a!r:.80} vs {b!r:.80}"
+    kind = (type(a), a.dtype, a.layout, a.device, a.is_quantized, a.is_nested)
+    if kind != (type(b), b.dtype, b.layout, b.device, b.is_quantized, b.is_nested):
+        return f"{where}: {a.dtype} {a.layout} on {a.device} vs {b.dtype} {b.layout} on {b.device}"
+    if a.is_nested:
+        return difference(list(a.unbind()), list(b.unbind()), where)
+    if a.shape != b.shape:
+        return f"{where}: shape {tuple(a.shape)} vs {tuple(b.shape)}"
+    if a.numel() == 0 or a.device.type == "meta":
+        return None  # no bytes
+    if a.layout != torch.strided:
+        return _torch_difference(a.to_dense(), b.to_dense(), f"{where} (dense)")
+    if a.is_quantized:
+        return difference(_quantization(a), _quantization(b), where)
+    # A copy in a fresh buffer: the tensor's own strides may allow no byte view
+    # (a size-1 dimension keeps any stride).
+    left = torch.empty(a.numel(), dtype=a.dtype).copy_(a.detach().reshape(-1))
+    right = torch.empty(b.numel(), dtype=b.dtype).copy_(b.detach().reshape(-1))
+    same = torch.equal(left.view(torch.uint8), right.view(torch.uint8))
+    return None if same else f"{where}: tensor bytes differ"
+
+
+def _quantization(t: Any) -> tuple[Any, ...]:
+    """A quantized tensor's scheme, parameters and integer values."""
+    import torch
+
+    scheme = t.qscheme()
+    if scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        params: tuple[Any, ...] = (t.q_scale(), t.q_zero_point())
+    else:
+        params = (t.q_per_channel_scales(), t.q_per_channel_zero_points(), t.q_per_channel_axis())
+    return (str(scheme), *params, t.int_repr())

@@ -189,6 +189,18 @@ def _legacy_pid_checker(torch: Any) -> Callable[[object, ImportGuard], None]:
     return check
 
 
+def _validate_sparse(torch: Any) -> None:
+    """torch's own check of the sparse tensors this load rebuilt, always run.
+
+    `torch.load` runs it only while `torch.sparse.check_sparse_tensor_invariants`
+    is enabled (off by default), and otherwise returns sparse tensors whose indices
+    leave their values or their shape: using one (`to_dense()`) reads and writes
+    out of bounds, a heap corruption. The guarded loader refuses them.
+    """
+    with torch.sparse.check_sparse_tensor_invariants(enable=True):
+        torch._utils._validate_loaded_sparse_tensors()
+
+
 def _typed(torch: Any, storage: Any, dtype: Any) -> Any:
     return torch.storage.TypedStorage(wrap_storage=storage, dtype=dtype, _internal=True)
 
@@ -335,7 +347,7 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
         result = unpickler.load()
     finally:
         _serialization_tls.map_location = None
-    torch._utils._validate_loaded_sparse_tensors()
+    _validate_sparse(torch)
     return result
 
 
@@ -505,7 +517,7 @@ def load_torch_legacy(located: Located, data: Any, policy: Policy, map_location:
                     pos,
                 )
             pos = _fill(storage, window, pos, element_size)
-    torch._utils._validate_loaded_sparse_tensors()
+    _validate_sparse(torch)
     return result
 
 
@@ -693,7 +705,7 @@ def load_torch_tar(located: Located, data: Any, policy: Policy, map_location: An
         "pickle", members["pickle"][0], persistent_load=persistent_load, check_pid=_check_tar_pid
     )
     # torch's tar reader skips this; a sparse tensor is checked before it is used.
-    torch._utils._validate_loaded_sparse_tensors()
+    _validate_sparse(torch)
     return result
 
 
