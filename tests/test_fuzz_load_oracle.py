@@ -102,3 +102,21 @@ def test_torch_is_asked_with_the_map_location_safeload_loads_uses() -> None:
     with zipfile.ZipFile(io.BytesIO(data[1:])) as zf:
         assert b"meta" in zf.read("archive/data.pkl")
     one(data)  # raised AssertionError before
+
+
+def test_tensors_of_every_kind_compare_without_raising() -> None:
+    """What torch.load returns for mutated checkpoints: a size-1 dimension with any
+    stride (no byte view of it exists: the comparison raised), sparse COO and CSR
+    tensors (no contiguous()), quantized tensors (compared by scheme, parameters and
+    integer values)."""
+    odd = torch.tensor([1 + 2j]).as_strided((1,), (255,))
+    assert difference(odd, torch.tensor([1 + 2j])) is None
+    assert difference(odd, torch.tensor([1 + 3j])) == "object: tensor bytes differ"
+    dense = torch.arange(6.0).reshape(2, 3)
+    for sparse in (dense.to_sparse(), dense.to_sparse_csr()):
+        assert difference(sparse, sparse.clone()) is None
+        assert difference(sparse, (dense + 1).to_sparse(layout=sparse.layout)) is not None
+        assert difference(sparse, dense) is not None
+    q = torch.quantize_per_tensor(torch.arange(4.0), 0.5, 2, torch.qint8)
+    assert difference(q, q.clone()) is None
+    assert difference(q, torch.quantize_per_tensor(torch.arange(4.0), 0.25, 2, torch.qint8))
