@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,23 @@ def test_the_cases_are_real_joblib_files() -> None:
     """The nested stream replaced is the one joblib reads (not vacuous)."""
     loaded: Any = joblib.load(io.BytesIO(_with_nested(np.arange(3.0))))
     assert loaded["o"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_lzma_header_is_read_as_joblib_reads_it(tmp_path: Path) -> None:
+    """joblib opens its .lzma files with lzma.LZMAFile (FORMAT_AUTO), whose .lzma
+    decoder refuses a dictionary size other than 2**n or 2**n + 2**(n-1); safeload
+    decompressed them with FORMAT_ALONE, which takes any, and returned the object
+    joblib.load fails on ("Input format not supported by decoder")."""
+    buf = io.BytesIO()
+    joblib.dump({"o": np.arange(3.0)}, buf, compress=("lzma", 3))
+    raw = buf.getvalue()
+    assert raw[:3] == b"]\x00\x00"
+    (dict_size,) = struct.unpack_from("<I", raw, 1)
+    cases = {"as saved": raw}
+    for size in (1 << 20, 3 << 19, (1 << 20) + 1, 5 << 20, 0xFFFFFFFF, 4096, 4097):
+        cases[f"dictionary {size:#x}"] = raw[:1] + struct.pack("<I", size) + raw[5:]
+    result = _against_joblib(tmp_path, cases)
+    assert dict_size == 1 << 22  # preset 3
+    assert [v for v in result.values() if v.startswith("defect")] == []
+    assert result["dictionary 0x100001"] == "neither" == result["dictionary 0x500000"]
+    assert result["as saved"] == "both: ndarray" == result["dictionary 0x180000"]

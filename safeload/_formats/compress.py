@@ -357,7 +357,9 @@ _MAKERS: dict[str, Callable[[], Any]] = {
     "gzip": lambda: zlib.decompressobj(31),
     "bz2": bz2.BZ2Decompressor,
     "xz": lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=LZMA_MEMLIMIT),
-    "lzma": lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE, memlimit=LZMA_MEMLIMIT),
+    # joblib and pandas read it with LZMAFile's FORMAT_AUTO, whose .lzma decoder is picky
+    # (a dictionary size other than 2**n or 2**n + 2**(n-1) is refused; FORMAT_ALONE takes it).
+    "lzma": lambda: lzma.LZMADecompressor(lzma.FORMAT_AUTO, memlimit=LZMA_MEMLIMIT),
     # Zip members (methods 12 and 14), as `zipfile` reads them: one stream each.
     "zip-bzip2": bz2.BZ2Decompressor,
 }
