@@ -120,3 +120,38 @@ def test_tensors_of_every_kind_compare_without_raising() -> None:
     q = torch.quantize_per_tensor(torch.arange(4.0), 0.5, 2, torch.qint8)
     assert difference(q, q.clone()) is None
     assert difference(q, torch.quantize_per_tensor(torch.arange(4.0), 0.25, 2, torch.qint8))
+
+
+def test_modules_namespaces_and_objects_as_keys_compare_by_state() -> None:
+    """What torch.load returns for a whole-module checkpoint and its mutations: an
+    nn.Module has no __eq__ (every genuine one was a 'difference'), a module can be a
+    dict key or hold itself, an argparse.Namespace's __eq__ compares its tensors and
+    raises."""
+    import argparse
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    twin.load_state_dict(model.state_dict())
+    assert difference(model, twin) is None
+    with torch.no_grad():
+        twin[0].bias[0] += 1
+    assert "bias" in str(difference(model, twin))
+    twin.load_state_dict(model.state_dict())
+    assert difference({model: 1}, {twin: 1}) is None
+    model.add_module("me", model)
+    twin.add_module("me", twin)
+    assert difference(model, twin) is None
+    left = argparse.Namespace(w=torch.ones(3), lr=0.1)
+    assert difference(left, argparse.Namespace(w=torch.ones(3), lr=0.1)) is None
+    assert difference(left, argparse.Namespace(w=torch.zeros(3), lr=0.1)) is not None
+
+
+def test_the_loader_fuzz_inputs_of_oracle_mistakes_pass() -> None:
+    """The kept inputs from the generation fixtures: the whole module itself, one with
+    a module as a dict key, one whose argparse.Namespace holds a tensor."""
+    from fuzz_targets.load import one
+
+    for name in ("torch-zip-whole-module", "torch-zip-module-as-dict-key",
+                 "torch-zip-namespace-holding-a-tensor"):  # fmt: skip
+        one((ROOT / "tests/fuzz_regressions/load" / name).read_bytes())

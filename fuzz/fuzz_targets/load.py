@@ -132,17 +132,36 @@ def _another_loader_agrees(kind: str, data: bytes, got: Any) -> bool:
     return False
 
 
+_COMPARING: set[tuple[int, int]] = set()
+"""Pairs being compared further up: an object that holds itself (an nn.Module among its
+own submodules) is compared once."""
+
+
 def difference(a: Any, b: Any, where: str = "object") -> str | None:
     """Where `a` and `b` differ (types, values bit for bit, order), or None."""
+    pair = (id(a), id(b))
+    if pair in _COMPARING:
+        return None
+    _COMPARING.add(pair)
+    try:
+        return _difference(a, b, where)
+    finally:
+        _COMPARING.discard(pair)
+
+
+def _difference(a: Any, b: Any, where: str) -> str | None:
     if type(a) is not type(b):
         return f"{where}: {type(a).__name__} vs {type(b).__name__}"
     if isinstance(a, float):
         return None if struct.pack("<d", a) == struct.pack("<d", b) else f"{where}: {a!r} vs {b!r}"
     if isinstance(a, dict):
-        if list(a) != list(b):
-            return f"{where}: keys {list(a)[:5]} vs {list(b)[:5]}"
-        for key in a:
-            found = difference(a[key], b[key], f"{where}[{key!r}]")
+        if len(a) != len(b):
+            return f"{where}: {len(a)} keys vs {len(b)}"
+        # Item by item, keys compared as values are (a key may be a module or a tensor).
+        for i, ((ka, va), (kb, vb)) in enumerate(zip(a.items(), b.items(), strict=True)):
+            found = difference(ka, kb, f"{where} key {i}") or difference(
+                va, vb, f"{where}[{_show(ka)}]"
+            )
             if found:
                 return found
         return None
@@ -159,14 +178,31 @@ def difference(a: Any, b: Any, where: str = "object") -> str | None:
         return _numpy_difference(a, b, where)
     if module.startswith("torch"):
         return _torch_difference(a, b, where)
-    if type(a).__eq__ is object.__eq__ and not isinstance(a, type) and hasattr(a, "__dict__"):
-        # No value equality (`==` is identity): the state the loader set is the object.
+    return _object_difference(a, b, where)
+
+
+def _object_difference(a: Any, b: Any, where: str) -> str | None:
+    state = not isinstance(a, type) and hasattr(a, "__dict__")
+    if state and type(a).__eq__ is object.__eq__:
+        # No value equality (`==` is identity, an nn.Module): the state the loader
+        # set is the object.
         return difference(vars(a), vars(b), f"{where}.__dict__")
     try:
         equal = bool(a == b)
-    except Exception as exc:  # a comparison that raises says nothing
+    except Exception as exc:
+        if state:
+            # An __eq__ over a state that holds tensors or arrays (argparse.Namespace
+            # compares its __dict__s) raises: that state is compared instead.
+            return difference(vars(a), vars(b), f"{where}.__dict__")
         return f"{where}: cannot compare ({type(exc).__name__})"
-    return None if equal else f"{where}: {a!r:.80} vs {b!r:.80}"
+    return None if equal else f"{where}: {_show(a)} vs {_show(b)}"
+
+
+def _show(x: Any) -> str:
+    try:
+        return f"{x!r:.80}"
+    except Exception:  # the repr of a half-built object (an nn.Module missing a field)
+        return f"<{type(x).__name__}>"
 
 
 def _numpy_difference(a: Any, b: Any, where: str) -> str | None:
@@ -193,7 +229,7 @@ def _torch_difference(a: Any, b: Any, where: str) -> str | None:
     import torch
 
     if not isinstance(a, torch.Tensor):
-        return None if a == b else f"{where}: {a!r:.80} vs {b!r:.80}"
+        return _object_difference(a, b, where)
     kind = (type(a), a.dtype, a.layout, a.device, a.is_quantized, a.is_nested)
     if kind != (type(b), b.dtype, b.layout, b.device, b.is_quantized, b.is_nested):
         return f"{where}: {a.dtype} {a.layout} on {a.device} vs {b.dtype} {b.layout} on {b.device}"
