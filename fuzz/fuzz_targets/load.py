@@ -230,13 +230,18 @@ def _torch_difference(a: Any, b: Any, where: str) -> str | None:
 
     if not isinstance(a, torch.Tensor):
         return _object_difference(a, b, where)
-    kind = (type(a), a.dtype, a.layout, a.device, a.is_quantized, a.is_nested)
-    if kind != (type(b), b.dtype, b.layout, b.device, b.is_quantized, b.is_nested):
-        return f"{where}: {a.dtype} {a.layout} on {a.device} vs {b.dtype} {b.layout} on {b.device}"
+    kind = (type(a), a.dtype, a.layout, a.device, a.is_quantized, a.is_nested, a.requires_grad)
+    if kind != (type(b), b.dtype, b.layout, b.device, b.is_quantized, b.is_nested, b.requires_grad):
+        return f"{where}: {kind} vs {(type(b), b.dtype, b.layout, b.device, b.requires_grad)}"
     if a.is_nested:
         return difference(list(a.unbind()), list(b.unbind()), where)
     if a.shape != b.shape:
         return f"{where}: shape {tuple(a.shape)} vs {tuple(b.shape)}"
+    if a.layout == torch.strided and (a.stride(), a.storage_offset()) != (
+        b.stride(),
+        b.storage_offset(),
+    ):
+        return f"{where}: strides {a.stride()} at {a.storage_offset()} vs {b.stride()} at {b.storage_offset()}"
     if a.numel() == 0 or a.device.type == "meta":
         return None  # no bytes
     if a.layout != torch.strided:
