@@ -545,6 +545,21 @@ def test_torchscript_is_an_exact_constants_pkl_record(tmp_path: Path) -> None:
     assert (result["both"], result["neither"], result["torch only"]) == (2, 1, 0), result
 
 
+def test_records_are_judged_only_in_an_archive_torch_opens(tmp_path: Path) -> None:
+    """torch's record checks apply to torch's reading of the archive: when torch's
+    reader cannot open it (a contradictory size, a file that does not start with a
+    local header) that is the finding, not a spurious "no version record"."""
+    data, _infos = _zip_records(tmp_path)
+    sizes = bytearray(data)
+    struct.pack_into("<I", sizes, sizes.find(b"PK\x01\x02") + 20, 5)
+    not_local = b"PL" + data[2:]
+    for case in (bytes(sizes), not_local):
+        with locate(case, "case") as located:
+            messages = [n.message for n in located.notes]
+        assert messages, messages
+        assert not any("version record" in m for m in messages), messages
+
+
 def test_zip_serialization_id_not_utf8_is_a_finding(tmp_path: Path) -> None:
     """The scan says why: torch.load fails reading the serialization id as text."""
     data, _infos = _zip_records(tmp_path)

@@ -136,6 +136,8 @@ def _record_refusal(
     case-insensitive lookup (a missing optional one is skipped). miniz checks
     no CRC-32. A record whose bytes cannot be read is noted by `member_bytes`.
     """
+    if not any(m.reader == zipread.TORCH for m in archive.members):
+        return None  # torch's reader cannot open it at all (noted by the caller)
     version = _record(archive, ".data/version") or _record(archive, "version")
     if version is None:
         return "it has no version record", 0
@@ -152,6 +154,8 @@ def _record_refusal(
         if member.refused:
             # Encrypted or patched: every reader refuses it (its bytes are scanned anyway).
             return f"record {member.name!r} is flagged encrypted or patched", member.header_offset
+        if member.name.lower().endswith("/data.pkl"):
+            continue  # its bytes are the pickle, read (and noted) by the scan below
         content = member_bytes(ctx, data, member, location)
         if content is None:
             return None  # noted already
