@@ -990,6 +990,40 @@ def test_legacy_tar_without_tensors_loads(tmp_path: Path) -> None:
     assert ours == torch.load(path, weights_only=False) == pickle.loads(top)
 
 
+class _Rebuild:
+    """`torch._utils._rebuild_tensor_v2(*args)` in a pickle."""
+
+    def __init__(self, *args: object) -> None:
+        self.args = args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+def test_no_tensor_grows_a_legacy_storage_with_uninitialized_memory(tmp_path: Path) -> None:
+    """torch's legacy loaders hand out tensors on storages they grow: an empty storage
+    referenced a second time is a new, resizable one, and a tar storage is resizable;
+    a tensor claiming 1024 elements of either grows it with uninitialized memory
+    (torch.load returns it; safeload.loads did too for the stacked format, the tar
+    reader would have). Every storage is fixed-size here: both are refused."""
+    stacked = _stack(
+        _HEAD,
+        {"a": _Tensor(_sid("e", 0), 0, (0,)), "b": _Tensor(_sid("e", 0), 0, (1024,))},
+        pickle.dumps(["e"], protocol=2),
+        [struct.pack("<q", 0)],
+    )
+    theirs = torch.load(io.BytesIO(stacked), weights_only=False)
+    assert theirs["b"].untyped_storage().nbytes() == 4096  # grown: the file has 0 bytes
+    with pytest.raises(UnsupportedFormatError, match="not resizable"):
+        safeload.loads(stacked, require_signature=False)
+
+    args = ("@10", 0, (1024,), (1,), False, collections.OrderedDict())
+    path = _legacy_tar(tmp_path / "grow.pt", top=_top({"t": _Rebuild(*args)}))
+    assert torch.load(path, weights_only=False)["t"].untyped_storage().nbytes() == 4096
+    with pytest.raises(RuntimeError, match="not resizable"):
+        _load_tar(path)
+
+
 _FLOAT_RECORD = _p(1) + _p((10, "cpu", torch.FloatStorage))
 _TAR_DAMAGE: dict[str, tuple[dict[str, bytes], str]] = {
     "shape-beyond": (

@@ -201,6 +201,17 @@ def _validate_sparse(torch: Any) -> None:
         torch._utils._validate_loaded_sparse_tensors()
 
 
+def _fixed_empty(torch: Any, device: Any) -> Any:
+    """An empty storage no tensor can grow (a storage slice is not resizable).
+
+    A resizable one would be grown by a tensor that claims more of it, with
+    uninitialized memory: what torch's legacy loader hands out for an empty
+    storage referenced twice. A meta storage holds no memory and cannot be sliced.
+    """
+    storage = torch.UntypedStorage(0, device=device)
+    return storage if storage.device.type == "meta" else storage[0:0]
+
+
 def _typed(torch: Any, storage: Any, dtype: Any) -> Any:
     return torch.storage.TypedStorage(wrap_storage=storage, dtype=dtype, _internal=True)
 
@@ -311,7 +322,7 @@ def load_torch_zip(located: Located, data: Any, policy: Policy, map_location: An
         # needs more than its storage holds fails ("Trying to resize storage that is
         # not resizable") instead of growing it with uninitialized memory.
         if not nbytes:
-            storage = torch.UntypedStorage(0)[0:0]
+            storage = _fixed_empty(torch, "cpu")
         elif alias and not swap and member.data_offset % _ALIGNMENT == 0:
             # A view of the held bytes, as torch.load(mmap=True) views the file:
             # one copy of the data in all. (Swapping bytes would write into the
@@ -452,9 +463,8 @@ def load_torch_legacy(located: Located, data: Any, policy: Policy, map_location:
         else:
             typed = objects[root_key]
             if typed._data_ptr() == 0:
-                typed = torch.storage.TypedStorage(
-                    device=typed._untyped_storage.device, dtype=dtype, _internal=True
-                )
+                # As torch: an empty storage referenced again is a new one (fixed-size here).
+                typed = _typed(torch, _fixed_empty(torch, typed._untyped_storage.device), dtype)
         if view_metadata is None:
             return typed
         view_key, offset, view_size = view_metadata
@@ -647,6 +657,9 @@ def load_torch_tar(located: Located, data: Any, policy: Policy, map_location: An
                 )
             storage = torch.UntypedStorage(nbytes)
             pos = _fill(storage, window, pos, element_size)
+            # Filled, then fixed-size: a tensor the pickles rebuild on it cannot grow it
+            # (torch's tar reader would, with uninitialized memory).
+            storage = storage[0:nbytes]
             objects[key] = _typed(torch, restore_location(storage, device), dtype)
         views, pos = unpickle("storages", pos)
         if type(views) is not list:
