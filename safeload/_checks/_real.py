@@ -184,7 +184,7 @@ def checked_constructor(module: str, qualname: str, real: Any, location: str) ->
 _ATOMS = (int, float, complex, str, bytes, bool, type(None))
 # References from these lead out of the loaded data into code and modules
 # (a function's globals reach the whole interpreter), never to loaded state.
-_CODE = (
+CODE_TYPES = (
     type,
     types.ModuleType,
     types.FunctionType,
@@ -193,7 +193,7 @@ _CODE = (
     types.CodeType,
     types.FrameType,
 )
-_SKIP = (*_ATOMS, *_CODE)
+_SKIP = (*_ATOMS, *CODE_TYPES)
 
 
 def _active(modules: set[str], fallback: Iterable[str]) -> list[ObjectCheck]:

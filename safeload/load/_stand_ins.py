@@ -23,22 +23,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .._checks._real import CODE_TYPES
 from ..errors import UnsupportedFormatError
 
 __all__ = ["held_elsewhere", "swap_stand_ins"]
 
 _ATOMS = (int, float, complex, str, bytes, bytearray, bool, type(None))
-# References from these lead into code and modules, never to loaded data.
-_CODE = (
-    type,
-    types.ModuleType,
-    types.FunctionType,
-    types.BuiltinFunctionType,
-    types.MethodType,
-    types.CodeType,
-    types.FrameType,
-)
-_SKIP = (*_ATOMS, *_CODE)
+_SKIP = (*_ATOMS, *CODE_TYPES)  # the object checks' walk stops at the same code types
 _IMMUTABLE = (tuple, frozenset)
 
 
