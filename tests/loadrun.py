@@ -129,3 +129,22 @@ def run_jobs(
 
 def canary_in(cwd: str | Path) -> bool:
     return (Path(cwd) / CANARY).exists()
+
+
+def run_on_cases(tmp_path: Path, script: str, cases: dict[str, bytes], timeout: int = 300) -> Any:
+    """Run `script` (`python -c`) in a scratch folder of `tmp_path` on named byte cases.
+
+    The script gets the repository root, the cases (JSON of name -> hex) and the
+    path to write its JSON result to as argv[1:4]; the result is returned.
+    """
+    (tmp_path / "cases.json").write_text(json.dumps({k: v.hex() for k, v in cases.items()}))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    subprocess.run(
+        [sys.executable, "-c", script, str(ROOT), "../cases.json", "../out.json"],
+        cwd=scratch,
+        check=True,
+        timeout=timeout,
+        capture_output=True,
+    )
+    return json.loads((tmp_path / "out.json").read_text())

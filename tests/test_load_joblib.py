@@ -12,11 +12,8 @@ a child process: safeload returns an equal object or refuses.
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import struct
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ import joblib
 import numpy as np
 from joblib.numpy_pickle import NumpyArrayWrapper
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.loadrun import run_on_cases
 
 _AGAINST_JOBLIB = r"""
 import io, json, resource, sys, warnings
@@ -62,17 +59,7 @@ json.dump(out, open(sys.argv[3], "w"))
 
 
 def _against_joblib(tmp_path: Path, cases: dict[str, bytes]) -> dict[str, str]:
-    (tmp_path / "cases.json").write_text(json.dumps({k: v.hex() for k, v in cases.items()}))
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    subprocess.run(
-        [sys.executable, "-c", _AGAINST_JOBLIB, str(ROOT), "../cases.json", "../out.json"],
-        cwd=scratch,
-        check=True,
-        timeout=300,
-        capture_output=True,
-    )
-    result: dict[str, str] = json.loads((tmp_path / "out.json").read_text())
+    result: dict[str, str] = run_on_cases(tmp_path, _AGAINST_JOBLIB, cases)
     return result
 
 

@@ -37,6 +37,7 @@ from safeload._formats import locate
 from safeload._formats.torch import MAGIC_NUMBER
 from safeload.load._allowed import effective_policy
 from safeload.load._torch import load_torch_tar, load_torch_zip
+from tests.loadrun import run_on_cases
 from tests.picklebuild import glob, proto, reduce, sbu, stop, tuple2
 
 pytestmark = [
@@ -385,17 +386,7 @@ def test_sparse_tensors_torch_would_hand_out_unchecked_are_refused(tmp_path: Pat
         "csr: 1 column index for 5 values": short_cols,
         "coo: index past the shape": _with_record(data, "data/0", bytes(indices)),
     }
-    (tmp_path / "cases.json").write_text(json.dumps({k: v.hex() for k, v in cases.items()}))
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    subprocess.run(
-        [sys.executable, "-c", _SPARSE_CHILD, str(ROOT), "../cases.json", "../out.json"],
-        cwd=scratch,
-        check=True,
-        timeout=300,
-        capture_output=True,
-    )
-    result = json.loads((tmp_path / "out.json").read_text())
+    result = run_on_cases(tmp_path, _SPARSE_CHILD, cases)
     assert result["genuine"] == [True, "loaded"]
     for name in ("csr: 1 column index for 5 values", "coo: index past the shape"):
         valid, ours = result[name]
@@ -738,17 +729,7 @@ json.dump(out, open(sys.argv[3], "w"))
 
 def _against_torch(tmp_path: Path, cases: dict[str, bytes]) -> dict[str, Any]:
     """safeload.loads and torch.load on each case, in a child under a memory limit."""
-    (tmp_path / "cases.json").write_text(json.dumps({k: v.hex() for k, v in cases.items()}))
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    subprocess.run(
-        [sys.executable, "-c", _AGAINST_TORCH, str(ROOT), "../cases.json", "../out.json"],
-        cwd=scratch,
-        check=True,
-        timeout=600,
-        capture_output=True,
-    )
-    result: dict[str, Any] = json.loads((tmp_path / "out.json").read_text())
+    result: dict[str, Any] = run_on_cases(tmp_path, _AGAINST_TORCH, cases, timeout=600)
     return result
 
 
